@@ -1,0 +1,264 @@
+"""Scenario schema: YAML in, typed and validated objects out.
+
+Every model forbids unknown keys (``extra="forbid"``), so a typo in a scenario
+is an error naming its key path, not a silently ignored setting. Units are in
+the field names (``_w`` watts, ``_db`` decibels, ``_m`` metres, ``_s``
+seconds, ``_hz`` hertz).
+
+:func:`load_scenario` raises :class:`ScenarioError`, whose ``problems`` are
+one line each (``key.path: what is wrong``), for a missing, empty or broken
+file as for a wrong value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Range(_Strict):
+    """A closed interval ``[low, high]`` sampled uniformly."""
+
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        return self
+
+
+class ArrivalConfig(_Strict):
+    """How users arrive."""
+
+    #: ``batch``: all users arrive at t = 0 (the paper's setting);
+    #: ``poisson``: exponential inter-arrival times with ``rate_per_s``.
+    process: Literal["batch", "poisson"] = "batch"
+    n_users: Annotated[int, Field(ge=1)] = 3
+    #: Mean arrivals per second (Poisson only).
+    rate_per_s: PositiveFloat = 0.05
+
+
+class UserConfig(_Strict):
+    """What each arriving user brings."""
+
+    #: Prompts to draw from: ``default`` is the shipped prompt set, or a path to a YAML prompt file.
+    prompt_set: str = "default"
+    #: Fixed prompts assigned in order to users 0, 1, ... (overrides random draws for those users).
+    prompts: list[str] = Field(default_factory=list)
+    #: Quality thresholds on the assessor's 0-10 scale, drawn uniformly.
+    threshold: Range = Range(low=7.5, high=8.5)
+    #: Fixed thresholds for users 0, 1, ... (overrides the range for those users).
+    thresholds: list[Annotated[float, Field(ge=0, le=10)]] = Field(default_factory=list)
+    #: Distance to the MASP in metres, drawn uniformly.
+    distance_m: Range = Range(low=50.0, high=150.0)
+    #: Fixed distances in metres for users 0, 1, ... (overrides the range for those users).
+    distances_m: list[PositiveFloat] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> UserConfig:
+        if not 0 <= self.threshold.low <= self.threshold.high <= 10:
+            raise ValueError("threshold range must lie within [0, 10]")
+        if self.distance_m.low <= 0:
+            raise ValueError("distance_m.low must be > 0 metres")
+        return self
+
+
+class MaspConfig(_Strict):
+    """One edge server (mobile AIGC service provider)."""
+
+    name: str = "masp0"
+    #: GPUs serving the generation queue (capacity of the SimPy resource).
+    gpus: Annotated[int, Field(ge=1)] = 1
+    #: Total transmit power shared by the users of one decision epoch, watts.
+    p_total_w: PositiveFloat = 1.0
+    #: Most users decided for jointly at one epoch (the paper's Q).
+    max_users_per_epoch: Annotated[int, Field(ge=1)] = 3
+    #: Position (x, y) in metres; users are placed around the origin at ``users.distance_m``.
+    position_m: tuple[float, float] = (0.0, 0.0)
+
+
+class ChannelConfig(_Strict):
+    """Wireless link (see :mod:`sim.channel`)."""
+
+    path_loss_exponent: PositiveFloat = 3.0
+    shadowing_sigma_db: NonNegativeFloat = 4.0
+    nakagami_m: Annotated[float, Field(ge=0.5)] = 2.0
+    nakagami_omega: PositiveFloat = 1.0
+    noise_power_w: PositiveFloat = 1e-9
+    #: Bandwidth per user for the Shannon-rate transmission time, Hz; ``null`` ignores transmission time (as the paper does).
+    bandwidth_hz: PositiveFloat | None = 10e6
+    #: How the BER of one image is set. ``average_fading``: the image spans many coherence times of the
+    #: small-scale fading, so its BER is the Nakagami-averaged BER (eq. 9) at this round's shadowed SNR;
+    #: ``block_fading``: one fading draw holds for the whole image, BER = Q(sqrt(2 SNR)).
+    ber_model: Literal["average_fading", "block_fading"] = "average_fading"
+
+
+class GeneratorConfig(_Strict):
+    """Text-to-image backend."""
+
+    backend: Literal["surrogate"] = "surrogate"
+    #: Modelled GPU seconds per image (the paper's T_zeta).
+    inference_time_s: PositiveFloat = 2.0
+    image_size: Annotated[int, Field(ge=16, le=2048)] = 256
+    image_format: Literal["jpeg", "png", "raw"] = "jpeg"
+    jpeg_quality: Annotated[int, Field(ge=1, le=95)] = 85
+
+
+class AssessorConfig(_Strict):
+    backend: Literal["fidelity"] = "fidelity"
+    #: Exponent on SSIM in the fidelity assessor's score = generation score * SSIM^gamma.
+    ssim_gamma: PositiveFloat = 2.0
+
+
+class QualityConfig(_Strict):
+    """Quality model files; ``default`` uses the statistics shipped in ``sim/data``."""
+
+    generation: str = "default"
+    damage: str = "default"
+
+
+class QoEConfig(_Strict):
+    """QoE, cost and utility constants (see :mod:`sim.qoe`)."""
+
+    #: Latency the user tolerates, seconds (L_max in eq. 23).
+    max_latency_s: PositiveFloat = 60.0
+    #: Weight of QoE in the utility (eta_q).
+    eta_q: NonNegativeFloat = 1.0
+    #: Weight of cost in the utility (eta_c).
+    eta_c: NonNegativeFloat = 0.05
+    #: Cost of one inference trial (c_zeta in eq. 24), in the same unit as one watt of transmit power.
+    cost_per_image: NonNegativeFloat = 0.5
+    #: Penalty rho per violated constraint (eq. 22).
+    penalty: NonNegativeFloat = 1.0
+    #: Received scores below this floor count as the floor in ln(Q / Q_th) (an undecodable image scores 0).
+    quality_floor: PositiveFloat = 0.5
+
+
+class AgentConfig(_Strict):
+    """An agent chosen by registry name, with its parameters."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ServiceConfig(_Strict):
+    #: Most service rounds per user; a user still below threshold after these leaves unsatisfied.
+    max_rounds: Annotated[int, Field(ge=1)] = 5
+    #: Most images one user may get in one round (N_max).
+    max_images_per_round: Annotated[int, Field(ge=1)] = 8
+    #: Association rule of arriving users to MASPs.
+    association: Literal["nearest", "least_loaded"] = "nearest"
+    #: Simulated time limit, seconds (``null``: run until every user has left).
+    horizon_s: PositiveFloat | None = None
+
+
+class Scenario(_Strict):
+    """A whole scenario file."""
+
+    name: str
+    description: str = ""
+    seed: Annotated[int, Field(ge=0)] = 0
+    arrivals: ArrivalConfig = ArrivalConfig()
+    users: UserConfig = UserConfig()
+    masps: list[MaspConfig] = Field(default_factory=lambda: [MaspConfig()], min_length=1)
+    channel: ChannelConfig = ChannelConfig()
+    generator: GeneratorConfig = GeneratorConfig()
+    assessor: AssessorConfig = AssessorConfig()
+    quality: QualityConfig = QualityConfig()
+    qoe: QoEConfig = QoEConfig()
+    service: ServiceConfig = ServiceConfig()
+    provisioning_agent: AgentConfig = AgentConfig(name="static")
+    prompt_agent: AgentConfig = AgentConfig(name="raw")
+
+    @model_validator(mode="after")
+    def _check(self) -> Scenario:
+        names = [m.name for m in self.masps]
+        if len(set(names)) != len(names):
+            raise ValueError(f"MASP names must be unique, got {names}")
+        return self
+
+
+class ScenarioError(Exception):
+    """A scenario that cannot be used; ``problems`` holds one line per problem."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+def _format_location(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "(top level)"
+
+
+def validation_problems(error: ValidationError) -> list[str]:
+    """One ``key.path: message`` line per pydantic error."""
+    lines = []
+    for err in error.errors():
+        loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function-")))
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key (check its spelling and nesting)"
+        elif err["type"] == "missing":
+            message = "required key is missing"
+        lines.append(f"{_format_location(loc)}: {message}")
+    return lines
+
+
+def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
+    """Validate already-parsed YAML data."""
+    if data is None:
+        raise ScenarioError(source, ["(top level): the file is empty; a scenario needs at least `name:`"])
+    if not isinstance(data, dict):
+        raise ScenarioError(source, [f"(top level): expected a mapping of keys, got {type(data).__name__}"])
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as err:
+        raise ScenarioError(source, validation_problems(err)) from None
+
+
+def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
+    """Read, parse and validate a scenario file; ``overrides`` replace top-level keys."""
+    path = Path(path)
+    source = str(path)
+    if not path.exists():
+        raise ScenarioError(source, ["(file): no such file"])
+    if path.is_dir():
+        raise ScenarioError(source, ["(file): is a directory, expected a YAML file"])
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ScenarioError(source, [f"(file): cannot be read: {err}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ScenarioError(source, [f"(yaml): {where}{problem}"]) from None
+    if isinstance(data, dict) and overrides:
+        data = {**data, **overrides}
+    return parse_scenario(data, source)
+
+
+def scenario_to_yaml(scenario: Scenario) -> str:
+    """The resolved scenario (defaults filled in) as YAML, saved beside results."""
+    return yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,132 @@
+"""The surrogate text-to-image backend: a calibrated quality model plus a procedural image.
+
+No diffusion model runs. For each seed of a request the surrogate
+
+* draws the image's generation score (0-10, the assessor's scale) from the quality
+  model: ``quality_model.sample_scores(raw_prompt, strategy,
+  np.random.default_rng(seed), n=1, key=prompt_effect_key)``, so the score is a
+  deterministic function of (raw prompt, strategy, seed, key);
+* renders a picture with :func:`sim.generation.render.render_image` from the *raw*
+  prompt and the seed (its detail, hence its encoded size, grows with the raw
+  prompt's complexity; the refined prompt's boilerplate suffixes would push every
+  refined prompt to maximal detail and hide the prompt's own content);
+* encodes it in the configured format (bytes as transmitted) and records as
+  ``pixels`` the image an error-free link delivers (for JPEG, the decoded JPEG);
+* reports ``inference_time_s`` as the modelled GPU time per image.
+
+>>> from sim.quality import QualityModel
+>>> gen = SurrogateGenerator(QualityModel.default(), image_size=64)
+>>> req = GenerationRequest(raw_prompt="A garden with a fountain", prompt="A garden with a fountain",
+...                         strategy=0, seeds=(3, 1))
+>>> images = gen.generate(req)
+>>> [im.seed for im in images], images[0].format, images[0].pixels.shape
+([3, 1], 'jpeg', (64, 64, 3))
+>>> images[0].generation_score == gen.generate(req)[0].generation_score
+True
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from sim.generation.base import GeneratedImage, GenerationRequest
+from sim.generation.render import FORMATS, decode_image, encode_image, render_image
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def render_encoded(
+    prompt: str,
+    seed: int,
+    size: int = 256,
+    image_format: str = "jpeg",
+    jpeg_quality: int = 85,
+    complexity: float | None = None,
+) -> tuple[bytes, np.ndarray]:
+    """The surrogate's picture for (prompt, seed): ``(bytes as transmitted, pixels as delivered
+    by an error-free link)`` (read-only pixels; for JPEG the decoded JPEG, else the render)."""
+    pixels = render_image(prompt, int(seed), size, complexity)
+    data = encode_image(pixels, image_format, jpeg_quality)
+    if image_format == "jpeg":  # lossy: what an error-free link delivers is the decoded JPEG
+        decoded = decode_image(data, "jpeg", pixels.shape)
+        if decoded is None:  # pragma: no cover - a fresh encoding always decodes
+            raise RuntimeError("freshly encoded JPEG does not decode")
+        pixels = decoded
+    pixels.flags.writeable = False
+    return data, pixels
+
+
+class SurrogateGenerator:
+    """Generator backend ``surrogate`` (see the module docstring)."""
+
+    name = "surrogate"
+
+    def __init__(
+        self,
+        quality_model=None,
+        image_size: int = 256,
+        image_format: str = "jpeg",
+        jpeg_quality: int = 85,
+        inference_time_s: float = 5.0,
+        prompt_effect_key: int = 0,
+    ):
+        if quality_model is None:
+            from sim.quality import QualityModel
+
+            quality_model = QualityModel.default(image_format=image_format)
+        if not hasattr(quality_model, "sample_scores"):
+            raise TypeError(f"quality_model must provide sample_scores(...), got {type(quality_model).__name__}")
+        if not _is_int(image_size) or image_size < 8:
+            raise ValueError(f"image_size must be an integer >= 8 pixels, got {image_size!r}")
+        if not isinstance(image_format, str) or image_format.lower() not in FORMATS:
+            raise ValueError(f"image_format must be one of {', '.join(FORMATS)}, got {image_format!r}")
+        if not _is_int(jpeg_quality) or not 1 <= jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be an integer in 1..100, got {jpeg_quality!r}")
+        t = float(inference_time_s)
+        if not (math.isfinite(t) and t >= 0):
+            raise ValueError(f"inference_time_s must be a finite number >= 0, got {inference_time_s!r}")
+        if not _is_int(prompt_effect_key) or prompt_effect_key < 0:
+            raise ValueError(f"prompt_effect_key must be a non-negative integer, got {prompt_effect_key!r}")
+        self.quality_model = quality_model
+        self.image_size = int(image_size)
+        self.image_format = image_format.lower()
+        self.jpeg_quality = int(jpeg_quality)
+        self.inference_time_s = t
+        self.prompt_effect_key = int(prompt_effect_key)
+
+    def generation_score(self, raw_prompt: str, strategy: int, seed: int) -> float:
+        """The quality-model score of the image (raw_prompt, strategy, seed) would get."""
+        rng = np.random.default_rng(int(seed))
+        scores = self.quality_model.sample_scores(raw_prompt, strategy, rng, n=1, key=self.prompt_effect_key)
+        return float(np.asarray(scores).reshape(-1)[0])
+
+    def generate(self, request: GenerationRequest) -> list[GeneratedImage]:
+        """One image per seed of ``request``, in seed order."""
+        if not isinstance(request.raw_prompt, str) or not request.raw_prompt.strip():
+            raise ValueError(f"request.raw_prompt must be a non-empty string, got {request.raw_prompt!r}")
+        from sim.quality import prompt_complexity
+
+        complexity = prompt_complexity(request.raw_prompt)
+        images: list[GeneratedImage] = []
+        for seed in request.seeds:
+            if not _is_int(seed) or seed < 0:
+                raise ValueError(f"seeds must be non-negative integers, got {seed!r}")
+            score = self.generation_score(request.raw_prompt, request.strategy, int(seed))
+            data, pixels = render_encoded(
+                request.raw_prompt, int(seed), self.image_size, self.image_format, self.jpeg_quality, complexity
+            )
+            images.append(
+                GeneratedImage(
+                    data=data,
+                    format=self.image_format,
+                    pixels=pixels,
+                    seed=int(seed),
+                    generation_time_s=self.inference_time_s,
+                    generation_score=score,
+                )
+            )
+        return images

@@ -1,0 +1,154 @@
+r"""QoE, cost and utility (the paper's eqs. 22-24), vectorised over users.
+
+**QoE (eq. 23, well-defined variant).** The paper multiplies a latency term,
+Hossfeld's logarithmic law :math:`\log_{N_i}(L_{max} / (N_i T_\zeta))`, by a
+Weber-Fechner quality term :math:`\ln(\max_k Q_i^{(k)} / Q_i^{th})`. As printed
+it is undefined at :math:`N_i = 1` (log base 1) and turns negative past
+:math:`L_{max}`, where a negative latency term times a negative quality term
+would *reward* a late, unsatisfied user. This module uses
+
+.. math::
+
+    \mathrm{QoE}_i = \log_{1 + N_i}\!\left(1 + \frac{L_{max}}{L_i}\right)
+                     \cdot \ln\frac{\max(Q_i^{best}, Q_{floor})}{Q_i^{th}}
+
+* base :math:`1 + N_i` keeps the paper's shape (more images flatten the
+  latency curve: a user who gets more images is more patient) and is defined
+  at :math:`N_i = 1`;
+* :math:`1 + L_{max}/L_i` keeps the latency term positive and decreasing in
+  the measured latency :math:`L_i` (queueing + generation + transmission), so
+  the sign of QoE is the sign of the quality term: positive exactly when the
+  user's threshold is met;
+* :math:`Q_{floor}` bounds the quality term for an undecodable image (score 0).
+
+QoE is pluggable: anything with the signature of :func:`qoe` can be passed
+to the world.
+
+**Cost (eq. 24).** :math:`C_i = N_i (c_\zeta + P_i)`.
+
+**Utility (eq. 22a).** :math:`U = \sum_i \eta_q \mathrm{QoE}_i - \eta_c C_i
+- J\rho - Q\rho\,[\sum_i P_i > P_{total}]`, with J the users that miss their
+threshold or get :math:`N_i < 1`, and Q the number of users decided for.
+
+>>> params = QoEParams(max_latency_s=60.0)
+>>> round(float(qoe(8.8, 8.0, 20.0, 1, params)), 4)   # log2(4) * ln(1.1)
+0.1906
+>>> float(qoe(7.0, 8.0, 20.0, 1, params)) < 0
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+
+@dataclass(frozen=True)
+class QoEParams:
+    """Constants of QoE, cost and utility (from the scenario's ``qoe`` section)."""
+
+    max_latency_s: float = 60.0
+    eta_q: float = 1.0
+    eta_c: float = 0.05
+    cost_per_image: float = 0.5
+    penalty: float = 1.0
+    quality_floor: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.max_latency_s <= 0:
+            raise ValueError("max_latency_s must be > 0 seconds")
+        if self.quality_floor <= 0:
+            raise ValueError("quality_floor must be > 0 (it bounds ln(Q / Q_th))")
+        for name in ("eta_q", "eta_c", "cost_per_image", "penalty"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+
+
+class QoEFunction(Protocol):
+    def __call__(
+        self, best_score: ArrayLike, threshold: ArrayLike, latency_s: ArrayLike, n_images: ArrayLike, params: QoEParams
+    ) -> np.ndarray: ...
+
+
+def latency_term(latency_s: ArrayLike, n_images: ArrayLike, max_latency_s: float) -> np.ndarray:
+    """``log_{1+N}(1 + L_max / L)``: positive, falling with latency, flatter for more images."""
+    latency = np.maximum(np.asarray(latency_s, dtype=float), 1e-9)
+    n = np.asarray(n_images, dtype=float)
+    if np.any(n < 1):
+        raise ValueError("n_images must be >= 1 for the latency term")
+    return np.log1p(max_latency_s / latency) / np.log1p(n)
+
+
+def quality_term(best_score: ArrayLike, threshold: ArrayLike, quality_floor: float) -> np.ndarray:
+    """Weber-Fechner ``ln(max(Q_best, Q_floor) / Q_th)``: positive iff the threshold is met."""
+    best = np.maximum(np.asarray(best_score, dtype=float), quality_floor)
+    thr = np.asarray(threshold, dtype=float)
+    if np.any(thr <= 0):
+        raise ValueError("thresholds must be > 0")
+    return np.log(best / thr)
+
+
+def qoe(
+    best_score: ArrayLike, threshold: ArrayLike, latency_s: ArrayLike, n_images: ArrayLike, params: QoEParams
+) -> np.ndarray:
+    """QoE of users with best received score, threshold, latency and images received (module docstring)."""
+    return latency_term(latency_s, n_images, params.max_latency_s) * quality_term(
+        best_score, threshold, params.quality_floor
+    )
+
+
+def cost(n_images: ArrayLike, power_w: ArrayLike, params: QoEParams) -> np.ndarray:
+    """Eq. 24: ``N_i * (c_zeta + P_i)``."""
+    return np.asarray(n_images, dtype=float) * (params.cost_per_image + np.asarray(power_w, dtype=float))
+
+
+@dataclass(frozen=True)
+class UtilityBreakdown:
+    """Utility of one decision and its parts (per-user arrays and totals)."""
+
+    qoe: np.ndarray
+    cost: np.ndarray
+    #: Per-user utility before penalties: eta_q QoE_i - eta_c C_i.
+    per_user: np.ndarray
+    #: Users that missed their threshold or got N_i < 1 (J in eq. 22).
+    violations: int
+    power_violation: bool
+    penalty: float
+    total: float
+
+
+def utility(
+    best_score: ArrayLike,
+    threshold: ArrayLike,
+    latency_s: ArrayLike,
+    n_images: ArrayLike,
+    power_w: ArrayLike,
+    p_total_w: float,
+    params: QoEParams,
+    qoe_fn: QoEFunction = qoe,
+) -> UtilityBreakdown:
+    """Eq. 22a with the penalties of eq. 22: ``sum(eta_q QoE - eta_c C) - J rho - Q rho [sum P > P_total]``."""
+    n = np.atleast_1d(np.asarray(n_images, dtype=float))
+    power = np.atleast_1d(np.asarray(power_w, dtype=float))
+    best = np.atleast_1d(np.asarray(best_score, dtype=float))
+    thr = np.atleast_1d(np.asarray(threshold, dtype=float))
+    if np.any(power < 0):
+        raise ValueError("transmit powers must be >= 0 W")
+    q = qoe_fn(best, thr, latency_s, np.maximum(n, 1.0), params)
+    c = cost(n, power, params)
+    per_user = params.eta_q * q - params.eta_c * c
+    violations = int(np.sum((best < thr) | (n < 1)))
+    power_violation = bool(power.sum() > p_total_w * (1 + 1e-9))
+    pen = params.penalty * (violations + (len(n) if power_violation else 0))
+    return UtilityBreakdown(
+        qoe=q,
+        cost=c,
+        per_user=per_user,
+        violations=violations,
+        power_violation=power_violation,
+        penalty=float(pen),
+        total=float(per_user.sum() - pen),
+    )

@@ -1,0 +1,585 @@
+"""The quality model: what score (0-10) an image gets, and how much of it survives bit errors.
+
+Two parts, each loaded from a YAML file shipped in ``sim/data``:
+
+**Generation** (``quality_generation.yaml``, written by
+``scripts/derive_quality_stats.py`` from real human ratings of Stable Diffusion
+images; where every number comes from is in ``docs/quality_model.md``). The
+assessor's score of image ``k`` of raw prompt ``p`` under prompt-engineering
+strategy ``s`` (Table II of the D3PG paper, 0 raw ... 6 + negative effects) is::
+
+    score = clip(mu(s, c) + u_p + eps_k, 0, 10)
+    mu(s, c) = anchor + scale * (b_c * (c - c_ref) + offset_z[s] + slope_z[s] * (c - c_ref))
+    u_p ~ N(0, prompt_sd)    one draw per prompt and run key   (prompt_offset)
+    eps_k ~ N(0, seed_sd)    one draw per image (seed)
+
+with ``c = prompt_complexity(p)`` in [0, 1]. ``offset_z``/``slope_z`` are in
+z-units (total SD of one Stable Diffusion image's quality across prompts and
+seeds); ``anchor`` (score points) and ``scale`` (points per z) map them to the
+0-10 scale.
+
+**Damage** (``quality_damage.yaml``, fitted elsewhere; defaults if it is
+missing). With ``e = ber * n_bits`` the expected number of bit errors in an
+image, the share of the generation score a user still gives is::
+
+    retention(e) = 1 / (1 + (e / e50) ** k)
+    p_undecodable(e) = 1 - exp(-e * undecodable_per_error)
+    expected received score = gen_score * (1 - p_undecodable(e)) * retention(e)
+
+>>> qm = QualityModel.default()
+>>> qm.n_strategies
+7
+>>> float(qm.retention(0.0, 8_000_000))
+1.0
+>>> bool(qm.mean_score(0.2, 5) > qm.mean_score(0.2, 0))
+True
+>>> a = qm.prompt_offset("A dog with a colorful collar", key=3)
+>>> a == qm.prompt_offset("A dog with a colorful collar", key=3)
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import yaml
+from numpy.typing import ArrayLike
+from scipy.special import log_ndtr, ndtr
+
+#: Strategies of Table II: 0 raw ... 6 (+ negative effects).
+N_STRATEGIES = 7
+#: The assessor's score range.
+SCORE_MIN, SCORE_MAX = 0.0, 10.0
+
+# ---------------------------------------------------------------------------
+# Prompt complexity
+# ---------------------------------------------------------------------------
+
+#: Function words that do not count as content (articles, prepositions, conjunctions,
+#: pronouns, auxiliaries, quantifier-like fillers). Everything else is a content word.
+STOPWORDS: frozenset[str] = frozenset(
+    """
+    a an the this that these those some any each every
+    of in on at to for with without from by as into onto over under above below between among
+    through across against along around behind beside besides near next off out up down upon
+    within about after before during while until than then there here
+    and or but nor so yet if because though although
+    is are was were be been being am has have had do does did will would can could shall should
+    may might must it its it's he she they them their theirs his her hers him we us our ours
+    i me my mine you your yours who whom whose which what where when how
+    very just also too not no
+    """.split()
+)
+
+#: Content words of a prompt with no complexity (the template's bare "A [scene] with [object]").
+COMPLEXITY_MIN_WORDS = 2
+#: Content words at which complexity saturates at 1.
+COMPLEXITY_MAX_WORDS = 12
+
+_TOKEN = re.compile(r"[a-z0-9]+(?:['\u2019][a-z]+)?")
+
+
+def content_words(prompt: str) -> list[str]:
+    """Lower-cased word tokens of ``prompt`` that are not in :data:`STOPWORDS`.
+
+    >>> content_words("A city with blue car")
+    ['city', 'blue', 'car']
+    """
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
+    return [t for t in _TOKEN.findall(prompt.lower()) if t not in STOPWORDS]
+
+
+def prompt_complexity(prompt: str) -> float:
+    """Prompt complexity in [0, 1]: the normalised number of content words.
+
+    ``c = clip((n - 2) / (12 - 2), 0, 1)`` with ``n`` the number of content
+    words (word tokens, lower-cased, minus the function words in
+    :data:`STOPWORDS`; punctuation and clause structure are not counted
+    separately, since every extra clause or attribute brings content words).
+    A bare "A [scene] with [object]" prompt (2 content words) is 0, each
+    attribute, clause or extra object adds 0.1, and 12 or more content words
+    give 1. The same function is applied to the rating datasets' prompts when
+    the model is derived, so its complexity slopes are per unit of this ``c``.
+
+    >>> prompt_complexity("A beach with a boat")
+    0.0
+    >>> prompt_complexity("A dog with a colorful collar")
+    0.1
+    >>> round(prompt_complexity("A savanna at sunset, with a family of elephants"), 2)
+    0.2
+    >>> prompt_complexity("")
+    0.0
+    """
+    n = len(content_words(prompt))
+    c = (n - COMPLEXITY_MIN_WORDS) / (COMPLEXITY_MAX_WORDS - COMPLEXITY_MIN_WORDS)
+    return float(min(1.0, max(0.0, c)))
+
+
+# ---------------------------------------------------------------------------
+# Numerics shared with scripts/derive_quality_stats.py
+# ---------------------------------------------------------------------------
+
+_GL_T, _GL_W = np.polynomial.legendre.leggauss(160)
+
+
+def expected_max_normal(
+    mean: ArrayLike,
+    sd: ArrayLike,
+    n: ArrayLike,
+    lo: float = -math.inf,
+    hi: float = math.inf,
+) -> np.ndarray:
+    """``E[clip(max(Y_1..Y_n), lo, hi)]`` for iid ``Y_j ~ N(mean, sd)``, vectorised.
+
+    Uses ``E[X] = A + integral_A^B P(X > x) dx`` for ``X`` in ``[lo, hi]``, with
+    ``P(max Y > x) = 1 - Phi((x - mean) / sd) ** n`` and ``[A, B]`` the part of
+    ``[lo, hi]`` within ``mean - 10 sd`` .. ``mean + (10 + sqrt(2 ln n)) sd``
+    (outside it the integrand is 1 or 0 to double precision), by 160-point
+    Gauss-Legendre quadrature. Clipping a maximum equals the maximum of the
+    clipped draws, so this is also the expected best of ``n`` clipped scores.
+
+    >>> [round(float(v), 4) for v in expected_max_normal(0.0, 1.0, [1, 2, 3, 4])]
+    [0.0, 0.5642, 0.8463, 1.0294]
+    """
+    m, s, k = np.broadcast_arrays(
+        np.asarray(mean, dtype=float), np.asarray(sd, dtype=float), np.asarray(n, dtype=float)
+    )
+    if np.any(~(s > 0)) or not np.all(np.isfinite(s)):
+        raise ValueError("sd must be finite and > 0")
+    if np.any(k < 1) or np.any(k != np.round(k)):
+        raise ValueError("n must be an integer >= 1")
+    upper = 10.0 + np.sqrt(2.0 * np.log(k))
+    a = np.clip(m - 10.0 * s, lo, hi)
+    b = np.clip(m + upper * s, lo, hi)
+    half = 0.5 * (b - a)
+    x = (a + half)[..., None] + half[..., None] * _GL_T
+    z = (x - m[..., None]) / s[..., None]
+    surv = -np.expm1(k[..., None] * log_ndtr(z))
+    return a + half * (surv @ _GL_W)
+
+
+def _prob_max_at_least(threshold: np.ndarray, mean: np.ndarray, sd: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """P(clip(max Y, 0, 10) >= threshold) for Y ~ N(mean, sd), n draws."""
+    z = (threshold - mean) / sd
+    p = -np.expm1(n * log_ndtr(z))
+    p = np.where(threshold <= SCORE_MIN, 1.0, p)
+    return np.where(threshold > SCORE_MAX, 0.0, p)
+
+
+# ---------------------------------------------------------------------------
+# Damage
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DamageParams:
+    """Parameters of the score retained after bit errors (see the module docstring).
+
+    ``e50``: expected bit errors per image at which half the score is retained
+    (errors); ``k``: steepness (dimensionless); ``undecodable_per_error``: rate of
+    the probability that an image no longer decodes, per expected bit error.
+    Defaults (``e50=1``, ``k=1.5``, no undecodable images) stand in until
+    ``sim/data/quality_damage.yaml`` is fitted.
+    """
+
+    e50: float = 1.0
+    k: float = 1.5
+    undecodable_per_error: float = 0.0
+    #: Where the numbers came from (a file path or "defaults").
+    source: str = field(default="defaults", compare=False)
+
+    def __post_init__(self) -> None:
+        for name in ("e50", "k"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"damage parameter {name} must be a finite number > 0, got {v!r}")
+        u = self.undecodable_per_error
+        if not (isinstance(u, (int, float)) and math.isfinite(u) and u >= 0):
+            raise ValueError(f"damage parameter undecodable_per_error must be a finite number >= 0, got {u!r}")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, image_format: str | None = None) -> "DamageParams":
+        """Read ``e50``, ``k`` and optional ``undecodable_per_error`` from ``path``.
+
+        The file holds them either at the top level, or per image format under
+        ``formats: {jpeg: {...}, png: {...}, raw: {...}}`` (top-level values then
+        fill what an entry leaves out). ``image_format`` picks the entry; without
+        it the top-level values are used, or the entry named by the file's
+        ``default_format`` (else ``jpeg``). Other keys (sources, fit statistics)
+        are ignored.
+        """
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: damage model file not found") from None
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path}: not valid YAML: {err}") from None
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"{path}: expected a mapping with e50, k (and undecodable_per_error)")
+        keys = ("e50", "k", "undecodable_per_error")
+        values: dict[str, Any] = {key: raw[key] for key in keys if key in raw}
+        formats = raw.get("formats")
+        if formats is not None:
+            if not isinstance(formats, Mapping):
+                raise ValueError(f"{path}: 'formats' must map image formats to parameters")
+            fmt = image_format
+            if fmt is None and not {"e50", "k"} <= values.keys():
+                fmt = str(raw.get("default_format", "jpeg"))
+            if fmt is not None:
+                if fmt not in formats:
+                    if not {"e50", "k"} <= values.keys():
+                        raise ValueError(
+                            f"{path}: no damage parameters for image format {fmt!r} "
+                            f"(has: {', '.join(map(str, formats))})"
+                        )
+                else:
+                    entry = formats[fmt]
+                    if not isinstance(entry, Mapping):
+                        raise ValueError(f"{path}: formats.{fmt} must be a mapping")
+                    values.update({key: entry[key] for key in keys if key in entry})
+        missing = [key for key in ("e50", "k") if key not in values]
+        if missing:
+            raise ValueError(f"{path}: missing damage parameter(s) {', '.join(missing)}")
+        try:
+            values = {key: float(v) for key, v in values.items()}
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}: damage parameters must be numbers, got {values}") from None
+        try:
+            return cls(**values, source=str(path))
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
+
+    def retention_of_errors(self, errors: ArrayLike) -> np.ndarray:
+        """``1 / (1 + (e / e50) ** k)`` for expected bit errors ``e >= 0``."""
+        e = np.asarray(errors, dtype=float)
+        return 1.0 / (1.0 + (e / self.e50) ** self.k)
+
+    def p_undecodable_of_errors(self, errors: ArrayLike) -> np.ndarray:
+        """``1 - exp(-e * undecodable_per_error)``."""
+        e = np.asarray(errors, dtype=float)
+        return -np.expm1(-e * self.undecodable_per_error)
+
+
+def _expected_errors(ber: ArrayLike, n_bits: ArrayLike) -> np.ndarray:
+    b = np.asarray(ber, dtype=float)
+    n = np.asarray(n_bits, dtype=float)
+    if not np.all(np.isfinite(b)) or np.any((b < 0) | (b > 1)):
+        raise ValueError("ber must be a probability in [0, 1]")
+    if not np.all(np.isfinite(n)) or np.any(n < 0):
+        raise ValueError("n_bits must be finite and >= 0")
+    return b * n
+
+
+# ---------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------
+
+_DATA = "data"
+GENERATION_FILE = "quality_generation.yaml"
+DAMAGE_FILE = "quality_damage.yaml"
+
+
+def _package_file(name: str) -> Path:
+    return Path(str(resources.files("sim").joinpath(_DATA, name)))
+
+
+def _strategy_array(strategy: ArrayLike) -> np.ndarray:
+    s = np.asarray(strategy)
+    if s.dtype == bool or not np.issubdtype(s.dtype, np.number):
+        raise ValueError(f"strategy must be an integer in 0..{N_STRATEGIES - 1} (Table II), got {strategy!r}")
+    bad = (s != np.round(s)) | (s < 0) | (s > N_STRATEGIES - 1) if s.size else np.zeros(0, bool)
+    if np.any(bad):
+        first = s[bad].flat[0] if s.ndim else s.item()
+        raise ValueError(
+            f"strategy must be an integer in 0..{N_STRATEGIES - 1} (Table II: 0 raw, 1 object, "
+            f"2 +environment, 3 +mood, 4 +lighting, 5 +quality booster, 6 +negative effects), got {first!r}"
+        )
+    return s.astype(int)
+
+
+def _n_array(n: ArrayLike) -> np.ndarray:
+    k = np.asarray(n)
+    if k.dtype == bool or not np.issubdtype(k.dtype, np.number) or np.any(k != np.round(k)) or np.any(k < 1):
+        raise ValueError(f"n (images) must be an integer >= 1, got {n!r}")
+    return k.astype(float)
+
+
+def _complexity_array(complexity: ArrayLike) -> np.ndarray:
+    c = np.asarray(complexity, dtype=float)
+    if not np.all(np.isfinite(c)) or np.any((c < 0) | (c > 1)):
+        raise ValueError(f"complexity must be in [0, 1] (see prompt_complexity), got {complexity!r}")
+    return c
+
+
+def _get(raw: Mapping[str, Any], dotted: str, path: Path) -> Any:
+    node: Any = raw
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise ValueError(f"{path}: missing key {dotted!r}")
+        node = node[part]
+    return node
+
+
+def _number(raw: Mapping[str, Any], dotted: str, path: Path, positive: bool = False) -> float:
+    v = _get(raw, dotted, path)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (positive and v <= 0):
+        raise ValueError(f"{path}: {dotted} must be a finite number{' > 0' if positive else ''}, got {v!r}")
+    return float(v)
+
+
+class QualityModel:
+    """Generation scores per prompt complexity and strategy, and their retention after bit errors.
+
+    Build it with :meth:`default` (the files shipped in ``sim/data``) or
+    :meth:`from_yaml`. All score quantities are on the assessor's 0-10 scale.
+
+    Attributes: ``anchor`` (mean raw-prompt score at ``c_ref``), ``scale``
+    (points per z-unit), ``c_ref``, ``seed_sd`` and ``prompt_sd`` (points),
+    ``complexity_slope_z`` (raw-prompt slope, z per unit complexity),
+    ``offset_z`` / ``slope_z`` (per strategy, shape (7,)), ``damage``
+    (:class:`DamageParams`), ``generation_path`` / ``damage_path`` (files read;
+    ``damage_path`` is None when the defaults are used).
+    """
+
+    n_strategies: int = N_STRATEGIES
+
+    def __init__(
+        self,
+        *,
+        anchor: float,
+        scale: float,
+        c_ref: float,
+        seed_sd_z: float,
+        prompt_sd_z: float,
+        complexity_slope_z: float,
+        offset_z: ArrayLike,
+        slope_z: ArrayLike,
+        strategy_names: tuple[str, ...] | None = None,
+        damage: DamageParams | None = None,
+        image_format: str | None = None,
+        generation_path: Path | None = None,
+        damage_path: Path | None = None,
+    ):
+        self.anchor = float(anchor)
+        self.scale = float(scale)
+        self.c_ref = float(c_ref)
+        if not (self.scale > 0 and math.isfinite(self.scale)):
+            raise ValueError(f"scale must be > 0, got {scale!r}")
+        if not 0.0 <= self.c_ref <= 1.0:
+            raise ValueError(f"c_ref must be in [0, 1], got {c_ref!r}")
+        if not (seed_sd_z > 0 and math.isfinite(seed_sd_z)):
+            raise ValueError(f"seed_sd_z must be > 0, got {seed_sd_z!r}")
+        if not (prompt_sd_z >= 0 and math.isfinite(prompt_sd_z)):
+            raise ValueError(f"prompt_sd_z must be >= 0, got {prompt_sd_z!r}")
+        self.seed_sd_z = float(seed_sd_z)
+        self.prompt_sd_z = float(prompt_sd_z)
+        self.complexity_slope_z = float(complexity_slope_z)
+        self.offset_z = np.asarray(offset_z, dtype=float).copy()
+        self.slope_z = np.asarray(slope_z, dtype=float).copy()
+        if self.offset_z.shape != (N_STRATEGIES,) or self.slope_z.shape != (N_STRATEGIES,):
+            raise ValueError(f"need offset_z and slope_z for all {N_STRATEGIES} strategies")
+        if not (np.all(np.isfinite(self.offset_z)) and np.all(np.isfinite(self.slope_z))):
+            raise ValueError("strategy offsets and slopes must be finite")
+        self.offset_z.flags.writeable = False
+        self.slope_z.flags.writeable = False
+        self.strategy_names = tuple(strategy_names) if strategy_names else tuple(f"s{i}" for i in range(N_STRATEGIES))
+        self.damage = damage if damage is not None else DamageParams()
+        self.image_format = image_format
+        self.generation_path = generation_path
+        self.damage_path = damage_path
+
+    # -- construction ------------------------------------------------------
+
+    @classmethod
+    def from_yaml(
+        cls,
+        generation_path: str | Path,
+        damage_path: str | Path | None = None,
+        *,
+        image_format: str | None = None,
+    ) -> "QualityModel":
+        """Load the generation model from ``generation_path`` and the damage model from ``damage_path``.
+
+        ``damage_path=None`` uses the packaged ``sim/data/quality_damage.yaml``
+        when it exists, else :class:`DamageParams` defaults. ``image_format``
+        (``jpeg``/``png``/``raw``) picks per-format damage parameters.
+        """
+        path = Path(generation_path)
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: quality generation file not found") from None
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path}: not valid YAML: {err}") from None
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"{path}: expected a mapping (see docs/quality_model.md)")
+        strategies = _get(raw, "strategies", path)
+        if not isinstance(strategies, list) or len(strategies) != N_STRATEGIES:
+            raise ValueError(f"{path}: 'strategies' must list {N_STRATEGIES} entries (ids 0..6)")
+        offsets, slopes, names = [], [], []
+        for i, entry in enumerate(strategies):
+            if not isinstance(entry, Mapping) or entry.get("id") != i:
+                raise ValueError(f"{path}: strategies[{i}] must be a mapping with id: {i}")
+            offsets.append(_number(entry, "offset_z", path))
+            slopes.append(_number(entry, "slope_z", path))
+            names.append(str(entry.get("name", f"s{i}")))
+        if damage_path is None:
+            packaged = _package_file(DAMAGE_FILE)
+            damage_file = packaged if packaged.is_file() else None
+        else:
+            damage_file = Path(damage_path)
+        damage = DamageParams.from_yaml(damage_file, image_format) if damage_file is not None else DamageParams()
+        return cls(
+            anchor=_number(raw, "mapping.anchor", path),
+            scale=_number(raw, "mapping.scale", path, positive=True),
+            c_ref=_number(raw, "mapping.c_ref", path),
+            seed_sd_z=_number(raw, "seed_sd_z", path, positive=True),
+            prompt_sd_z=_number(raw, "prompt_sd_z", path),
+            complexity_slope_z=_number(raw, "complexity_slope_z", path),
+            offset_z=offsets,
+            slope_z=slopes,
+            strategy_names=tuple(names),
+            damage=damage,
+            image_format=image_format,
+            generation_path=path,
+            damage_path=damage_file,
+        )
+
+    @classmethod
+    def default(cls, *, image_format: str | None = None) -> "QualityModel":
+        """The model shipped in ``sim/data`` (``quality_generation.yaml``, ``quality_damage.yaml`` if present)."""
+        return cls.from_yaml(_package_file(GENERATION_FILE), None, image_format=image_format)
+
+    # -- generation --------------------------------------------------------
+
+    @property
+    def seed_sd(self) -> float:
+        """SD of one image's score around its prompt's mean, seed to seed (points)."""
+        return self.scale * self.seed_sd_z
+
+    @property
+    def prompt_sd(self) -> float:
+        """SD of the per-prompt random effect (points)."""
+        return self.scale * self.prompt_sd_z
+
+    def mean_z(self, complexity: ArrayLike, strategy: ArrayLike) -> np.ndarray:
+        """``mu`` in z-units relative to the raw prompt at ``c_ref`` (vectorised)."""
+        c = _complexity_array(complexity)
+        s = _strategy_array(strategy)
+        d = c - self.c_ref
+        return self.complexity_slope_z * d + self.offset_z[s] + self.slope_z[s] * d
+
+    def mean_score(self, complexity: ArrayLike, strategy: ArrayLike) -> np.ndarray:
+        """Mean score ``mu(s, c)`` of a typical prompt (zero prompt effect), before clipping; broadcasts.
+
+        >>> qm = QualityModel.default()
+        >>> qm.mean_score([0.0, 1.0], 0).shape
+        (2,)
+        """
+        return self.anchor + self.scale * self.mean_z(complexity, strategy)
+
+    def prompt_offset(self, prompt: str, key: int = 0) -> float:
+        """The prompt's random effect ``u_p ~ N(0, prompt_sd)`` (points), fixed by ``(prompt, key)``.
+
+        The prompt text (lower-cased, whitespace collapsed) is hashed with
+        SHA-256; its first 128 bits and ``key`` (e.g. a run's ``prompt_effect``
+        stream seed) seed a :class:`numpy.random.SeedSequence`. Same prompt and
+        key, same offset, in every process; another key gives an independent draw.
+        """
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
+        if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or key < 0:
+            raise ValueError(f"key must be a non-negative integer, got {key!r}")
+        text = " ".join(prompt.lower().split())
+        digest = hashlib.sha256(text.encode("utf-8")).digest()
+        words = [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4)]
+        seq = np.random.SeedSequence(entropy=words, spawn_key=(int(key),))
+        z = np.random.Generator(np.random.PCG64(seq)).standard_normal()
+        return float(self.prompt_sd * z)
+
+    def sample_scores(
+        self, prompt: str, strategy: int, rng: np.random.Generator, n: int, key: int = 0
+    ) -> np.ndarray:
+        """``n`` scores of images of ``prompt`` under ``strategy`` (clipped to [0, 10]).
+
+        The prompt's complexity and offset are fixed by the text (and ``key``);
+        the seed-to-seed draws come from ``rng``.
+        """
+        s = int(_strategy_array(strategy))
+        k = int(_n_array(n))
+        mu = float(self.mean_score(prompt_complexity(prompt), s)) + self.prompt_offset(prompt, key)
+        return np.clip(mu + self.seed_sd * rng.standard_normal(k), SCORE_MIN, SCORE_MAX)
+
+    def expected_best_of_n(
+        self, complexity: ArrayLike, strategy: ArrayLike, n: ArrayLike, offset: ArrayLike = 0.0
+    ) -> np.ndarray:
+        """Expected best score of ``n`` images (clipped normal), exact up to quadrature; broadcasts.
+
+        ``offset`` is the prompt effect (points). ``n=1`` is the mean of the
+        clipped normal.
+        """
+        mu = self.mean_score(complexity, strategy) + np.asarray(offset, dtype=float)
+        return expected_max_normal(mu, self.seed_sd, _n_array(n), SCORE_MIN, SCORE_MAX)
+
+    def prob_best_of_n_at_least(
+        self,
+        threshold: ArrayLike,
+        complexity: ArrayLike,
+        strategy: ArrayLike,
+        n: ArrayLike,
+        offset: ArrayLike = 0.0,
+    ) -> np.ndarray:
+        """P(best of ``n`` clipped scores >= ``threshold``) = ``1 - Phi((thr - mu) / seed_sd) ** n``; broadcasts.
+
+        Clip-aware: 1 for a threshold <= 0, 0 above 10 (a score of exactly 10
+        has the probability mass of the normal above 10).
+        """
+        thr = np.asarray(threshold, dtype=float)
+        if np.any(np.isnan(thr)):
+            raise ValueError("threshold must not be NaN")
+        mu = self.mean_score(complexity, strategy) + np.asarray(offset, dtype=float)
+        return _prob_max_at_least(thr, mu, self.seed_sd, _n_array(n))
+
+    # -- damage ------------------------------------------------------------
+
+    def retention(self, ber: ArrayLike, n_bits: ArrayLike) -> np.ndarray:
+        """Share of the score retained, ``1 / (1 + (ber * n_bits / e50) ** k)``; 1 at ber 0."""
+        return self.damage.retention_of_errors(_expected_errors(ber, n_bits))
+
+    def p_undecodable(self, ber: ArrayLike, n_bits: ArrayLike) -> np.ndarray:
+        """Probability the image no longer decodes, ``1 - exp(-ber * n_bits * undecodable_per_error)``."""
+        return self.damage.p_undecodable_of_errors(_expected_errors(ber, n_bits))
+
+    def expected_received_score(self, gen_score: ArrayLike, ber: ArrayLike, n_bits: ArrayLike) -> np.ndarray:
+        """``gen_score * (1 - p_undecodable) * retention`` (an undecodable image scores 0)."""
+        e = _expected_errors(ber, n_bits)
+        g = np.asarray(gen_score, dtype=float)
+        return g * (1.0 - self.damage.p_undecodable_of_errors(e)) * self.damage.retention_of_errors(e)
+
+    def __repr__(self) -> str:
+        return (
+            f"QualityModel(anchor={self.anchor:.3g}, scale={self.scale:.3g}, seed_sd={self.seed_sd:.3g}, "
+            f"prompt_sd={self.prompt_sd:.3g}, damage={self.damage})"
+        )
+
+
+__all__ = [
+    "COMPLEXITY_MAX_WORDS",
+    "COMPLEXITY_MIN_WORDS",
+    "DamageParams",
+    "N_STRATEGIES",
+    "QualityModel",
+    "STOPWORDS",
+    "content_words",
+    "expected_max_normal",
+    "prompt_complexity",
+]

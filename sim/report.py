@@ -1,0 +1,204 @@
+"""Plots and markdown reports: one run (:func:`write_run_report`) and an agent comparison (:func:`write_compare_report`)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from sim.results import SUMMARY_METRICS  # noqa: E402
+
+
+def mean_ci(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and Student-t confidence interval ``(mean, low, high)``; NaNs are dropped.
+
+    >>> m, lo, hi = mean_ci(np.array([1.0, 2.0, 3.0]))
+    >>> m, round(lo, 3), round(hi, 3)
+    (2.0, -0.484, 4.484)
+    """
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return math.nan, math.nan, math.nan
+    m = float(x.mean())
+    if len(x) < 2:
+        return m, math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return m, m - half, m + half
+
+
+def _fmt(x: float, digits: int = 3) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_run_report(out: Path, scenario_name: str, seed: int, summary: dict, trace: pd.DataFrame, users: pd.DataFrame) -> Path:
+    """``report.md`` and its PNG plots for one run, in ``out``."""
+    sns.set_theme(style="whitegrid")
+    images = trace[trace["record"] == "image"]
+    figures = []
+    if len(images):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        shown = images.assign(decodable=images["decodable"].map({True: "decodable", False: "undecodable"}))
+        sns.scatterplot(data=shown, x="snr_db", y="received_score", hue="decodable", ax=ax, s=18)
+        ax.set(xlabel="instantaneous SNR (dB)", ylabel="received score (0-10)", title="Received quality vs SNR")
+        _save(fig, out / "score_vs_snr.png")
+        figures.append(("Received score of every image against its SNR", "score_vs_snr.png"))
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        sns.histplot(images, x="generation_score", color="C0", label="generated", ax=ax, stat="density", alpha=0.5)
+        sns.histplot(images, x="received_score", color="C1", label="received", ax=ax, stat="density", alpha=0.5)
+        ax.set(xlabel="score (0-10)", title="Generated and received scores")
+        ax.legend()
+        _save(fig, out / "scores.png")
+        figures.append(("Scores before and after the channel", "scores.png"))
+    if len(users):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        sns.countplot(data=users, x="rounds", hue="satisfied", ax=ax)
+        ax.set(xlabel="service rounds", ylabel="users", title="Rounds per user")
+        _save(fig, out / "rounds.png")
+        figures.append(("Service rounds per user, served or not", "rounds.png"))
+
+    rows = pd.DataFrame({"metric": list(summary), "value": [_fmt(v) if isinstance(v, float) else v for v in summary.values()]})
+    lines = [
+        f"# Run report: {scenario_name} (seed {seed})",
+        "",
+        "Files: `scenario.yaml` (resolved config), `trace.parquet` (one record per image and per round), "
+        "`users.parquet` (one record per user), `summary.json`.",
+        "",
+        "## Summary",
+        "",
+        _markdown_table(rows),
+        "",
+    ]
+    if len(users) <= 20 and len(users):
+        cols = ["user_id", "prompt", "threshold", "distance_m", "rounds", "images", "best_score", "satisfied", "latency_s", "qoe", "utility"]
+        shown = users[cols].copy()
+        for c in ("threshold", "distance_m", "best_score", "latency_s", "qoe", "utility"):
+            shown[c] = shown[c].map(lambda v: _fmt(v, 2))
+        lines += ["## Users", "", _markdown_table(shown), ""]
+    for caption, name in figures:
+        lines += [f"### {caption}", "", f"![{caption}]({name})", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+#: Metrics shown in the comparison report, with whether higher is better.
+COMPARE_METRICS = {
+    "mean_qoe": True,
+    "mean_utility": True,
+    "single_round_success": True,
+    "mean_rounds": False,
+    "mean_latency_s": False,
+    "mean_images": False,
+    "mean_best_score": True,
+    "served_users": True,
+}
+
+
+def compare_table(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Per agent and metric: mean, CI low and high over seeds."""
+    rows = []
+    for agent, group in runs.groupby("agent", sort=False):
+        for metric in SUMMARY_METRICS:
+            if metric in group:
+                m, lo, hi = mean_ci(group[metric].to_numpy(dtype=float), confidence)
+                rows.append({"agent": agent, "metric": metric, "mean": m, "ci_low": lo, "ci_high": hi, "n": len(group)})
+    return pd.DataFrame(rows)
+
+
+def paired_differences(runs: pd.DataFrame, baseline: str, confidence: float = 0.95) -> pd.DataFrame:
+    """Per agent and metric, the mean paired difference to ``baseline`` over common seeds, with its CI."""
+    base = runs[runs["agent"] == baseline].set_index("seed")
+    rows = []
+    for agent, group in runs.groupby("agent", sort=False):
+        if agent == baseline:
+            continue
+        g = group.set_index("seed")
+        seeds = g.index.intersection(base.index)
+        for metric in COMPARE_METRICS:
+            diff = g.loc[seeds, metric].to_numpy(dtype=float) - base.loc[seeds, metric].to_numpy(dtype=float)
+            m, lo, hi = mean_ci(diff, confidence)
+            rows.append({"agent": agent, "metric": metric, "diff": m, "ci_low": lo, "ci_high": hi, "n": len(seeds)})
+    return pd.DataFrame(rows)
+
+
+def write_compare_report(out: Path, scenario_name: str, runs: pd.DataFrame, confidence: float = 0.95) -> Path:
+    """``report.md`` with means, confidence intervals, paired differences and plots, in ``out``."""
+    sns.set_theme(style="whitegrid")
+    table = compare_table(runs, confidence)
+    agents = list(dict.fromkeys(runs["agent"]))
+    seeds = sorted(runs["seed"].unique())
+    pct = int(round(confidence * 100))
+
+    wide = []
+    for agent in agents:
+        row = {"agent": agent}
+        for metric in COMPARE_METRICS:
+            r = table[(table.agent == agent) & (table.metric == metric)].iloc[0]
+            row[metric] = f"{_fmt(r['mean'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
+        wide.append(row)
+
+    metrics = list(COMPARE_METRICS)
+    fig, axes = plt.subplots(2, 4, figsize=(14, 6.5))
+    for ax, metric in zip(axes.ravel(), metrics):
+        sns.pointplot(data=runs, x="agent", y=metric, errorbar=("ci", pct), ax=ax, linestyle="none", capsize=0.2)
+        sns.stripplot(data=runs, x="agent", y=metric, ax=ax, alpha=0.35, size=3, color="grey")
+        ax.set(xlabel="", title=metric)
+        ax.tick_params(axis="x", rotation=30)
+    fig.suptitle(f"{scenario_name}: mean and {pct}% CI over {len(seeds)} seeds (dots: seeds)")
+    _save(fig, out / "compare.png")
+
+    lines = [
+        f"# Agent comparison: {scenario_name}",
+        "",
+        f"{len(agents)} agents x {len(seeds)} seeds (seeds {seeds[0]}..{seeds[-1]}); every agent ran on the same seeds, "
+        "so arrivals, prompts, thresholds, distances and channel draws are the same for all of them.",
+        f"Cells: mean over seeds [{pct}% Student-t confidence interval]. Raw rows: `runs.csv`.",
+        "",
+        _markdown_table(pd.DataFrame(wide)),
+        "",
+    ]
+    if len(agents) > 1:
+        diffs = paired_differences(runs, agents[0], confidence)
+        diffs = diffs.assign(
+            **{
+                f"difference [{pct}% CI]": [
+                    f"{_fmt(d)} [{_fmt(lo)}, {_fmt(hi)}]" for d, lo, hi in zip(diffs["diff"], diffs["ci_low"], diffs["ci_high"])
+                ]
+            }
+        )[["agent", "metric", f"difference [{pct}% CI]"]]
+        lines += [
+            f"## Paired differences to `{agents[0]}`",
+            "",
+            "Per seed, agent minus baseline; an interval that excludes 0 is a difference the seeds support.",
+            "",
+            _markdown_table(diffs),
+            "",
+        ]
+    lines += ["## Plots", "", "![comparison](compare.png)", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path

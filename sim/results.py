@@ -1,0 +1,206 @@
+"""Immutable event records, the trace tables built from them, and the run summary.
+
+A run produces three kinds of record:
+
+* :class:`ImageRecord` — one per generated image: times, the round's N and P,
+  SNR, BER, bits flipped, generation and received score;
+* :class:`RoundRecord` — one per service round of a user: N, P, strategy,
+  best score, QoE, cost and the user's share of the epoch utility;
+* :class:`UserRecord` — one per user: arrival, outcome, latency, final QoE
+  and utility.
+
+:func:`trace_frame` stacks image and round records into one event trace
+(column ``record`` is ``"image"`` or ``"round"``); :func:`summarise` reduces
+the user records to the metrics agents are compared on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    user_id: int
+    masp: str
+    round_index: int
+    image_index: int
+    strategy: int
+    generation_seed: int
+    #: The round's decision: images for this user and transmit power, W.
+    n_images: int
+    power_w: float
+    t_queued_s: float
+    t_generation_start_s: float
+    t_generation_end_s: float
+    t_received_s: float
+    generation_time_s: float
+    transmission_time_s: float
+    shadowing_db: float
+    fading_gain: float
+    #: Instantaneous SNR of the image's fading draw, dB.
+    snr_db: float
+    ber: float
+    n_bits: int
+    bits_flipped: int
+    generation_score: float
+    received_score: float
+    decodable: bool
+    #: 1 - SSIM between sent and received image; NaN when undecodable.
+    damage: float
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    user_id: int
+    masp: str
+    round_index: int
+    epoch: int
+    strategy: int
+    refined_prompt: str
+    n_images: int
+    power_w: float
+    #: Power asked for by the agent before scaling to the budget, W.
+    requested_power_w: float
+    t_request_s: float
+    t_decision_s: float
+    t_done_s: float
+    #: Mean SNR at this round's shadowing (small-scale fading averaged), dB.
+    mean_snr_db: float
+    ber: float
+    bits_flipped: int
+    undecodable: int
+    best_round_score: float
+    best_score: float
+    threshold: float
+    satisfied: bool
+    latency_s: float
+    qoe: float
+    cost: float
+    #: This user's part of the epoch utility (eq. 22a): eta_q QoE - eta_c C - its penalties.
+    utility: float
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    user_id: int
+    masp: str
+    prompt: str
+    complexity: float
+    threshold: float
+    distance_m: float
+    arrival_s: float
+    departure_s: float
+    rounds: int
+    images: int
+    best_score: float
+    satisfied: bool
+    single_round_success: bool
+    latency_s: float
+    qoe: float
+    cost: float
+    utility: float
+
+
+def records_frame(records: list[Any], record_type: type) -> pd.DataFrame:
+    """A table with one row per record and one column per field (empty records keep the columns)."""
+    columns = [f.name for f in dataclasses.fields(record_type)]
+    return pd.DataFrame([dataclasses.astuple(r) for r in records], columns=columns)
+
+
+def trace_frame(images: list[ImageRecord], rounds: list[RoundRecord]) -> pd.DataFrame:
+    """The event trace: image and round records in one table, ordered by time."""
+    img = records_frame(images, ImageRecord).assign(record="image", t_s=lambda d: d["t_received_s"])
+    rnd = records_frame(rounds, RoundRecord).assign(record="round", t_s=lambda d: d["t_done_s"])
+    frames = [f for f in (img, rnd) if len(f)]
+    if not frames:
+        return pd.concat([img, rnd], ignore_index=True)
+    trace = pd.concat(frames, ignore_index=True)
+    trace = trace.sort_values(["t_s", "record", "user_id", "round_index", "image_index"], kind="stable")
+    first = ["record", "t_s", "user_id", "masp", "round_index", "image_index"]
+    return trace[first + [c for c in trace.columns if c not in first]].reset_index(drop=True)
+
+
+#: Metrics reported per run, in the order of reports and ``runs.csv``.
+SUMMARY_METRICS = (
+    "users",
+    "served_users",
+    "unserved_users",
+    "in_service_users",
+    "mean_qoe",
+    "mean_utility",
+    "mean_rounds",
+    "single_round_success",
+    "mean_latency_s",
+    "mean_images",
+    "mean_best_score",
+    "mean_cost",
+    "undecodable_rate",
+    "mean_ber",
+    "sim_time_s",
+)
+
+
+def _mean(values: pd.Series) -> float:
+    return float(values.mean()) if len(values) else math.nan
+
+
+def summarise(users: list[UserRecord], images: list[ImageRecord], n_arrived: int, sim_time_s: float) -> dict[str, float]:
+    """Run metrics. Means are over users who left (served or out of rounds); rates over images.
+
+    * ``served_users``: users whose best received image met their threshold;
+    * ``unserved_users``: users who used every round without meeting it;
+    * ``in_service_users``: arrived but not finished when the horizon ended the run;
+    * ``single_round_success``: fraction of departed users served in their first round.
+    """
+    u = records_frame(users, UserRecord)
+    im = records_frame(images, ImageRecord)
+    served = int(u["satisfied"].sum()) if len(u) else 0
+    summary = {
+        "users": int(n_arrived),
+        "served_users": served,
+        "unserved_users": int(len(u) - served),
+        "in_service_users": int(n_arrived - len(u)),
+        "mean_qoe": _mean(u["qoe"]),
+        "mean_utility": _mean(u["utility"]),
+        "mean_rounds": _mean(u["rounds"]),
+        "single_round_success": _mean(u["single_round_success"].astype(float)),
+        "mean_latency_s": _mean(u["latency_s"]),
+        "mean_images": _mean(u["images"]),
+        "mean_best_score": _mean(u["best_score"]),
+        "mean_cost": _mean(u["cost"]),
+        "undecodable_rate": _mean((~im["decodable"].astype(bool)).astype(float)),
+        "mean_ber": _mean(im["ber"]),
+        "sim_time_s": float(sim_time_s),
+    }
+    assert tuple(summary) == SUMMARY_METRICS
+    return summary
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (np.floating, np.integer)):
+        return _json_safe(value.item())
+    return value
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON atomically (NaN as null), so a crash never leaves half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps({k: _json_safe(v) for k, v in data.items()}, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def write_parquet(path: Path, frame: pd.DataFrame) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)

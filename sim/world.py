@@ -1,0 +1,480 @@
+"""The SimPy world: users, MASPs with GPU queues, fading links, service rounds.
+
+One replication, step by step:
+
+1. All users are drawn up front from their own random streams (arrival time,
+   prompt, threshold, position), so agents can never change who arrives.
+2. An arriving user is associated to a MASP (``nearest`` or ``least_loaded``)
+   and joins its queue of pending requests.
+3. A MASP runs decision epochs one after another. At each epoch it takes up to
+   ``max_users_per_epoch`` pending requests; the provisioning agent chooses
+   ``(N_i, P_i)`` for them jointly, then the prompt agent a strategy per
+   request (it sees the power it was given). A decision whose powers exceed
+   ``P_total`` is penalised (eq. 22) and the powers are scaled down to the
+   budget, since a transmitter cannot exceed it.
+4. Each user's ``N_i`` images are generated on the MASP's GPUs (a
+   ``simpy.Resource`` with one slot per GPU, first come first served), each
+   image sent as soon as it is generated over the user's link, where bit
+   errors hit its bytes, and scored by the assessor. The user keeps the best.
+5. A user whose best received score meets the threshold leaves served; one
+   below it asks again (the next round joins the queue) until ``max_rounds``.
+   The epoch ends when all of its rounds are done.
+
+Latency counts waiting for an epoch, GPU queueing, generation and
+transmission. Random draws come from :class:`~sim.seeding.RandomStreams`
+keyed by user, round and image, so fading, shadowing and bit errors of a
+given image do not depend on what was decided for anyone else.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import simpy
+
+from agents.base import (
+    AgentContext,
+    PromptAgent,
+    PromptObservation,
+    Provision,
+    ProvisioningAgent,
+    ProvisioningObservation,
+    make_prompt_agent,
+    make_provisioning_agent,
+)
+from sim.assessment.base import Assessor
+from sim.backends import build_assessor, build_channel, build_generator, build_quality_model
+from sim.channel import Channel, ber_awgn, flip_bits, linear_to_db
+from sim.config import Scenario
+from sim.generation.base import GenerationRequest, Generator
+from sim.prompting.prompts import Prompt, load_prompts
+from sim.prompting.strategies import apply_strategy, default_corpus
+from sim.qoe import QoEFunction, QoEParams, qoe, utility
+from sim.quality import QualityModel, prompt_complexity
+from sim.results import ImageRecord, RoundRecord, UserRecord, summarise
+from sim.seeding import RandomStreams
+
+
+@dataclass
+class User:
+    """A user and its service state (mutable while the simulation runs)."""
+
+    user_id: int
+    arrival_s: float
+    prompt: str
+    complexity: float
+    threshold: float
+    position_m: np.ndarray
+    masp: str = ""
+    distance_m: float = math.nan
+    rounds_done: int = 0
+    images: int = 0
+    best_score: float = 0.0
+    total_cost: float = 0.0
+    strategies: list[int] = field(default_factory=list)
+    request_s: float = 0.0
+    satisfied: bool = False
+
+
+@dataclass
+class WorldResult:
+    """Everything one replication produced."""
+
+    seed: int
+    users: list[UserRecord]
+    rounds: list[RoundRecord]
+    images: list[ImageRecord]
+    summary: dict[str, float]
+
+
+class _Masp:
+    def __init__(self, env: simpy.Environment, name: str, gpus: int, p_total_w: float, max_users: int, position):
+        self.name = name
+        self.gpu = simpy.Resource(env, capacity=gpus)
+        self.p_total_w = p_total_w
+        self.max_users = max_users
+        self.position_m = np.asarray(position, dtype=float)
+        self.pending: list[User] = []
+        self.in_service = 0
+        self.wakeup = env.event()
+        self.epochs = 0
+
+
+class World:
+    """One replication of a scenario. Build, then :meth:`run`.
+
+    Agents default to the scenario's; pass instances to evaluate others on the
+    same draws. ``on_user_done(n_done, n_total)`` is called as users leave
+    (progress bars hook in here).
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        seed: int | None = None,
+        provisioning_agent: ProvisioningAgent | None = None,
+        prompt_agent: PromptAgent | None = None,
+        qoe_fn: QoEFunction = qoe,
+        on_user_done: Callable[[int, int], None] | None = None,
+    ):
+        self.scenario = scenario
+        self.seed = scenario.seed if seed is None else int(seed)
+        self.streams = RandomStreams(self.seed)
+        self.channel: Channel = build_channel(scenario)
+        self.quality: QualityModel = build_quality_model(scenario)
+        self.generator: Generator = build_generator(scenario, self.quality, self.streams.integer_seed("prompt_effect"))
+        self.assessor: Assessor = build_assessor(scenario, self.quality)
+        self.qoe_params = QoEParams(**scenario.qoe.model_dump())
+        self.qoe_fn = qoe_fn
+        self.on_user_done = on_user_done
+        if len({m.p_total_w for m in scenario.masps}) > 1:
+            raise ValueError("agents are built for one P_total; give every MASP the same p_total_w")
+        context = AgentContext(
+            p_total_w=scenario.masps[0].p_total_w,
+            max_images=scenario.service.max_images_per_round,
+            scenario=scenario,
+        )
+        pa, pr = scenario.provisioning_agent, scenario.prompt_agent
+        self.provisioning_agent = provisioning_agent or make_provisioning_agent(
+            pa.name, pa.params, context, self.streams.rng("provisioning_agent")
+        )
+        self.prompt_agent = prompt_agent or make_prompt_agent(pr.name, pr.params, context, self.streams.rng("prompt_agent"))
+
+        self.env = simpy.Environment()
+        self.masps = [
+            _Masp(self.env, m.name, m.gpus, m.p_total_w, m.max_users_per_epoch, m.position_m) for m in scenario.masps
+        ]
+        self.users = self._draw_users()
+        self.image_records: list[ImageRecord] = []
+        self.round_records: list[RoundRecord] = []
+        self.user_records: list[UserRecord] = []
+        self._all_departed = self.env.event()
+
+    # -- population -------------------------------------------------------------------------------
+
+    def _prompt_pool(self) -> list[Prompt]:
+        path = None if self.scenario.users.prompt_set == "default" else self.scenario.users.prompt_set
+        return load_prompts(path)
+
+    def _draw_users(self) -> list[User]:
+        """Arrival times, prompts, thresholds and positions, from streams no agent touches."""
+        sc = self.scenario
+        n = sc.arrivals.n_users
+        if sc.arrivals.process == "batch":
+            arrivals = np.zeros(n)
+        else:
+            gaps = self.streams.rng("arrivals").exponential(1.0 / sc.arrivals.rate_per_s, size=n)
+            arrivals = np.cumsum(gaps)
+        pool = self._prompt_pool()
+        cfg = sc.users
+        users = []
+        for u in range(n):
+            rng = self.streams.rng("users", u)
+            prompt_idx = int(rng.integers(len(pool)))
+            threshold = float(rng.uniform(cfg.threshold.low, cfg.threshold.high))
+            radius = float(rng.uniform(cfg.distance_m.low, cfg.distance_m.high))
+            angle = float(rng.uniform(0.0, 2 * math.pi))
+            text = cfg.prompts[u] if u < len(cfg.prompts) else pool[prompt_idx].text
+            if u < len(cfg.thresholds):
+                threshold = float(cfg.thresholds[u])
+            if u < len(cfg.distances_m):
+                radius = float(cfg.distances_m[u])
+            users.append(
+                User(
+                    user_id=u,
+                    arrival_s=float(arrivals[u]),
+                    prompt=text,
+                    complexity=float(prompt_complexity(text)),
+                    threshold=threshold,
+                    position_m=radius * np.array([math.cos(angle), math.sin(angle)]),
+                )
+            )
+        return users
+
+    # -- processes --------------------------------------------------------------------------------
+
+    def _associate(self, user: User) -> _Masp:
+        def distance(m: _Masp) -> float:
+            return max(float(np.linalg.norm(user.position_m - m.position_m)), 1.0)
+
+        if self.scenario.service.association == "least_loaded":
+            masp = min(self.masps, key=lambda m: (len(m.pending) + m.in_service, distance(m)))
+        else:
+            masp = min(self.masps, key=distance)
+        user.masp = masp.name
+        user.distance_m = distance(masp)
+        return masp
+
+    def _enqueue(self, masp: _Masp, user: User) -> None:
+        user.request_s = self.env.now
+        masp.pending.append(user)
+        if not masp.wakeup.triggered:
+            masp.wakeup.succeed()
+
+    def _arrive(self, user: User):
+        yield self.env.timeout(user.arrival_s)
+        self._enqueue(self._associate(user), user)
+
+    def _masp_loop(self, masp: _Masp):
+        while True:
+            if not masp.pending:
+                masp.wakeup = self.env.event()
+                yield masp.wakeup
+            batch, masp.pending = masp.pending[: masp.max_users], masp.pending[masp.max_users :]
+            masp.in_service = len(batch)
+            yield from self._epoch(masp, batch)
+            masp.in_service = 0
+            masp.epochs += 1
+
+    def _observe(self, masp: _Masp, batch: list[User]) -> ProvisioningObservation:
+        distances = np.array([u.distance_m for u in batch])
+        return ProvisioningObservation(
+            time_s=self.env.now,
+            masp=masp.name,
+            p_total_w=masp.p_total_w,
+            max_images=self.scenario.service.max_images_per_round,
+            user_ids=np.array([u.user_id for u in batch]),
+            prompts=tuple(u.prompt for u in batch),
+            complexities=np.array([u.complexity for u in batch]),
+            distances_m=distances,
+            thresholds=np.array([u.threshold for u in batch]),
+            mean_snr_db_at_1w=np.asarray(self.channel.mean_snr_db(1.0, distances), dtype=float),
+            rounds_done=np.array([u.rounds_done for u in batch]),
+            best_scores=np.array([u.best_score for u in batch]),
+        )
+
+    def _epoch(self, masp: _Masp, batch: list[User]):
+        obs = self._observe(masp, batch)
+        decision: Provision = self.provisioning_agent.decide(obs)
+        decision.check(obs, self.provisioning_agent.name)
+        requested = decision.power_w
+        total = float(requested.sum())
+        power_violation = total > masp.p_total_w * (1 + 1e-9)
+        power = requested * (masp.p_total_w / total) if power_violation else requested
+        t_decision = self.env.now
+        rounds = []
+        for i, user in enumerate(batch):
+            strategy = self.prompt_agent.choose(
+                PromptObservation(
+                    user_id=user.user_id,
+                    prompt=user.prompt,
+                    complexity=user.complexity,
+                    threshold=user.threshold,
+                    power_w=float(power[i]),
+                    round_index=user.rounds_done,
+                    history=tuple(user.strategies),
+                )
+            )
+            if not 0 <= int(strategy) <= 6:
+                raise ValueError(f"prompt agent {self.prompt_agent.name!r} returned strategy {strategy}; expected 0-6")
+            rounds.append(
+                self.env.process(
+                    self._serve_round(masp, user, int(decision.n_images[i]), float(power[i]), int(strategy))
+                )
+            )
+        results = yield self.env.all_of(rounds)
+        outcomes = [results[p] for p in rounds]
+
+        # Eq. 22a over the epoch's users, from the shared QoE code.
+        breakdown = utility(
+            best_score=[o["best_round_score"] for o in outcomes],
+            threshold=[u.threshold for u in batch],
+            latency_s=[o["latency_s"] for o in outcomes],
+            n_images=decision.n_images,
+            power_w=requested,
+            p_total_w=masp.p_total_w,
+            params=self.qoe_params,
+            qoe_fn=self.qoe_fn,
+        )
+        power_share = self.qoe_params.penalty if breakdown.power_violation else 0.0
+        for i, (user, out) in enumerate(zip(batch, outcomes)):
+            n_i = int(decision.n_images[i])
+            own_violation = out["best_round_score"] < user.threshold or n_i < 1
+            round_utility = float(breakdown.per_user[i]) - self.qoe_params.penalty * own_violation - power_share
+            self.round_records.append(
+                RoundRecord(
+                    user_id=user.user_id,
+                    masp=masp.name,
+                    round_index=user.rounds_done,
+                    epoch=masp.epochs,
+                    strategy=out["strategy"],
+                    refined_prompt=out["refined_prompt"],
+                    n_images=n_i,
+                    power_w=float(power[i]),
+                    requested_power_w=float(requested[i]),
+                    t_request_s=user.request_s,
+                    t_decision_s=t_decision,
+                    t_done_s=out["t_done_s"],
+                    mean_snr_db=out["mean_snr_db"],
+                    ber=out["ber"],
+                    bits_flipped=out["bits_flipped"],
+                    undecodable=out["undecodable"],
+                    best_round_score=out["best_round_score"],
+                    best_score=max(user.best_score, out["best_round_score"]),
+                    threshold=user.threshold,
+                    satisfied=max(user.best_score, out["best_round_score"]) >= user.threshold,
+                    latency_s=out["latency_s"],
+                    qoe=float(breakdown.qoe[i]),
+                    cost=float(breakdown.cost[i]),
+                    utility=round_utility,
+                )
+            )
+            user.rounds_done += 1
+            user.images += n_i
+            user.best_score = max(user.best_score, out["best_round_score"])
+            user.total_cost += float(breakdown.cost[i])
+            user.strategies.append(out["strategy"])
+            user.satisfied = user.best_score >= user.threshold
+            if user.satisfied or user.rounds_done >= self.scenario.service.max_rounds:
+                self._depart(user)
+            else:
+                self._enqueue(masp, user)
+
+    def _serve_round(self, masp: _Masp, user: User, n_images: int, power_w: float, strategy: int):
+        """Generate, send and assess one round's images for one user; returns the round's outcome."""
+        t_request = user.request_s
+        r = user.rounds_done
+        corpus = default_corpus(user.prompt)
+        refined, negative = apply_strategy(user.prompt, strategy, corpus)
+        shadow_db = float(self.channel.draw_shadowing_db(1, self.streams.rng("shadowing", user.user_id, r))[0])
+        mean_snr_db = float(
+            np.asarray(self.channel.mean_snr_db(power_w, user.distance_m)) + shadow_db if power_w > 0 else -np.inf
+        )
+        outcome = {
+            "strategy": strategy,
+            "refined_prompt": refined,
+            "mean_snr_db": mean_snr_db,
+            "ber": math.nan,
+            "bits_flipped": 0,
+            "undecodable": 0,
+            "best_round_score": 0.0,
+        }
+        if n_images >= 1:
+            seeds = tuple(self.streams.integer_seed("generation", user.user_id, r, k) for k in range(n_images))
+            images = self.generator.generate(
+                GenerationRequest(
+                    raw_prompt=user.prompt, prompt=refined, strategy=strategy, seeds=seeds, negative_prompt=negative
+                )
+            )
+            sends = [
+                self.env.process(self._deliver(masp, user, k, img, n_images, power_w, strategy, shadow_db))
+                for k, img in enumerate(images)
+            ]
+            done = yield self.env.all_of(sends)
+            records: list[ImageRecord] = [done[p] for p in sends]
+            self.image_records.extend(records)
+            outcome["ber"] = float(np.mean([rec.ber for rec in records]))
+            outcome["bits_flipped"] = int(sum(rec.bits_flipped for rec in records))
+            outcome["undecodable"] = int(sum(not rec.decodable for rec in records))
+            outcome["best_round_score"] = float(max(rec.received_score for rec in records))
+        outcome["t_done_s"] = self.env.now
+        outcome["latency_s"] = self.env.now - t_request
+        return outcome
+
+    def _deliver(self, masp: _Masp, user: User, k: int, image, n_images: int, power_w: float, strategy: int, shadow_db):
+        """One image: wait for a GPU, generate, transmit with bit errors, assess."""
+        t_queued = self.env.now
+        with masp.gpu.request() as slot:
+            yield slot
+            t_start = self.env.now
+            yield self.env.timeout(image.generation_time_s)
+        t_generated = self.env.now
+        r = user.rounds_done
+        fading = float(self.channel.draw_fading_gain(1, self.streams.rng("fading", user.user_id, r, k))[0])
+        snr = float(self.channel.snr(power_w, user.distance_m, shadow_db, fading))
+        if self.scenario.channel.ber_model == "block_fading":
+            ber = float(ber_awgn(snr))
+        else:
+            ber = float(self.channel.ber_given_shadowing(power_w, user.distance_m, shadow_db))
+        received, flipped = flip_bits(image.data, ber, self.streams.rng("bit_errors", user.user_id, r, k))
+        tx_time = float(self.channel.transmission_time_s(image.n_bits, snr)) if power_w > 0 else math.inf
+        if math.isfinite(tx_time):
+            yield self.env.timeout(tx_time)
+        verdict = self.assessor.assess(image, received, user.prompt)
+        return ImageRecord(
+            user_id=user.user_id,
+            masp=masp.name,
+            round_index=r,
+            image_index=k,
+            strategy=strategy,
+            generation_seed=image.seed,
+            n_images=n_images,
+            power_w=power_w,
+            t_queued_s=t_queued,
+            t_generation_start_s=t_start,
+            t_generation_end_s=t_generated,
+            t_received_s=self.env.now,
+            generation_time_s=image.generation_time_s,
+            transmission_time_s=tx_time,
+            shadowing_db=shadow_db,
+            fading_gain=fading,
+            snr_db=float(linear_to_db(snr)) if snr > 0 else -math.inf,
+            ber=ber,
+            n_bits=image.n_bits,
+            bits_flipped=int(flipped),
+            generation_score=float(image.generation_score) if image.generation_score is not None else math.nan,
+            received_score=float(verdict.score),
+            decodable=bool(verdict.decodable),
+            damage=float(verdict.damage),
+        )
+
+    def _depart(self, user: User) -> None:
+        latency = self.env.now - user.arrival_s
+        q = float(self.qoe_fn(user.best_score, user.threshold, latency, max(user.images, 1), self.qoe_params))
+        miss_penalty = self.qoe_params.penalty * (not user.satisfied)
+        self.user_records.append(
+            UserRecord(
+                user_id=user.user_id,
+                masp=user.masp,
+                prompt=user.prompt,
+                complexity=user.complexity,
+                threshold=user.threshold,
+                distance_m=user.distance_m,
+                arrival_s=user.arrival_s,
+                departure_s=self.env.now,
+                rounds=user.rounds_done,
+                images=user.images,
+                best_score=user.best_score,
+                satisfied=user.satisfied,
+                single_round_success=user.satisfied and user.rounds_done == 1,
+                latency_s=latency,
+                qoe=q,
+                cost=user.total_cost,
+                utility=self.qoe_params.eta_q * q - self.qoe_params.eta_c * user.total_cost - miss_penalty,
+            )
+        )
+        if self.on_user_done is not None:
+            self.on_user_done(len(self.user_records), len(self.users))
+        if len(self.user_records) == len(self.users):
+            self._all_departed.succeed()
+
+    # -- run --------------------------------------------------------------------------------------
+
+    def run(self) -> WorldResult:
+        for user in self.users:
+            self.env.process(self._arrive(user))
+        for masp in self.masps:
+            self.env.process(self._masp_loop(masp))
+        horizon = self.scenario.service.horizon_s
+        if horizon is None:
+            # MASP loops wait forever on an empty queue: stop when the last user has left.
+            self.env.run(until=self._all_departed)
+            end = self.env.now
+        else:
+            self.env.run(until=horizon)
+            end = horizon
+        arrived = sum(1 for u in self.users if u.arrival_s <= end)
+        self.user_records.sort(key=lambda r: r.user_id)
+        summary = summarise(self.user_records, self.image_records, arrived, end)
+        return WorldResult(self.seed, self.user_records, self.round_records, self.image_records, summary)
+
+
+def run_world(scenario: Scenario, seed: int | None = None, **kwargs) -> WorldResult:
+    """Build and run one replication."""
+    return World(scenario, seed=seed, **kwargs).run()
+
+
+__all__ = ["World", "WorldResult", "run_world"]
