@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-N_STRATEGIES = 7
+from sim.quality import N_STRATEGIES
 
 
 @dataclass(frozen=True)

@@ -135,7 +135,7 @@ class QoEConfig(_Strict):
     #: Latency the user tolerates, seconds (L_max in eq. 23).
     max_latency_s: PositiveFloat = 60.0
     #: Weight of QoE in the utility (eta_q).
-    eta_q: NonNegativeFloat = 1.0
+    eta_q: NonNegativeFloat = 10.0
     #: Weight of cost in the utility (eta_c).
     eta_c: NonNegativeFloat = 0.05
     #: Cost of one inference trial (c_zeta in eq. 24), in the same unit as one watt of transmit power.

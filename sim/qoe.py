@@ -51,7 +51,7 @@ class QoEParams:
     """Constants of QoE, cost and utility (from the scenario's ``qoe`` section)."""
 
     max_latency_s: float = 60.0
-    eta_q: float = 1.0
+    eta_q: float = 10.0
     eta_c: float = 0.05
     cost_per_image: float = 0.5
     penalty: float = 1.0

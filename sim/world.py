@@ -53,7 +53,7 @@ from sim.generation.base import GenerationRequest, Generator
 from sim.prompting.prompts import Prompt, load_prompts
 from sim.prompting.strategies import apply_strategy, default_corpus
 from sim.qoe import QoEFunction, QoEParams, qoe, utility
-from sim.quality import QualityModel, prompt_complexity
+from sim.quality import N_STRATEGIES, QualityModel, prompt_complexity
 from sim.results import ImageRecord, RoundRecord, UserRecord, summarise
 from sim.seeding import RandomStreams
 
@@ -268,8 +268,10 @@ class World:
                     history=tuple(user.strategies),
                 )
             )
-            if not 0 <= int(strategy) <= 6:
-                raise ValueError(f"prompt agent {self.prompt_agent.name!r} returned strategy {strategy}; expected 0-6")
+            if not 0 <= int(strategy) < N_STRATEGIES:
+                raise ValueError(
+                    f"prompt agent {self.prompt_agent.name!r} returned strategy {strategy}; expected 0-{N_STRATEGIES - 1}"
+                )
             rounds.append(
                 self.env.process(
                     self._serve_round(masp, user, int(decision.n_images[i]), float(power[i]), int(strategy))
