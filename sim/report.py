@@ -60,11 +60,20 @@ def write_run_report(out: Path, scenario_name: str, seed: int, summary: dict, tr
     figures = []
     if len(images):
         fig, ax = plt.subplots(figsize=(6, 4))
-        shown = images.assign(decodable=images["decodable"].map({True: "decodable", False: "undecodable"}))
-        sns.scatterplot(data=shown, x="snr_db", y="received_score", hue="decodable", ax=ax, s=18)
-        ax.set(xlabel="instantaneous SNR (dB)", ylabel="received score (0-10)", title="Received quality vs SNR")
-        _save(fig, out / "score_vs_snr.png")
-        figures.append(("Received score of every image against its SNR", "score_vs_snr.png"))
+        shown = images.assign(
+            decodable=images["decodable"].map({True: "decodable", False: "undecodable"}),
+            expected_errors=np.maximum(images["ber"] * images["n_bits"], 1e-4),
+            retained=images["received_score"] / images["generation_score"],
+        )
+        sns.scatterplot(data=shown, x="expected_errors", y="retained", hue="decodable", ax=ax, s=14, alpha=0.6)
+        ax.set_xscale("log")
+        ax.set(
+            xlabel="expected bit errors in the image (BER x bits)",
+            ylabel="received / generated score",
+            title="Quality that survives the channel",
+        )
+        _save(fig, out / "retention_vs_errors.png")
+        figures.append(("Share of each image's generated score the user still sees, against its expected bit errors", "retention_vs_errors.png"))
 
         fig, ax = plt.subplots(figsize=(6, 4))
         sns.histplot(images, x="generation_score", color="C0", label="generated", ax=ax, stat="density", alpha=0.5)
@@ -164,11 +173,14 @@ def write_compare_report(out: Path, scenario_name: str, runs: pd.DataFrame, conf
     metrics = list(COMPARE_METRICS)
     fig, axes = plt.subplots(2, 4, figsize=(14, 6.5))
     for ax, metric in zip(axes.ravel(), metrics):
-        sns.pointplot(data=runs, x="agent", y=metric, errorbar=("ci", pct), ax=ax, linestyle="none", capsize=0.2)
-        sns.stripplot(data=runs, x="agent", y=metric, ax=ax, alpha=0.35, size=3, color="grey")
-        ax.set(xlabel="", title=metric)
+        sns.stripplot(data=runs, x="agent", y=metric, order=agents, ax=ax, alpha=0.35, size=3, color="grey")
+        rows = table[table.metric == metric].set_index("agent").loc[agents]
+        low = (rows["mean"] - rows["ci_low"]).fillna(0).to_numpy()
+        high = (rows["ci_high"] - rows["mean"]).fillna(0).to_numpy()
+        ax.errorbar(range(len(agents)), rows["mean"], yerr=[low, high], fmt="o", color="C0", capsize=5, markersize=7)
+        ax.set(xlabel="", ylabel="", title=metric)
         ax.tick_params(axis="x", rotation=30)
-    fig.suptitle(f"{scenario_name}: mean and {pct}% CI over {len(seeds)} seeds (dots: seeds)")
+    fig.suptitle(f"{scenario_name}: mean and {pct}% Student-t CI over {len(seeds)} seeds (grey: one dot per seed)")
     _save(fig, out / "compare.png")
 
     lines = [
