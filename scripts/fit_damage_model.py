@@ -46,6 +46,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from sim.assessment.fidelity import DEFAULT_SSIM_GAMMA, FidelityAssessor, damage_trials  # noqa: E402
+from sim.progress import count_progress  # noqa: E402
 from sim.generation.base import GeneratedImage  # noqa: E402
 from sim.generation.render import FORMATS  # noqa: E402
 from sim.generation.surrogate import render_encoded  # noqa: E402
@@ -120,11 +121,18 @@ def monte_carlo(
         for i, p in enumerate(prompts)
         for s in range(seeds)
     ]
-    if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            parts = list(pool.map(_run_task, tasks, chunksize=4))
-    else:
-        parts = [_run_task(t) for t in tasks]
+    with count_progress(len(tasks), f"{fmt}: images through the channel", quiet=False) as advance:
+        if workers > 1:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                parts = []
+                for part in pool.map(_run_task, tasks, chunksize=4):
+                    parts.append(part)
+                    advance()
+        else:
+            parts = []
+            for t in tasks:
+                parts.append(_run_task(t))
+                advance()
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
