@@ -11,7 +11,8 @@ from sim.assessment.base import Assessor
 from sim.channel import Channel, ChannelParams
 from sim.config import Scenario
 from sim.generation.base import Generator
-from sim.quality import DamageParams, QualityModel
+from sim.prompting.strategies import DefaultCorpus, PromptCorpus
+from sim.quality import QualityModel
 
 
 def build_channel(scenario: Scenario) -> Channel:
@@ -40,9 +41,11 @@ def build_quality_model(scenario: Scenario) -> QualityModel:
     return QualityModel.from_yaml(generation, damage, image_format=fmt)
 
 
-def build_generator(scenario: Scenario, quality: QualityModel, prompt_effect_key: int) -> Generator:
+def build_generator(scenario: Scenario, quality: QualityModel, prompt_effect_key: int, backend: str | None = None) -> Generator:
+    """The scenario's generator (or ``backend`` instead of ``generator.backend``)."""
     g = scenario.generator
-    if g.backend == "surrogate":
+    backend = backend or g.backend
+    if backend == "surrogate":
         from sim.generation.surrogate import SurrogateGenerator
 
         return SurrogateGenerator(
@@ -53,16 +56,58 @@ def build_generator(scenario: Scenario, quality: QualityModel, prompt_effect_key
             inference_time_s=g.inference_time_s,
             prompt_effect_key=prompt_effect_key,
         )
-    raise ValueError(f"unknown generator backend {g.backend!r}")  # pragma: no cover - the schema rejects it first
+    if backend == "diffusers":
+        from sim.generation.diffusers_backend import DiffusersGenerator
+
+        return DiffusersGenerator(
+            g.diffusers,
+            image_size=g.image_size,
+            image_format=g.image_format,
+            jpeg_quality=g.jpeg_quality,
+            inference_time_s=g.inference_time_s,
+        )
+    if backend == "cache":
+        from sim.generation.cache import CacheGenerator
+
+        fallback = None
+        if g.cache.on_miss == "fallback":
+            fallback = build_generator(scenario, quality, prompt_effect_key, backend=g.cache.fallback_backend)
+        return CacheGenerator(g.cache, fallback=fallback)
+    raise ValueError(f"unknown generator backend {backend!r}")  # pragma: no cover - the schema rejects it first
 
 
-def build_assessor(scenario: Scenario, quality: QualityModel) -> Assessor:
+def build_assessor(scenario: Scenario, quality: QualityModel, backend: str | None = None) -> Assessor:
+    """The scenario's assessor (or ``backend`` instead of ``assessor.backend``)."""
     a = scenario.assessor
-    if a.backend == "fidelity":
+    backend = backend or a.backend
+    if backend == "fidelity":
         from sim.assessment.fidelity import FidelityAssessor
 
         return FidelityAssessor(ssim_gamma=a.ssim_gamma)
-    raise ValueError(f"unknown assessor backend {a.backend!r}")  # pragma: no cover
+    if backend == "clip":
+        from sim.assessment.clip import ClipAssessor
+
+        return ClipAssessor(a.clip)
+    if backend == "brisque":
+        from sim.assessment.brisque import BrisqueAssessor
+
+        return BrisqueAssessor()
+    if backend == "llm":
+        from sim.assessment.llm import LLMAssessor
+
+        fallback = None if a.llm.fallback == "none" else build_assessor(scenario, quality, backend=a.llm.fallback)
+        return LLMAssessor(a.llm, fallback=fallback)
+    raise ValueError(f"unknown assessor backend {backend!r}")  # pragma: no cover
 
 
-__all__ = ["DamageParams", "build_assessor", "build_channel", "build_generator", "build_quality_model"]
+def build_corpus(scenario: Scenario) -> PromptCorpus:
+    """Where prompt-engineering elements come from (``prompting.corpus``)."""
+    p = scenario.prompting
+    if p.corpus == "default":
+        return DefaultCorpus()
+    from sim.prompting.corpus import build_corpus as build
+
+    return build(p)
+
+
+__all__ = ["build_assessor", "build_channel", "build_corpus", "build_generator", "build_quality_model"]

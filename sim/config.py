@@ -105,21 +105,104 @@ class ChannelConfig(_Strict):
     ber_model: Literal["average_fading", "block_fading"] = "average_fading"
 
 
+class LLMEndpointConfig(_Strict):
+    """An OpenAI-compatible chat endpoint (OpenAI, vLLM, Ollama, llama.cpp's server, ...)."""
+
+    #: Base URL, e.g. ``http://localhost:8000/v1``; ``null`` takes ``OPENAI_BASE_URL`` from the environment
+    #: (and the OpenAI API when that is unset).
+    base_url: str | None = None
+    model: str = "gpt-4o-mini"
+    #: Name of the environment variable holding the API key (never the key itself).
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: PositiveFloat = 60.0
+    #: Further attempts after a failed or malformed reply.
+    max_retries: Annotated[int, Field(ge=0, le=10)] = 2
+    temperature: Annotated[float, Field(ge=0, le=2)] = 0.2
+
+
+class DiffusersConfig(_Strict):
+    """Real Stable Diffusion through ``diffusers.StableDiffusionPipeline``."""
+
+    #: Hub model id (e.g. ``stabilityai/stable-diffusion-2-base``) or a local directory saved with ``save_pretrained``.
+    model: str = "stabilityai/stable-diffusion-2-base"
+    #: Never contact a model hub (a local path always loads this way).
+    local_files_only: bool = False
+    #: A diffusers scheduler class name; ``null`` keeps the pipeline's own.
+    scheduler: str | None = "DPMSolverMultistepScheduler"
+    steps: Annotated[int, Field(ge=1, le=1000)] = 25
+    guidance_scale: NonNegativeFloat = 7.5
+    #: ``auto``: CUDA when present, else CPU.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    #: ``auto``: float16 on CUDA, float32 on CPU.
+    dtype: Literal["auto", "float16", "float32"] = "auto"
+    #: Which time drives the MASP's GPU queue: the measured wall-clock time per image, or ``generator.inference_time_s``.
+    time_source: Literal["measured", "modelled"] = "measured"
+    #: Send the negative-effects aspect to the pipeline's ``negative_prompt``.
+    use_negative_prompt: bool = True
+
+
+class CacheConfig(_Strict):
+    """Replay earlier generations from a directory with a manifest (``python -m sim cache build``)."""
+
+    dir: str = "cache/generations"
+    #: On a miss: ``error`` stops with a clear message; ``fallback`` generates with ``fallback_backend`` (and stores it).
+    on_miss: Literal["error", "fallback"] = "error"
+    fallback_backend: Literal["surrogate", "diffusers"] = "surrogate"
+
+
 class GeneratorConfig(_Strict):
     """Text-to-image backend."""
 
-    backend: Literal["surrogate"] = "surrogate"
-    #: Modelled GPU seconds per image (the paper's T_zeta).
+    backend: Literal["surrogate", "diffusers", "cache"] = "surrogate"
+    #: Modelled GPU seconds per image (the paper's T_zeta); the diffusers backend uses it when ``time_source: modelled``.
     inference_time_s: PositiveFloat = 2.0
     image_size: Annotated[int, Field(ge=16, le=2048)] = 256
     image_format: Literal["jpeg", "png", "raw"] = "jpeg"
     jpeg_quality: Annotated[int, Field(ge=1, le=95)] = 85
+    diffusers: DiffusersConfig = DiffusersConfig()
+    cache: CacheConfig = CacheConfig()
+
+
+class ClipConfig(_Strict):
+    """CLIP score of prompt against image (transformers ``CLIPModel``)."""
+
+    #: Local directory (or hub id) with a CLIPModel and its processor.
+    model: str = "openai/clip-vit-base-patch32"
+    local_files_only: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class LLMAssessorConfig(_Strict):
+    """A vision chat model playing the AIGC user (role prompting, retrieval, memory)."""
+
+    endpoint: LLMEndpointConfig = LLMEndpointConfig(model="gpt-4o")
+    #: Knowledge base for retrieval: ``default`` is the one shipped in ``sim/data/knowledge``, or a directory of .md files.
+    knowledge: str = "default"
+    #: Chunks retrieved per request (0 turns retrieval off).
+    rag_top_k: Annotated[int, Field(ge=0, le=20)] = 3
+    #: Recent image-score pairs of the same user kept in context (0 turns memory off).
+    memory_size: Annotated[int, Field(ge=0, le=50)] = 4
+    #: Assessor used when the LLM fails after its retries (the failure is recorded either way); ``none`` scores 0.
+    fallback: Literal["fidelity", "clip", "brisque", "none"] = "none"
 
 
 class AssessorConfig(_Strict):
-    backend: Literal["fidelity"] = "fidelity"
+    backend: Literal["fidelity", "clip", "brisque", "llm"] = "fidelity"
     #: Exponent on SSIM in the fidelity assessor's score = generation score * SSIM^gamma.
     ssim_gamma: PositiveFloat = 2.0
+    clip: ClipConfig = ClipConfig()
+    llm: LLMAssessorConfig = LLMAssessorConfig()
+
+
+class PromptingConfig(_Strict):
+    """Where prompt-engineering elements (one per aspect of Table II) come from."""
+
+    #: ``default``: fixed generic phrases; ``offline``: phrase banks matched to the prompt by MiniLM
+    #: embedding similarity; ``llm``: two-shot prompting of a chat model.
+    corpus: Literal["default", "offline", "llm"] = "default"
+    llm: LLMEndpointConfig = LLMEndpointConfig()
+    #: Directory where generated corpora are cached, keyed by prompt and backend.
+    cache_dir: str = "cache/corpus"
 
 
 class QualityConfig(_Strict):
@@ -176,6 +259,7 @@ class Scenario(_Strict):
     channel: ChannelConfig = ChannelConfig()
     generator: GeneratorConfig = GeneratorConfig()
     assessor: AssessorConfig = AssessorConfig()
+    prompting: PromptingConfig = PromptingConfig()
     quality: QualityConfig = QualityConfig()
     qoe: QoEConfig = QoEConfig()
     service: ServiceConfig = ServiceConfig()

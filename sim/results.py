@@ -43,6 +43,8 @@ class ImageRecord:
     t_generation_end_s: float
     t_received_s: float
     generation_time_s: float
+    #: ``modelled`` (the scenario's time per image) or ``measured`` (the backend's wall-clock time).
+    time_source: str
     transmission_time_s: float
     shadowing_db: float
     fading_gain: float
@@ -54,8 +56,12 @@ class ImageRecord:
     generation_score: float
     received_score: float
     decodable: bool
-    #: 1 - SSIM between sent and received image; NaN when undecodable.
+    #: 1 - SSIM between sent and received image; NaN when undecodable or not measured.
     damage: float
+    #: Assessor whose score this is (a fallback's name after a failure).
+    assessor: str
+    #: The configured assessor failed on this image (see the run log / detail).
+    assessment_failed: bool
 
 
 @dataclass(frozen=True)

@@ -46,12 +46,12 @@ from agents.base import (
     make_provisioning_agent,
 )
 from sim.assessment.base import Assessor
-from sim.backends import build_assessor, build_channel, build_generator, build_quality_model
+from sim.backends import build_assessor, build_channel, build_corpus, build_generator, build_quality_model
 from sim.channel import Channel, ber_awgn, flip_bits, linear_to_db
 from sim.config import Scenario
 from sim.generation.base import GenerationRequest, Generator
 from sim.prompting.prompts import Prompt, load_prompts
-from sim.prompting.strategies import apply_strategy, default_corpus
+from sim.prompting.strategies import apply_strategy
 from sim.qoe import QoEFunction, QoEParams, qoe, utility
 from sim.quality import N_STRATEGIES, QualityModel, prompt_complexity
 from sim.results import ImageRecord, RoundRecord, UserRecord, summarise
@@ -127,6 +127,7 @@ class World:
         self.quality: QualityModel = build_quality_model(scenario)
         self.generator: Generator = build_generator(scenario, self.quality, self.streams.integer_seed("prompt_effect"))
         self.assessor: Assessor = build_assessor(scenario, self.quality)
+        self.corpus = build_corpus(scenario)
         self.qoe_params = QoEParams(**scenario.qoe.model_dump())
         self.qoe_fn = qoe_fn
         self.on_user_done = on_user_done
@@ -339,8 +340,7 @@ class World:
         """Generate, send and assess one round's images for one user; returns the round's outcome."""
         t_request = user.request_s
         r = user.rounds_done
-        corpus = default_corpus(user.prompt)
-        refined, negative = apply_strategy(user.prompt, strategy, corpus)
+        refined, negative = apply_strategy(user.prompt, strategy, self.corpus.elements(user.prompt))
         shadow_db = float(self.channel.draw_shadowing_db(1, self.streams.rng("shadowing", user.user_id, r))[0])
         mean_snr_db = float(
             np.asarray(self.channel.mean_snr_db(power_w, user.distance_m)) + shadow_db if power_w > 0 else -np.inf
@@ -395,7 +395,7 @@ class World:
         tx_time = float(self.channel.transmission_time_s(image.n_bits, snr)) if power_w > 0 else math.inf
         if math.isfinite(tx_time):
             yield self.env.timeout(tx_time)
-        verdict = self.assessor.assess(image, received, user.prompt)
+        verdict = self.assessor.assess(image, received, user.prompt, user_id=user.user_id)
         return ImageRecord(
             user_id=user.user_id,
             masp=masp.name,
@@ -410,6 +410,7 @@ class World:
             t_generation_end_s=t_generated,
             t_received_s=self.env.now,
             generation_time_s=image.generation_time_s,
+            time_source=image.time_source,
             transmission_time_s=tx_time,
             shadowing_db=shadow_db,
             fading_gain=fading,
@@ -421,6 +422,8 @@ class World:
             received_score=float(verdict.score),
             decodable=bool(verdict.decodable),
             damage=float(verdict.damage),
+            assessor=verdict.assessor or self.assessor.name,
+            assessment_failed=bool(verdict.failed),
         )
 
     def _depart(self, user: User) -> None:

@@ -24,11 +24,19 @@ class Assessment:
     damage: float
     #: Short free text (e.g. a reason, or why decoding failed).
     detail: str = ""
+    #: True when the assessor could not score the image (endpoint down, unparsable reply, ...);
+    #: ``score`` is then the configured fallback's score (see ``assessor``), never an invented number.
+    failed: bool = False
+    #: Name of the assessor whose score this is (differs from the configured one after a fallback).
+    assessor: str = ""
 
 
 class Assessor(Protocol):
     name: str
 
-    def assess(self, sent: GeneratedImage, received: bytes, prompt: str) -> Assessment:
-        """Score ``received`` (the bytes after the channel) of the image ``sent`` for ``prompt``."""
+    def assess(self, sent: GeneratedImage, received: bytes, prompt: str, user_id: int | None = None) -> Assessment:
+        """Score ``received`` (the bytes after the channel) of the image ``sent`` for ``prompt``.
+
+        ``user_id`` lets assessors that keep per-user memory (the LLM assessor) tell users apart.
+        """
         ...

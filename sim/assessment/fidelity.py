@@ -100,7 +100,7 @@ class FidelityAssessor:
             raise ValueError(f"ssim_gamma must be a finite number > 0, got {ssim_gamma!r}")
         self.ssim_gamma = gamma
 
-    def assess(self, sent: GeneratedImage, received: bytes, prompt: str) -> Assessment:
+    def assess(self, sent: GeneratedImage, received: bytes, prompt: str, user_id: int | None = None) -> Assessment:
         g = sent.generation_score
         if g is None:
             raise TypeError(
@@ -110,13 +110,13 @@ class FidelityAssessor:
             )
         g = float(g)
         if bytes(received) == sent.data:
-            return Assessment(score=g, decodable=True, damage=0.0, detail="received intact")
+            return Assessment(score=g, decodable=True, damage=0.0, detail="received intact", assessor=self.name)
         pixels, why = decode_image_checked(received, sent.format, sent.pixels.shape)
         if pixels is None:
-            return Assessment(score=0.0, decodable=False, damage=math.nan, detail=f"undecodable: {why}")
+            return Assessment(score=0.0, decodable=False, damage=math.nan, detail=f"undecodable: {why}", assessor=self.name)
         value = ssim(sent.pixels, pixels)
         score = min(max(g * retention_of_ssim(value, self.ssim_gamma), 0.0), 10.0)
-        return Assessment(score=score, decodable=True, damage=1.0 - value, detail=f"ssim={value:.4f}")
+        return Assessment(score=score, decodable=True, damage=1.0 - value, detail=f"ssim={value:.4f}", assessor=self.name)
 
 
 # --- Monte Carlo of the damage the channel does (used by scripts/fit_damage_model.py) ------

@@ -38,8 +38,13 @@ class GeneratedImage:
     #: Seconds of GPU time the generator spent (measured or modelled).
     generation_time_s: float
     #: Quality on the assessor's 0-10 scale when the backend knows it
-    #: (the surrogate draws it from the quality model); ``None`` for real models.
+    #: (the surrogate draws it from the quality model, a cache may have it recorded); ``None`` for real models.
     generation_score: float | None = None
+    #: Which time drives the GPU queue: ``"modelled"`` (the scenario's fixed time per image)
+    #: or ``"measured"`` (wall-clock time the backend spent).
+    time_source: str = "modelled"
+    #: The backend's model (id or path), for the trace; ``"surrogate"`` for the surrogate.
+    model: str = ""
 
     @property
     def n_bits(self) -> int:
