@@ -39,13 +39,14 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from scipy.optimize import curve_fit, minimize_scalar
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from sim.assessment.fidelity import DEFAULT_SSIM_GAMMA, FidelityAssessor, damage_trials  # noqa: E402
+# The estimators live in sim.calibration, shared with the calibration of a demonstration dataset.
+from sim.calibration import E50_NO_DAMAGE, fit_retention, fit_undecodable, retention_curve  # noqa: E402,F401
 from sim.progress import count_progress  # noqa: E402
 from sim.generation.base import GeneratedImage  # noqa: E402
 from sim.generation.render import FORMATS  # noqa: E402
@@ -53,16 +54,10 @@ from sim.generation.surrogate import render_encoded  # noqa: E402
 from sim.prompting.prompts import load_prompts  # noqa: E402
 
 DEFAULT_OUT = ROOT / "sim" / "data" / "quality_damage.yaml"
-#: e50 written when no decodable image showed damage (PNG: any bit error breaks a CRC).
-E50_NO_DAMAGE = 1.0e9
 
 
 def ber_grid(lo: float = 1e-7, hi: float = 1e-2, points: int = 16) -> np.ndarray:
     return np.logspace(math.log10(lo), math.log10(hi), points)
-
-
-def retention_curve(e: np.ndarray, log_e50: float, k: float) -> np.ndarray:
-    return 1.0 / (1.0 + (np.asarray(e, dtype=float) / math.exp(log_e50)) ** k)
 
 
 # --- Monte Carlo ----------------------------------------------------------------------
@@ -137,45 +132,6 @@ def monte_carlo(
 
 
 # --- fitting ---------------------------------------------------------------------------
-
-
-def fit_undecodable(errors: np.ndarray, undecodable: np.ndarray) -> float:
-    """Maximum-likelihood rate ``u`` of ``P(undecodable) = 1 - exp(-u e)``."""
-    e = np.asarray(errors, dtype=float)
-    u = np.asarray(undecodable, dtype=bool)
-    if not u.any():
-        return 0.0
-    if u.all():
-        raise ValueError("every trial was undecodable: lower the BER grid")
-
-    def nll(log_rate: float) -> float:
-        lam = math.exp(log_rate)
-        p = -np.expm1(-lam * e[u])
-        return float(-(np.log(np.maximum(p, 1e-300)).sum()) + lam * e[~u].sum())
-
-    res = minimize_scalar(nll, bounds=(-30.0, 8.0), method="bounded", options={"xatol": 1e-6})
-    return float(math.exp(res.x))
-
-
-def fit_retention(errors: np.ndarray, ratio: np.ndarray) -> tuple[float, float, bool]:
-    """Least-squares ``(e50, k)`` of ``ratio ~ 1 / (1 + (e / e50) ** k)``; third value False
-    when no decodable trial showed damage (then ``e50`` is :data:`E50_NO_DAMAGE`, ``k`` 1)."""
-    e = np.asarray(errors, dtype=float)
-    y = np.asarray(ratio, dtype=float)
-    if not np.any(y < 0.999):
-        return E50_NO_DAMAGE, 1.0, False
-    # Start from where the binned mean crosses one half (or the largest e seen).
-    order = np.argsort(e)
-    half = e[order][np.argmax(y[order] < 0.5)] if np.any(y < 0.5) else e.max() * 10
-    popt, _ = curve_fit(
-        retention_curve,
-        e,
-        y,
-        p0=(math.log(max(half, 1e-9)), 1.0),
-        bounds=((math.log(1e-6), 0.05), (math.log(E50_NO_DAMAGE), 10.0)),
-        maxfev=20000,
-    )
-    return float(math.exp(popt[0])), float(popt[1]), True
 
 
 def summarise(fmt: str, mc: dict[str, np.ndarray], bers: np.ndarray) -> dict:

@@ -72,7 +72,7 @@ def build_generator(scenario: Scenario, quality: QualityModel, prompt_effect_key
         fallback = None
         if g.cache.on_miss == "fallback":
             fallback = build_generator(scenario, quality, prompt_effect_key, backend=g.cache.fallback_backend)
-        return CacheGenerator(g.cache, fallback=fallback)
+        return CacheGenerator(g.cache, fallback=fallback, image_format=g.image_format)
     raise ValueError(f"unknown generator backend {backend!r}")  # pragma: no cover - the schema rejects it first
 
 

@@ -1,12 +1,16 @@
-"""Command line: ``python -m sim run|compare|validate``.
+"""Command line: ``python -m sim run|compare|validate|models|cache|demo-dataset|calibrate``.
 
-Bad input (a missing or broken scenario, an unknown agent, a bad parameter)
-prints one line per problem to stderr and exits with status 2, no traceback.
+Bad input (a missing or broken scenario, an unknown agent, a bad parameter, a
+cache miss, a malformed dataset) prints one line per problem to stderr and
+exits with status 2, no traceback; a backend that cannot run (a model that
+does not load, an endpoint that is down) exits with 1. ``SIM_DEBUG=1`` shows
+tracebacks.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -55,7 +59,57 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", type=Path, help="results directory (default results/<scenario>/compare-<time>)")
     c.add_argument("--workers", type=int, help="parallel processes (default: CPU count)")
     c.add_argument("--quiet", action="store_true")
+
+    m = sub.add_parser("models", help="local model helpers")
+    msub = m.add_subparsers(dest="models_command", required=True)
+    bt = msub.add_parser("build-tiny", help="build tiny Stable Diffusion and CLIP models from configs (no download)")
+    bt.add_argument("dir", type=Path)
+    bt.add_argument("--seed", type=int, default=0)
+
+    k = sub.add_parser("cache", help="generation cache")
+    ksub = k.add_subparsers(dest="cache_command", required=True)
+    kb = ksub.add_parser("build", help="fill a cache directory from any generator backend")
+    kb.add_argument("scenario", type=Path)
+    kb.add_argument("--out", type=Path, required=True, help="cache directory")
+    kb.add_argument("--prompts", type=int, default=32, help="prompts from the shipped set (default 32)")
+    kb.add_argument("--seeds", type=int, default=4, help="seeds per prompt and strategy (default 4)")
+    kb.add_argument("--strategies", type=_ints, default=list(range(7)), help="comma-separated strategy ids (default 0-6)")
+    kb.add_argument("--backend", choices=["surrogate", "diffusers"], help="generator (default: the scenario's)")
+    kb.add_argument("--no-score", action="store_true", help="do not score images with the scenario's assessor")
+    kb.add_argument("--seed", type=int, help="root seed (default: the scenario's)")
+    kb.add_argument("--quiet", action="store_true")
+
+    d = sub.add_parser("demo-dataset", help="build the demonstration dataset D (prompts x strategies x seeds x powers)")
+    d.add_argument("scenario", type=Path)
+    d.add_argument("--out", type=Path, required=True, help="output Parquet file")
+    d.add_argument("--prompts", type=int, default=32, help="demonstration prompts (default 32)")
+    d.add_argument("--seeds", type=int, default=4, help="seeds per prompt and strategy (default 4)")
+    d.add_argument("--strategies", type=_ints, default=list(range(7)))
+    d.add_argument("--powers", type=_floats, default=[0.05, 0.1, 0.2, 0.4, 0.8], help="transmit powers, W")
+    d.add_argument("--distance", type=float, default=100.0, help="user distance, m (default 100)")
+    d.add_argument("--seed", type=int, help="root seed (default: the scenario's)")
+    d.add_argument("--backend", choices=["surrogate", "diffusers", "cache"], help="generator (default: the scenario's)")
+    d.add_argument("--checkpoint-every", type=int, default=4, help="prompts between partial saves (default 4)")
+    d.add_argument("--quiet", action="store_true")
+
+    cal = sub.add_parser("calibrate", help="fit the quality model from a demonstration dataset")
+    cal.add_argument("dataset", type=Path)
+    cal.add_argument("--out", type=Path, required=True, help="generation YAML; the damage YAML goes beside it")
     return parser
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def _load(path: Path) -> Scenario:
@@ -101,9 +155,86 @@ def _cmd_compare(args) -> int:
     return 0
 
 
+def _cmd_models(args) -> int:
+    from sim.models.tiny import build_tiny_models
+
+    paths = build_tiny_models(args.dir, seed=args.seed)
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def _cmd_cache(args) -> int:
+    from sim.generation.cache import build_cache
+
+    scenario = _load(args.scenario)
+    summary = build_cache(
+        scenario,
+        args.out,
+        prompts=None,
+        strategies=args.strategies,
+        seeds_per_prompt=args.seeds,
+        backend=args.backend,
+        quiet=args.quiet,
+        n_prompts=args.prompts,
+        score=not args.no_score,
+        seed=args.seed,
+    )
+    for key, value in summary.items():
+        print(f"{key}: {value}")
+    return 0
+
+
+def _cmd_demo_dataset(args) -> int:
+    from sim.demo_dataset import build_demo_dataset, partial_path_for
+
+    scenario = _load(args.scenario)
+    try:
+        summary = build_demo_dataset(
+            scenario,
+            args.out,
+            n_prompts=args.prompts,
+            strategies=args.strategies,
+            seeds_per_strategy=args.seeds,
+            power_levels_w=tuple(args.powers),
+            distance_m=args.distance,
+            seed=scenario.seed if args.seed is None else args.seed,
+            quiet=args.quiet,
+            checkpoint_every=args.checkpoint_every,
+            backend=args.backend,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"interrupted; partial results in {partial_path_for(args.out)}; rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
+    print(summary.describe())
+    return 0
+
+
+def _cmd_calibrate(args) -> int:
+    from sim.calibration import calibrate
+
+    if not args.dataset.exists():
+        print(f"{args.dataset}: no such file", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    result = calibrate(args.dataset, args.out)
+    print(result.report())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"validate": _cmd_validate, "run": _cmd_run, "compare": _cmd_compare}
+    handlers = {
+        "validate": _cmd_validate,
+        "run": _cmd_run,
+        "compare": _cmd_compare,
+        "models": _cmd_models,
+        "cache": _cmd_cache,
+        "demo-dataset": _cmd_demo_dataset,
+        "calibrate": _cmd_calibrate,
+    }
     try:
         return handlers[args.command](args)
     except ScenarioError as err:
@@ -113,6 +244,14 @@ def main(argv: list[str] | None = None) -> int:
     except AgentError as err:
         print(f"{args.scenario}: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except (ValueError, KeyError, RuntimeError, OSError) as err:
+        # Bad input to a backend (a cache miss, a model that cannot be loaded, an endpoint that is down,
+        # a malformed dataset): one line. SIM_DEBUG=1 shows the traceback.
+        if os.environ.get("SIM_DEBUG"):
+            raise
+        message = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+        print(f"error: {type(err).__name__}: {message} (SIM_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return EXIT_BAD_INPUT if isinstance(err, (ValueError, KeyError)) else 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

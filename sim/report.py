@@ -58,7 +58,10 @@ def write_run_report(out: Path, scenario_name: str, seed: int, summary: dict, tr
     sns.set_theme(style="whitegrid")
     images = trace[trace["record"] == "image"]
     figures = []
-    if len(images):
+    # Real generators do not know an image's generation score (NaN): then only received scores are plotted.
+    scored = images[np.isfinite(images["generation_score"].astype(float))] if len(images) else images
+    if len(scored):
+        images = scored
         fig, ax = plt.subplots(figsize=(6, 4))
         shown = images.assign(
             decodable=images["decodable"].map({True: "decodable", False: "undecodable"}),
@@ -82,6 +85,12 @@ def write_run_report(out: Path, scenario_name: str, seed: int, summary: dict, tr
         ax.legend()
         _save(fig, out / "scores.png")
         figures.append(("Scores before and after the channel", "scores.png"))
+    elif len(images):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        sns.histplot(images, x="received_score", color="C1", ax=ax)
+        ax.set(xlabel="received score (0-10)", title="Received scores")
+        _save(fig, out / "scores.png")
+        figures.append(("Received scores", "scores.png"))
     if len(users):
         fig, ax = plt.subplots(figsize=(6, 4))
         sns.countplot(data=users, x="rounds", hue="satisfied", ax=ax)

@@ -45,6 +45,8 @@ class ImageRecord:
     generation_time_s: float
     #: ``modelled`` (the scenario's time per image) or ``measured`` (the backend's wall-clock time).
     time_source: str
+    #: Generator backend's model (id or path; empty for the surrogate).
+    model: str
     transmission_time_s: float
     shadowing_db: float
     fading_gain: float
@@ -150,6 +152,7 @@ SUMMARY_METRICS = (
     "mean_best_score",
     "mean_cost",
     "undecodable_rate",
+    "assessment_failures",
     "mean_ber",
     "sim_time_s",
 )
@@ -184,6 +187,7 @@ def summarise(users: list[UserRecord], images: list[ImageRecord], n_arrived: int
         "mean_best_score": _mean(u["best_score"]),
         "mean_cost": _mean(u["cost"]),
         "undecodable_rate": _mean((~im["decodable"].astype(bool)).astype(float)),
+        "assessment_failures": int(im["assessment_failed"].astype(bool).sum()) if len(im) else 0,
         "mean_ber": _mean(im["ber"]),
         "sim_time_s": float(sim_time_s),
     }

@@ -411,6 +411,7 @@ class World:
             t_received_s=self.env.now,
             generation_time_s=image.generation_time_s,
             time_source=image.time_source,
+            model=image.model,
             transmission_time_s=tx_time,
             shadowing_db=shadow_db,
             fading_gain=fading,

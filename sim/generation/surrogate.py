@@ -127,6 +127,8 @@ class SurrogateGenerator:
                     seed=int(seed),
                     generation_time_s=self.inference_time_s,
                     generation_score=score,
+                    time_source="modelled",
+                    model="surrogate",
                 )
             )
         return images
