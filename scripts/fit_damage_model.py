@@ -46,7 +46,13 @@ if str(ROOT) not in sys.path:
 
 from sim.assessment.fidelity import DEFAULT_SSIM_GAMMA, FidelityAssessor, damage_trials  # noqa: E402
 # The estimators live in sim.calibration, shared with the calibration of a demonstration dataset.
-from sim.calibration import E50_NO_DAMAGE, fit_retention, fit_undecodable, retention_curve  # noqa: E402,F401
+from sim.calibration import (  # noqa: E402,F401
+    E50_NO_DAMAGE,
+    damage_yaml_entry,
+    fit_retention,
+    fit_undecodable,
+    retention_curve,
+)
 from sim.progress import count_progress  # noqa: E402
 from sim.generation.base import GeneratedImage  # noqa: E402
 from sim.generation.render import FORMATS  # noqa: E402
@@ -184,11 +190,6 @@ def summarise(fmt: str, mc: dict[str, np.ndarray], bers: np.ndarray) -> dict:
 # --- output ----------------------------------------------------------------------------
 
 
-def _g(x: float, digits: int = 4) -> float:
-    """Round to significant digits for the YAML."""
-    return float(f"{x:.{digits}g}")
-
-
 def write_yaml(out: Path, fits: dict[str, dict], args: argparse.Namespace, command: str, seconds: float) -> None:
     existing: dict = {}
     if out.is_file():
@@ -199,21 +200,10 @@ def write_yaml(out: Path, fits: dict[str, dict], args: argparse.Namespace, comma
             existing = {}
     formats = {fmt: existing[fmt] for fmt in FORMATS if fmt in existing}
     for fmt, f in fits.items():
-        formats[fmt] = {
-            "e50": _g(f["e50"]),
-            "k": _g(f["k"]),
-            "undecodable_per_error": _g(f["undecodable_per_error"]),
-            "fit": {
-                "rmse_retention_samples": _g(f["rmse_retention_samples"], 3),
-                "rmse_retention_binned": _g(f["rmse_retention_binned"], 3),
-                "rmse_undecodable_binned": _g(f["rmse_undecodable_binned"], 3),
-                "rmse_score_share_binned": _g(f["rmse_score_share_binned"], 3),
-                "trials": f["trials"],
-                "decodable_trials": f["decodable_trials"],
-                "mean_n_bits": int(round(f["mean_n_bits"])),
-                "n_bits_range": [f["min_n_bits"], f["max_n_bits"]],
-            },
-        }
+        formats[fmt] = damage_yaml_entry(
+            f["e50"], f["k"], f["undecodable_per_error"], f, trials=f["trials"], decodable_trials=f["decodable_trials"],
+            n_bits_range=[f["min_n_bits"], f["max_n_bits"]],
+        )
     formats = {fmt: formats[fmt] for fmt in FORMATS if fmt in formats}
     lines = [
         "# Damage part of the quality model: how much of an image's score survives bit errors.",

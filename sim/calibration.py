@@ -668,25 +668,36 @@ def _write_generation_yaml(path: Path, result: CalibrationResult, meta: dict[str
     _atomic_write_text(path, "\n".join(header) + yaml.safe_dump(body, sort_keys=False, default_flow_style=None, width=110))
 
 
+def damage_yaml_entry(
+    e50: float, k: float, undecodable_per_error: float, fit: dict[str, Any], *, trials: int, decodable_trials: int,
+    n_bits_range: list[int],
+) -> dict[str, Any]:
+    """One image format's entry of a damage YAML (``quality_damage.yaml`` schema) with its fit diagnostics."""
+    return {
+        "e50": _g(e50),
+        "k": _g(k),
+        "undecodable_per_error": _g(undecodable_per_error),
+        "fit": {
+            "rmse_retention_samples": _g(fit["rmse_retention_samples"], 3),
+            "rmse_retention_binned": _g(fit["rmse_retention_binned"], 3),
+            "rmse_undecodable_binned": _g(fit["rmse_undecodable_binned"], 3),
+            "rmse_score_share_binned": _g(fit["rmse_score_share_binned"], 3),
+            "trials": int(trials),
+            "decodable_trials": int(decodable_trials),
+            "mean_n_bits": int(round(fit["mean_n_bits"])),
+            "n_bits_range": [int(v) for v in n_bits_range],
+        },
+    }
+
+
 def _write_damage_yaml(path: Path, result: CalibrationResult, meta: dict[str, Any]) -> None:
     f = result.damage
     d = f.diagnostics
-    entry = {
-        "e50": _g(f.e50),
-        "k": _g(f.k),
-        "undecodable_per_error": _g(f.undecodable_per_error),
-        "fit": {
-            "rmse_retention_samples": _g(d["rmse_retention_samples"], 3),
-            "rmse_retention_binned": _g(d["rmse_retention_binned"], 3),
-            "rmse_undecodable_binned": _g(d["rmse_undecodable_binned"], 3),
-            "rmse_score_share_binned": _g(d["rmse_score_share_binned"], 3),
-            "trials": d["rows"],
-            "decodable_trials": d["decodable_rows"],
-            "mean_n_bits": int(round(d["mean_n_bits"])),
-            "n_bits_range": d["n_bits_range"],
-            "errors_range": [_g(v, 3) for v in d["errors_range"]],
-        },
-    }
+    entry = damage_yaml_entry(
+        f.e50, f.k, f.undecodable_per_error, d, trials=d["rows"], decodable_trials=d["decodable_rows"],
+        n_bits_range=d["n_bits_range"],
+    )
+    entry["fit"]["errors_range"] = [_g(v, 3) for v in d["errors_range"]]
     lines = [
         "# Damage part of a quality model (sim/quality.py), calibrated on a demonstration dataset D.",
         *_describe_source(result, meta),

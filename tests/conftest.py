@@ -18,3 +18,14 @@ def tiny_models(tmp_path_factory):
     except FileNotFoundError as err:
         pytest.skip(str(err))
     return build_tiny_models(tmp_path_factory.mktemp("tiny-models"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run fastest on one thread (thread synchronisation dwarfs their kernels, and on a
+    shared machine it is far worse); the setting is restored after the module."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

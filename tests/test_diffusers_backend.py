@@ -50,14 +50,8 @@ class Spy:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny models run fastest on one thread (thread synchronisation dwarfs their kernels, and
-    on a shared machine it is far worse); restored after this module."""
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_torch_thread(one_torch_thread):
+    """Every test here runs torch on one thread (see tests/conftest.py)."""
 
 
 @pytest.fixture(scope="module")
