@@ -210,6 +210,7 @@ def make_prompt_agent(name: str, params: dict[str, Any], context: AgentContext, 
 
 def _load_builtin_agents() -> None:
     """Import the modules whose classes register themselves."""
+    import agents.oracle  # noqa: F401
     import agents.prompt  # noqa: F401
     import agents.random  # noqa: F401
     import agents.static  # noqa: F401

@@ -1,0 +1,349 @@
+"""The model-based oracle: the (N, P) that maximises the *expected* utility of one epoch.
+
+It sees what any provisioning agent sees (complexities, distances, thresholds,
+``P_total``), not the shadowing realisation nor the prompt's random quality
+effect. Unlike a learner, it knows the exact quality model, channel and QoE
+model, and the latency model of the FIFO GPU queue, so it is an upper reference
+for agents that must learn them. It is myopic: one round's expected utility
+(eq. 22a with its penalties), ignoring later rounds.
+
+Expected per-user terms, for user ``i`` with ``N`` images and power ``P``
+(``mu`` = ``QualityModel.mean_score(c, strategy)``, ``s`` = ``seed_sd``):
+
+* the prompt effect ``u ~ N(0, prompt_sd)`` and the shadowing ``x ~ N(0, sigma_dB)``
+  are integrated with Gauss-Hermite nodes; given them, the BER is
+  ``Channel.ber_given_shadowing(P, d, x)`` and every image independently is
+  undecodable (score 0) with ``QualityModel.p_undecodable`` or scores
+  ``clip(mu + u + s eps, 0, 10) * QualityModel.retention``; so the received
+  score has CDF ``F(b) = p_u + (1 - p_u) Phi((b / r - mu - u) / s)`` on
+  ``[0, 10 r)`` and the best of ``N`` has ``F^N``;
+* ``P(satisfied) = 1 - F(thr)^N`` (0 when ``thr > 10 r``);
+* ``E[ln(max(B, floor) / thr)] = ln(floor / thr) + int_floor^{10 r} (1 - F(b)^N) / b db``
+  (Gauss-Legendre in ``b``);
+* latency: the user's last image leaves the FIFO GPU queue at
+  ``(S_i - 1) // gpus + 1`` inference times (``S_i`` images queued up to and
+  including user ``i``), plus its transmission time at the median SNR
+  (no shadowing, mean fading) -- milliseconds against seconds of generation;
+* ``E[U_i] = eta_q * latency_term * E[quality term] - eta_c * cost - rho * (1 - P(satisfied))``
+  (``sim.qoe.latency_term`` and ``sim.qoe.cost``), and ``Q rho`` more if the
+  powers exceed ``P_total`` (transmission then at the scaled-down powers, as in
+  the world and the env).
+
+Search: every ``N`` combination (``itertools.product``, up to ``max_combos``;
+beyond that coordinate ascent from the best uniform ``N``); for each, the
+power split is the exact maximum on a uniform grid of ``P_total / power_grid``
+steps (a max-plus dynamic programme over users, using per-user tables
+interpolated in ``log P`` from an exact log-spaced table), and the best
+combination's split is polished with SLSQP on the exact objective. The oracle
+assumes the default QoE function and the ``average_fading`` BER model.
+
+Known gap: being myopic, it maximises each round's eq. 22a utility (the env's
+reward, and the world's ``RoundRecord.utility``), where it beats the static
+baseline; on the world's per-user end-to-end utility over all rounds
+(``UserRecord.utility``: QoE of the total latency with base ``1 + total images``)
+it does not beat static on ``scenarios/three_users.yaml`` (6 seeds: -1.32 vs -0.92).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+from scipy import optimize, special
+
+from agents.base import AgentContext, Provision, ProvisioningAgent, ProvisioningObservation, register_provisioning
+from sim.backends import build_channel, build_quality_model
+from sim.config import Scenario
+from sim.qoe import QoEParams, cost, latency_term
+from sim.quality import N_STRATEGIES, SCORE_MAX
+
+_LOG_TABLE_POINTS = 25  # exact table points in log P from P_total * 1e-4 to P_total
+
+
+def _gauss_hermite(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights for E[f(Z)], Z ~ N(0, 1)."""
+    x, w = np.polynomial.hermite.hermgauss(n)
+    return math.sqrt(2.0) * x, w / w.sum()
+
+
+def _strategy_of(scenario: Scenario | None) -> int:
+    """The strategy the scenario's prompt agent uses (raw -> 0, empirical -> its strategy), else 6."""
+    if scenario is None:
+        return 6
+    pa = scenario.prompt_agent
+    if pa.name == "raw":
+        return 0
+    if pa.name == "empirical":
+        return int(pa.params.get("strategy", 6))
+    return 6
+
+
+@register_provisioning("oracle")
+class OracleProvisioning(ProvisioningAgent):
+    """Best ``(N, P)`` for the expected one-round utility under the exact models (module docstring).
+
+    Parameters: ``n_max`` (default ``context.max_images``); ``strategy`` (prompt
+    strategy assumed; default: 0 for the ``raw`` prompt agent, the
+    ``empirical`` agent's strategy, else 6); ``image_bits`` (default
+    :func:`sim.envs.typical_image_bits`); quadrature sizes ``prompt_nodes``,
+    ``shadow_nodes``, ``score_nodes``; ``power_grid`` (grid steps of the power
+    search); ``max_combos`` (exhaustive search limit over ``N``).
+    """
+
+    def __init__(
+        self,
+        context: AgentContext,
+        rng: np.random.Generator,
+        n_max: int | None = None,
+        strategy: int | None = None,
+        image_bits: float | None = None,
+        prompt_nodes: int = 12,
+        shadow_nodes: int = 16,
+        score_nodes: int = 48,
+        power_grid: int = 100,
+        max_combos: int = 4096,
+        polish: bool = True,
+    ):
+        super().__init__(context, rng)
+        scenario = context.scenario
+        if not isinstance(scenario, Scenario):
+            raise ValueError("the oracle needs the scenario in its AgentContext (it models the world)")
+        self.n_max = int(n_max or context.max_images)
+        if not 1 <= self.n_max <= context.max_images:
+            raise ValueError(f"n_max must be in 1..{context.max_images}, got {n_max}")
+        self.strategy = _strategy_of(scenario) if strategy is None else int(strategy)
+        if not 0 <= self.strategy < N_STRATEGIES:
+            raise ValueError(f"strategy must be in 0..{N_STRATEGIES - 1}, got {strategy}")
+        from sim.envs import typical_image_bits  # late: sim.envs imports agents.base
+
+        self.image_bits = float(image_bits) if image_bits is not None else typical_image_bits(scenario)
+        self.channel = build_channel(scenario)
+        self.quality = build_quality_model(scenario)
+        self.params = QoEParams(**scenario.qoe.model_dump())
+        self.gpus = int(scenario.masps[0].gpus)
+        self.inference_time_s = float(scenario.generator.inference_time_s)
+        self.power_grid = int(power_grid)
+        self.max_combos = int(max_combos)
+        self.polish = bool(polish)
+        if self.power_grid < 4:
+            raise ValueError("power_grid must be >= 4")
+        self._u, self._wu = _gauss_hermite(int(prompt_nodes))
+        self._x, self._wx = _gauss_hermite(int(shadow_nodes))
+        t, wt = np.polynomial.legendre.leggauss(int(score_nodes))
+        self._t, self._wt = (t + 1.0) / 2.0, wt / 2.0  # on [0, 1]
+
+    # -- expected per-user terms -------------------------------------------------------------------
+
+    def quality_terms(self, complexity: float, distance_m: float, threshold: float, power_w) -> tuple[np.ndarray, np.ndarray]:
+        """``(E[quality term], P(satisfied))`` for ``N = 1..n_max`` (rows) at each power (columns)."""
+        qm, ch = self.quality, self.channel
+        p = np.atleast_1d(np.asarray(power_w, dtype=float))
+        mu = float(qm.mean_score(complexity, self.strategy))
+        sd = qm.seed_sd
+        floor, thr = self.params.quality_floor, float(threshold)
+        shadow = ch.params.shadowing_sigma_db * self._x  # (X,)
+        ber = np.asarray(ch.ber_given_shadowing(p[:, None], distance_m, shadow[None, :]), dtype=float)  # (P, X)
+        ret = np.asarray(qm.retention(ber, self.image_bits), dtype=float)
+        pu = np.asarray(qm.p_undecodable(ber, self.image_bits), dtype=float)
+        mu_u = mu + qm.prompt_sd * self._u  # (U,)
+        top = SCORE_MAX * ret  # (P, X)
+        # score integral nodes: b in [floor, top] (empty when top <= floor)
+        width = np.maximum(top - floor, 0.0)
+        b = floor + width[..., None] * self._t  # (P, X, B)
+        z = (b[:, :, None, :] / ret[:, :, None, None] - mu_u[None, None, :, None]) / sd  # (P, X, U, B)
+        f = pu[:, :, None, None] + (1 - pu[:, :, None, None]) * special.ndtr(z)
+        log_f = np.log(np.maximum(f, 1e-300))
+        z_thr = (thr / ret[:, :, None] - mu_u[None, None, :]) / sd  # (P, X, U)
+        f_thr = np.where(thr > top[:, :, None], 1.0, pu[:, :, None] + (1 - pu[:, :, None]) * special.ndtr(z_thr))
+        wq = (self._wx[:, None] * self._wu[None, :])  # (X, U)
+        kernel = (width[..., None] * self._wt / b)[:, :, None, :]  # (P, X, 1, B): d b / b
+        n = np.arange(1, self.n_max + 1)
+        eh = np.empty((len(n), len(p)))
+        ps = np.empty((len(n), len(p)))
+        for k, nk in enumerate(n):
+            integral = np.sum((1.0 - np.exp(nk * log_f)) * kernel, axis=-1)  # (P, X, U)
+            eh[k] = math.log(floor / thr) + np.einsum("pxu,xu->p", integral, wq)
+            ps[k] = 1.0 - np.einsum("pxu,xu->p", f_thr**nk, wq)
+        return eh, ps
+
+    def _latency(self, n_images: np.ndarray, power_w: np.ndarray, distances: np.ndarray) -> np.ndarray:
+        """Latency per user (broadcasts over leading axes of ``n_images``): FIFO GPU time + median-SNR transmission."""
+        from sim.envs import gpu_completion_times
+
+        gen = np.apply_along_axis(gpu_completion_times, -1, n_images, self.gpus, self.inference_time_s)
+        snr = np.asarray(self.channel.snr(power_w, distances, 0.0, self.channel.params.nakagami_omega), dtype=float)
+        with np.errstate(divide="ignore"):
+            tx = np.asarray(self.channel.transmission_time_s(self.image_bits, snr), dtype=float)
+        tx = np.where(np.isfinite(tx), tx, 0.0)
+        return np.where(n_images > 0, gen + tx, 0.0)
+
+    # -- expected utility --------------------------------------------------------------------------
+
+    def expected_utility(self, obs: ProvisioningObservation, provision: Provision) -> float:
+        """Expected eq. 22a utility (with penalties) of ``provision`` for the users of ``obs``."""
+        n = np.asarray(provision.n_images, dtype=int)
+        requested = np.asarray(provision.power_w, dtype=float)
+        p_total = float(obs.p_total_w)
+        total = float(requested.sum())
+        violation = total > p_total * (1 + 1e-9)
+        power = requested * (p_total / total) if violation else requested
+        d = np.asarray(obs.distances_m, dtype=float)
+        thr = np.asarray(obs.thresholds, dtype=float)
+        latency = self._latency(n, power, d)
+        value = 0.0
+        for i in range(obs.n_users):
+            if n[i] >= 1:
+                eh, ps = self.quality_terms(float(obs.complexities[i]), d[i], thr[i], power[i])
+                if n[i] > self.n_max:
+                    raise ValueError(f"n_images {n[i]} above the oracle's n_max {self.n_max}")
+                eh, ps = float(eh[n[i] - 1, 0]), float(ps[n[i] - 1, 0])
+                lt = float(latency_term(latency[i], n[i], self.params.max_latency_s))
+            else:  # no image: best score 0, a violation; the world's latency is then 0
+                eh, ps = math.log(self.params.quality_floor / thr[i]), 0.0
+                lt = float(latency_term(0.0, 1, self.params.max_latency_s))
+            value += (
+                self.params.eta_q * lt * eh
+                - self.params.eta_c * float(cost(n[i], requested[i], self.params))
+                - self.params.penalty * (1.0 - ps)
+            )
+        if violation:
+            value -= self.params.penalty * obs.n_users
+        return float(value)
+
+    # -- search ------------------------------------------------------------------------------------
+
+    def _objective_tables(self, obs: ProvisioningObservation, grid: np.ndarray):
+        """Per user: E[quality term] and P(sat) on ``grid`` (N rows), interpolated in log P from an exact table."""
+        p_total = float(obs.p_total_w)
+        table_p = p_total * np.logspace(-4, 0, _LOG_TABLE_POINTS)
+        eh_all, ps_all = [], []
+        for i in range(obs.n_users):
+            eh, ps = self.quality_terms(
+                float(obs.complexities[i]), float(obs.distances_m[i]), float(obs.thresholds[i]), table_p
+            )
+            lg = np.log(np.maximum(grid, table_p[0]))
+            eh_all.append(np.stack([np.interp(lg, np.log(table_p), row) for row in eh]))
+            ps_all.append(np.stack([np.interp(lg, np.log(table_p), row) for row in ps]))
+        return np.stack(eh_all), np.stack(ps_all)  # (Q, N, G)
+
+    def _combo_values(self, combos: np.ndarray, eh, ps, grid, obs) -> tuple[np.ndarray, np.ndarray]:
+        """Best grid value and grid power indices for each N combination (rows of ``combos``)."""
+        prm = self.params
+        q = obs.n_users
+        d = np.asarray(obs.distances_m, dtype=float)
+        g = len(grid)
+        # latency: FIFO GPU completion (C, Q) + transmission at the median SNR of each grid power (Q, G)
+        from sim.envs import gpu_completion_times
+
+        gen = np.apply_along_axis(gpu_completion_times, -1, combos, self.gpus, self.inference_time_s)
+        snr = np.asarray(self.channel.snr(grid[None, :], d[:, None], 0.0, self.channel.params.nakagami_omega), dtype=float)
+        with np.errstate(divide="ignore"):
+            tx = np.asarray(self.channel.transmission_time_s(self.image_bits, snr), dtype=float)
+        tx = np.where(np.isfinite(tx), tx, 0.0)
+        lt = latency_term(np.maximum(gen[..., None] + tx[None], 1e-9), combos[..., None], prm.max_latency_s)
+        users = np.arange(q)
+        e = eh[users[None, :], combos - 1]  # (C, Q, G)
+        s = ps[users[None, :], combos - 1]
+        f = prm.eta_q * lt * e - prm.eta_c * cost(combos[..., None], grid, prm) - prm.penalty * (1.0 - s)
+        f[..., 0] = -np.inf  # no zero power: it never helps the expected utility but confuses the latency model
+        # max-plus DP over users on the budget grid (index = grid steps used)
+        best = f[:, 0, :].copy()
+        choice = [np.broadcast_to(np.arange(g), best.shape).copy()]
+        running = np.maximum.accumulate(best, axis=-1)
+        arg_running = np.zeros_like(best, dtype=int)
+        # keep the argmax of the prefix max for user 0
+        idx = np.arange(g)
+        am = np.where(best == running, idx, 0)
+        arg_running = np.maximum.accumulate(am, axis=-1)
+        values, args = running, [arg_running]
+        for i in range(1, q):
+            # V_i(b) = max_{k <= b} f_i(k) + V_{i-1}(b - k)
+            k = idx[:, None]
+            bsum = idx[None, :]
+            prev_idx = bsum - k  # (k, b)
+            valid = prev_idx >= 0
+            cand = np.where(valid[None], f[:, i, :, None] + np.take(values, np.clip(prev_idx, 0, g - 1), axis=-1), -np.inf)
+            kbest = np.argmax(cand, axis=1)  # (C, b)
+            values = np.take_along_axis(cand, kbest[:, None, :], axis=1)[:, 0, :]
+            args.append(kbest)
+        # backtrack from the full budget
+        c = len(combos)
+        out = np.zeros((c, q), dtype=int)
+        budget = np.full(c, g - 1)
+        rows = np.arange(c)
+        for i in range(q - 1, 0, -1):
+            k = args[i][rows, budget]
+            out[:, i] = k
+            budget = budget - k
+        out[:, 0] = args[0][rows, budget]
+        return values[:, -1], out
+
+    def decide(self, obs: ProvisioningObservation) -> Provision:
+        q = obs.n_users
+        p_total = float(obs.p_total_w)
+        g = self.power_grid
+        grid = np.linspace(0.0, p_total, g + 1)
+        eh, ps = self._objective_tables(obs, grid)
+        n_range = np.arange(1, self.n_max + 1)
+        if self.n_max**q <= self.max_combos:
+            combos = np.array(list(itertools.product(n_range, repeat=q)), dtype=int)
+            values, idx = self._chunked(combos, eh, ps, grid, obs)
+            j = int(np.argmax(values))
+            n_best, p_idx = combos[j], idx[j]
+        else:  # coordinate ascent from the best uniform N
+            uniform = np.repeat(n_range[:, None], q, axis=1)
+            values, idx = self._chunked(uniform, eh, ps, grid, obs)
+            j = int(np.argmax(values))
+            n_best, p_idx, v_best = uniform[j].copy(), idx[j], values[j]
+            for _ in range(4):
+                improved = False
+                for i in range(q):
+                    cands = np.repeat(n_best[None, :], self.n_max, axis=0)
+                    cands[:, i] = n_range
+                    values, idx = self._chunked(cands, eh, ps, grid, obs)
+                    k = int(np.argmax(values))
+                    if values[k] > v_best + 1e-12:
+                        n_best, p_idx, v_best, improved = cands[k].copy(), idx[k], values[k], True
+                if not improved:
+                    break
+        power = grid[p_idx]
+        decision = Provision(n_best, power)
+        if self.polish and q > 0:
+            decision = self._polish(obs, decision)
+        return decision
+
+    def _chunked(self, combos, eh, ps, grid, obs, chunk: int = 64):
+        vals, idxs = [], []
+        for s in range(0, len(combos), chunk):
+            v, i = self._combo_values(combos[s : s + chunk], eh, ps, grid, obs)
+            vals.append(v)
+            idxs.append(i)
+        return np.concatenate(vals), np.concatenate(idxs)
+
+    def _polish(self, obs: ProvisioningObservation, start: Provision) -> Provision:
+        """SLSQP on the exact expected utility, from the grid optimum; kept only if it is better."""
+        n = start.n_images
+        p_total = float(obs.p_total_w)
+        lo = p_total * 1e-6
+
+        def neg(p):
+            return -self.expected_utility(obs, Provision(n, np.maximum(p, lo)))
+
+        x0 = np.maximum(start.power_w, lo)
+        f0 = neg(x0)
+        try:
+            res = optimize.minimize(
+                neg,
+                x0,
+                method="SLSQP",
+                bounds=[(lo, p_total)] * obs.n_users,
+                constraints=[{"type": "ineq", "fun": lambda p: p_total - np.sum(p)}],
+                options={"maxiter": 50, "ftol": 1e-9},
+            )
+        except (ValueError, FloatingPointError):  # pragma: no cover - keep the grid optimum
+            return Provision(n, x0)
+        x = np.clip(res.x, lo, p_total)
+        if x.sum() > p_total:
+            x = x * (p_total / x.sum())
+        return Provision(n, x) if neg(x) < f0 else Provision(n, x0)
