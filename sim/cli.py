@@ -1,4 +1,4 @@
-"""Command line: ``python -m sim run|compare|validate|models|cache|demo-dataset|calibrate``.
+"""Command line: ``python -m sim run|compare|validate|train|models|cache|demo-dataset|calibrate``.
 
 Bad input (a missing or broken scenario, an unknown agent, a bad parameter, a
 cache miss, a malformed dataset) prints one line per problem to stderr and
@@ -91,6 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--backend", choices=["surrogate", "diffusers", "cache"], help="generator (default: the scenario's)")
     d.add_argument("--checkpoint-every", type=int, default=4, help="prompts between partial saves (default 4)")
     d.add_argument("--quiet", action="store_true")
+
+    t = sub.add_parser("train", help="train a provisioning agent on sim/Provisioning-v0")
+    t.add_argument("scenario", type=Path)
+    t.add_argument("--agent", required=True, choices=["d3pg", "ppo", "sac", "ddpg"])
+    t.add_argument("--steps", type=int, required=True, help="environment steps in total")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", type=Path, help="output directory (default results/train/<scenario>/<agent>-seed<S>)")
+    t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    t.add_argument("--quiet", action="store_true")
 
     cal = sub.add_parser("calibrate", help="fit the quality model from a demonstration dataset")
     cal.add_argument("dataset", type=Path)
@@ -224,6 +233,21 @@ def _cmd_calibrate(args) -> int:
     return 0
 
 
+def _cmd_train(args) -> int:
+    from sim.training import final_utility, train
+
+    scenario = _load(args.scenario)
+    out = args.out or Path("results") / "train" / scenario.name / f"{args.agent}-seed{args.seed}"
+    result = train(scenario, args.agent, args.steps, args.seed, out, resume=args.resume, quiet=args.quiet)
+    if not args.quiet:
+        print(
+            f"{args.agent} seed {args.seed}: {result.steps} steps, final evaluation utility "
+            f"{final_utility(result.curve):.3f} per decision ({result.wall_time_s:.0f} s)"
+        )
+    print(out)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {
@@ -234,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         "cache": _cmd_cache,
         "demo-dataset": _cmd_demo_dataset,
         "calibrate": _cmd_calibrate,
+        "train": _cmd_train,
     }
     try:
         return handlers[args.command](args)

@@ -236,6 +236,25 @@ class AgentConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class TrainingConfig(_Strict):
+    """Training of provisioning agents on ``sim/Provisioning-v0`` (``python -m sim train``)."""
+
+    #: Decision epochs per episode.
+    episode_length: Annotated[int, Field(ge=1)] = 32
+    #: ``feasible``: the power split always sums to P_total; ``penalised``: the paper's raw action, eq. 22 penalty.
+    action_mapping: Literal["feasible", "penalised"] = "feasible"
+    #: Prompt-engineering strategy the environment assumes for every request (0-6).
+    strategy: Annotated[int, Field(ge=0, le=6)] = 6
+    #: Environment steps between evaluations (and curve points).
+    eval_every_steps: Annotated[int, Field(ge=1)] = 2000
+    #: Evaluation episodes, on seeds no training episode uses.
+    eval_episodes: Annotated[int, Field(ge=1)] = 5
+    #: Environment steps between numbered checkpoints (the latest is always kept).
+    checkpoint_every_steps: Annotated[int, Field(ge=1)] = 10000
+    #: Per algorithm (ppo, sac, d3pg, ddpg), keyword arguments of its constructor / config.
+    hyperparameters: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
 class ServiceConfig(_Strict):
     #: Most service rounds per user; a user still below threshold after these leaves unsatisfied.
     max_rounds: Annotated[int, Field(ge=1)] = 5
@@ -263,6 +282,7 @@ class Scenario(_Strict):
     quality: QualityConfig = QualityConfig()
     qoe: QoEConfig = QoEConfig()
     service: ServiceConfig = ServiceConfig()
+    training: TrainingConfig = TrainingConfig()
     provisioning_agent: AgentConfig = AgentConfig(name="static")
     prompt_agent: AgentConfig = AgentConfig(name="raw")
 

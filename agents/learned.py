@@ -1,0 +1,62 @@
+"""A trained provisioning policy (PPO, SAC, D3PG, DDPG) running inside the SimPy world.
+
+In a scenario::
+
+    provisioning_agent:
+      name: learned
+      params: {checkpoint: results/train/d3pg-seed0/checkpoints/latest}
+
+The checkpoint directory (written by ``python -m sim train``) says which
+algorithm it holds and the environment's shape. The world's observation is
+turned into the training environment's vector by
+:func:`sim.envs.observation_vector` and the action back into ``(N_i, P_i)`` by
+:func:`sim.envs.action_to_provision`: the same code the environment uses. An
+epoch with fewer users than the policy was trained for is padded with empty
+users, whose share of the power is given back to the real ones.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from agents.base import AgentContext, Provision, ProvisioningAgent, ProvisioningObservation, register_provisioning
+
+
+@register_provisioning("learned")
+class LearnedProvisioning(ProvisioningAgent):
+    """Runs a checkpoint of ``python -m sim train`` (deterministic actions by default)."""
+
+    def __init__(self, context: AgentContext, rng: np.random.Generator, checkpoint: str = "", deterministic: bool = True):
+        super().__init__(context, rng)
+        from sim.training import CHECKPOINT_META, load_model
+
+        directory = Path(checkpoint)
+        meta_path = directory / CHECKPOINT_META
+        if not checkpoint or not meta_path.exists():
+            raise ValueError(f"checkpoint {checkpoint!r} is not a training checkpoint directory (no {CHECKPOINT_META})")
+        self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if self.meta["max_images"] > context.max_images:
+            raise ValueError(
+                f"the policy was trained with max_images_per_round {self.meta['max_images']}, "
+                f"more than this scenario's {context.max_images}"
+            )
+        self.model = load_model(self.meta["algorithm"], directory)
+        self.deterministic = bool(deterministic)
+
+    def decide(self, obs: ProvisioningObservation) -> Provision:
+        from sim.envs import action_to_provision, observation_vector
+
+        q = int(self.meta["n_users"])
+        if obs.n_users > q:
+            raise ValueError(f"the policy decides for at most {q} users per epoch, got {obs.n_users}")
+        vector = observation_vector(obs, self.context.scenario, n_users=q)
+        action, _ = self.model.predict(vector, deterministic=self.deterministic)
+        full = action_to_provision(action, self.meta["max_images"], obs.p_total_w, self.meta["action_mapping"])
+        n = full.n_images[: obs.n_users]
+        power = full.power_w[: obs.n_users]
+        if self.meta["action_mapping"] == "feasible" and power.sum() > 0:
+            power = power * (obs.p_total_w / power.sum())
+        return Provision(n, power)
