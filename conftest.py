@@ -6,3 +6,5 @@ collect_ignore = ["sim/__main__.py"]
 # Doctests that need an optional package: skipped (not failed) on an install without the `real` extras.
 if importlib.util.find_spec("open_clip") is None:  # carries the CLIP BPE vocabulary
     collect_ignore.append("sim/models/clip_vocab.py")
+if importlib.util.find_spec("torch") is None:  # the learning extra
+    collect_ignore.append("agents/d3pg.py")
