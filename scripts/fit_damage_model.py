@@ -48,6 +48,7 @@ from sim.assessment.fidelity import DEFAULT_SSIM_GAMMA, FidelityAssessor, damage
 # The estimators live in sim.calibration, shared with the calibration of a demonstration dataset.
 from sim.calibration import (  # noqa: E402,F401
     E50_NO_DAMAGE,
+    damage_fit_table,
     damage_yaml_entry,
     fit_retention,
     fit_undecodable,
@@ -144,30 +145,12 @@ def summarise(fmt: str, mc: dict[str, np.ndarray], bers: np.ndarray) -> dict:
     dec = mc["decodable"]
     e50, k, damaged = fit_retention(mc["errors"][dec], mc["ratio"][dec])
     u = fit_undecodable(mc["errors"], ~dec)
-    pred_r = 1.0 / (1.0 + (mc["errors"] / e50) ** k)
+    pred_r = retention_curve(mc["errors"], math.log(e50), k)
     pred_u = -np.expm1(-mc["errors"] * u)
     rmse_samples = float(np.sqrt(np.mean((mc["ratio"][dec] - pred_r[dec]) ** 2)))
-    table = []
-    sq_r, sq_u, sq_all = [], [], []
-    for ber in bers:
-        sel = np.isclose(mc["ber"], ber)
-        d = sel & dec
-        row = {
-            "ber": float(ber),
-            "mean_errors": float(mc["errors"][sel].mean()),
-            "trials": int(sel.sum()),
-            "undecodable": float((~dec[sel]).mean()),
-            "p_undecodable_fit": float(pred_u[sel].mean()),
-            "retention": float(mc["ratio"][d].mean()) if d.any() else math.nan,
-            "retention_fit": float(pred_r[d].mean()) if d.any() else math.nan,
-            "score_share": float(mc["ratio"][sel].mean()),
-            "score_share_fit": float(((1 - pred_u) * pred_r)[sel].mean()),
-        }
-        table.append(row)
-        if d.any():
-            sq_r.append((row["retention"] - row["retention_fit"]) ** 2)
-        sq_u.append((row["undecodable"] - row["p_undecodable_fit"]) ** 2)
-        sq_all.append((row["score_share"] - row["score_share_fit"]) ** 2)
+    groups = [np.isclose(mc["ber"], ber) for ber in bers]
+    rows, rmse_r, rmse_u, rmse_all = damage_fit_table(groups, mc["errors"], dec, mc["ratio"], pred_u, pred_r)
+    table = [{"ber": float(ber), "trials": row.pop("rows"), **row} for ber, row in zip(bers, rows)]
     return {
         "format": fmt,
         "e50": e50,
@@ -175,9 +158,9 @@ def summarise(fmt: str, mc: dict[str, np.ndarray], bers: np.ndarray) -> dict:
         "undecodable_per_error": u,
         "damage_seen": damaged,
         "rmse_retention_samples": rmse_samples,
-        "rmse_retention_binned": float(np.sqrt(np.mean(sq_r))) if sq_r else math.nan,
-        "rmse_undecodable_binned": float(np.sqrt(np.mean(sq_u))),
-        "rmse_score_share_binned": float(np.sqrt(np.mean(sq_all))),
+        "rmse_retention_binned": rmse_r,
+        "rmse_undecodable_binned": rmse_u,
+        "rmse_score_share_binned": rmse_all,
         "trials": int(dec.size),
         "decodable_trials": int(dec.sum()),
         "mean_n_bits": float(mc["n_bits"].mean()),

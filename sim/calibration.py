@@ -439,6 +439,41 @@ def damage_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def damage_fit_table(
+    groups: list[np.ndarray], errors: np.ndarray, decodable: np.ndarray, ratio: np.ndarray,
+    pred_undecodable: np.ndarray, pred_retention: np.ndarray,
+) -> tuple[list[dict[str, float]], float, float, float]:
+    """Measured against fitted damage per group of rows (boolean masks), and the RMSEs over groups.
+
+    Returns ``(table, rmse_retention, rmse_undecodable, rmse_score_share)``; ``ratio`` is the received /
+    generation score (0 when undecodable).
+    """
+    table: list[dict[str, float]] = []
+    sq_r, sq_u, sq_all = [], [], []
+    for sel in groups:
+        d = sel & decodable
+        row = {
+            "mean_errors": float(errors[sel].mean()),
+            "rows": int(sel.sum()),
+            "undecodable": float((~decodable[sel]).mean()),
+            "p_undecodable_fit": float(pred_undecodable[sel].mean()),
+            "retention": float(ratio[d].mean()) if d.any() else math.nan,
+            "retention_fit": float(pred_retention[d].mean()) if d.any() else math.nan,
+            "score_share": float(np.where(decodable[sel], ratio[sel], 0.0).mean()),
+            "score_share_fit": float(((1 - pred_undecodable) * pred_retention)[sel].mean()),
+        }
+        table.append(row)
+        if d.any():
+            sq_r.append((row["retention"] - row["retention_fit"]) ** 2)
+        sq_u.append((row["undecodable"] - row["p_undecodable_fit"]) ** 2)
+        sq_all.append((row["score_share"] - row["score_share_fit"]) ** 2)
+
+    def rmse(values: list[float]) -> float:
+        return float(np.sqrt(np.mean(values))) if values else math.nan
+
+    return table, rmse(sq_r), rmse(sq_u), rmse(sq_all)
+
+
 def fit_damage(rows: pd.DataFrame, image_format: str, bins: int = 10) -> DamageFit:
     """``e50``, ``k`` and ``undecodable_per_error`` from rows with ``errors``, ``ratio``, ``decodable``."""
     if rows.empty:
@@ -453,7 +488,6 @@ def fit_damage(rows: pd.DataFrame, image_format: str, bins: int = 10) -> DamageF
     pred_r = retention_curve(e, math.log(e50), k)
     pred_u = -np.expm1(-e * u)
     # bins of expected errors: zero errors apart, then equal-count bins on the rest
-    table: list[dict[str, float]] = []
     edges_src = np.sort(e[e > 0])
     groups: list[np.ndarray] = []
     if np.any(e == 0):
@@ -465,24 +499,7 @@ def fit_damage(rows: pd.DataFrame, image_format: str, bins: int = 10) -> DamageF
             sel = (e > 0) & (e >= lo) & ((e < hi) if i < qs.size - 2 else (e <= hi))
             if sel.any():
                 groups.append(sel)
-    sq_r, sq_u, sq_all = [], [], []
-    for sel in groups:
-        d = sel & dec
-        row = {
-            "mean_errors": float(e[sel].mean()),
-            "rows": int(sel.sum()),
-            "undecodable": float((~dec[sel]).mean()),
-            "p_undecodable_fit": float(pred_u[sel].mean()),
-            "retention": float(ratio[d].mean()) if d.any() else math.nan,
-            "retention_fit": float(pred_r[d].mean()) if d.any() else math.nan,
-            "score_share": float(np.where(dec[sel], ratio[sel], 0.0).mean()),
-            "score_share_fit": float(((1 - pred_u) * pred_r)[sel].mean()),
-        }
-        table.append(row)
-        if d.any():
-            sq_r.append((row["retention"] - row["retention_fit"]) ** 2)
-        sq_u.append((row["undecodable"] - row["p_undecodable_fit"]) ** 2)
-        sq_all.append((row["score_share"] - row["score_share_fit"]) ** 2)
+    table, rmse_r, rmse_u, rmse_all = damage_fit_table(groups, e, dec, ratio, pred_u, pred_r)
     n_bits = rows["n_bits"].to_numpy(float)
     diagnostics = {
         "rows": int(e.size),
@@ -494,9 +511,9 @@ def fit_damage(rows: pd.DataFrame, image_format: str, bins: int = 10) -> DamageF
         "mean_n_bits": float(n_bits.mean()),
         "n_bits_range": [int(n_bits.min()), int(n_bits.max())],
         "rmse_retention_samples": float(np.sqrt(np.mean((ratio[dec] - pred_r[dec]) ** 2))),
-        "rmse_retention_binned": float(np.sqrt(np.mean(sq_r))) if sq_r else math.nan,
-        "rmse_undecodable_binned": float(np.sqrt(np.mean(sq_u))) if sq_u else math.nan,
-        "rmse_score_share_binned": float(np.sqrt(np.mean(sq_all))) if sq_all else math.nan,
+        "rmse_retention_binned": rmse_r,
+        "rmse_undecodable_binned": rmse_u,
+        "rmse_score_share_binned": rmse_all,
     }
     return DamageFit(
         image_format=image_format,

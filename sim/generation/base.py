@@ -60,3 +60,19 @@ class Generator(Protocol):
         """One image per seed in ``request.seeds``, in that order."""
         ...
 
+
+def validate_output_settings(image_format: object, jpeg_quality: object, inference_time_s: object) -> tuple[str, int, float]:
+    """Check the settings every generator shares; returns them normalised ``(format, quality, seconds)``."""
+    from sim.generation.render import FORMATS
+
+    if not isinstance(image_format, str) or image_format.lower() not in FORMATS:
+        raise ValueError(f"image_format must be one of {', '.join(FORMATS)}, got {image_format!r}")
+    if isinstance(jpeg_quality, bool) or not isinstance(jpeg_quality, (int, np.integer)) or not 1 <= jpeg_quality <= 100:
+        raise ValueError(f"jpeg_quality must be an integer in 1..100, got {jpeg_quality!r}")
+    try:
+        seconds = float(inference_time_s)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not (np.isfinite(seconds) and seconds >= 0):
+        raise ValueError(f"inference_time_s must be a finite number >= 0, got {inference_time_s!r}")
+    return image_format.lower(), int(jpeg_quality), seconds

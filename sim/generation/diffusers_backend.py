@@ -35,7 +35,6 @@ torch and diffusers are imported only when a generator is built, so importing :m
 from __future__ import annotations
 
 import logging
-import math
 import time
 import warnings
 from typing import Any
@@ -43,8 +42,8 @@ from typing import Any
 import numpy as np
 
 from sim.config import DiffusersConfig
-from sim.generation.base import GeneratedImage, GenerationRequest
-from sim.generation.render import FORMATS, decode_image_checked, encode_image
+from sim.generation.base import GeneratedImage, GenerationRequest, validate_output_settings
+from sim.generation.render import decode_image_checked, encode_image
 from sim.models.hub import load_pretrained, resolve_device
 
 #: Latent downsampling of Stable Diffusion's VAE: image sides must be multiples of it.
@@ -146,13 +145,7 @@ class DiffusersGenerator:
                 f"generator.image_size must be a positive multiple of {SD_SIZE_MULTIPLE} for Stable Diffusion "
                 f"(its VAE works on {SD_SIZE_MULTIPLE}x smaller latents), got {image_size!r}"
             )
-        if not isinstance(image_format, str) or image_format.lower() not in FORMATS:
-            raise ValueError(f"image_format must be one of {', '.join(FORMATS)}, got {image_format!r}")
-        if not _is_int(jpeg_quality) or not 1 <= jpeg_quality <= 100:
-            raise ValueError(f"jpeg_quality must be an integer in 1..100, got {jpeg_quality!r}")
-        t = float(inference_time_s)
-        if not (math.isfinite(t) and t >= 0):
-            raise ValueError(f"inference_time_s must be a finite number >= 0, got {inference_time_s!r}")
+        image_format, jpeg_quality, t = validate_output_settings(image_format, jpeg_quality, inference_time_s)
         self.config = config
         self.image_size = int(image_size)
         self.image_format = image_format.lower()

@@ -27,12 +27,11 @@ True
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
-from sim.generation.base import GeneratedImage, GenerationRequest
-from sim.generation.render import FORMATS, decode_image, encode_image, render_image
+from sim.generation.base import GeneratedImage, GenerationRequest, validate_output_settings
+from sim.generation.render import decode_image, encode_image, render_image
 
 
 def _is_int(value: object) -> bool:
@@ -82,13 +81,7 @@ class SurrogateGenerator:
             raise TypeError(f"quality_model must provide sample_scores(...), got {type(quality_model).__name__}")
         if not _is_int(image_size) or image_size < 8:
             raise ValueError(f"image_size must be an integer >= 8 pixels, got {image_size!r}")
-        if not isinstance(image_format, str) or image_format.lower() not in FORMATS:
-            raise ValueError(f"image_format must be one of {', '.join(FORMATS)}, got {image_format!r}")
-        if not _is_int(jpeg_quality) or not 1 <= jpeg_quality <= 100:
-            raise ValueError(f"jpeg_quality must be an integer in 1..100, got {jpeg_quality!r}")
-        t = float(inference_time_s)
-        if not (math.isfinite(t) and t >= 0):
-            raise ValueError(f"inference_time_s must be a finite number >= 0, got {inference_time_s!r}")
+        image_format, jpeg_quality, t = validate_output_settings(image_format, jpeg_quality, inference_time_s)
         if not _is_int(prompt_effect_key) or prompt_effect_key < 0:
             raise ValueError(f"prompt_effect_key must be a non-negative integer, got {prompt_effect_key!r}")
         self.quality_model = quality_model
