@@ -70,7 +70,6 @@ import re
 import threading
 from collections import deque
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +81,9 @@ from sim.config import LLMAssessorConfig
 from sim.generation.base import GeneratedImage
 from sim.generation.render import decode_image_checked, encode_image
 from sim.prompting.corpus import (
+    EndpointClient,
     classify_api_error,
-    detect_llama_cpp,
     endpoint_base_url,
-    openai_client,
     reply_text,
     strip_code_fences,
 )
@@ -326,7 +324,7 @@ def png_data_url(pixels: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(encode_image(pixels, "png")).decode("ascii")
 
 
-class LLMAssessor:
+class LLMAssessor(EndpointClient):
     """A vision chat model playing the AIGC user (see the module docstring).
 
     ``fallback``: assessor whose score is returned (marked ``failed``) when the LLM fails
@@ -371,18 +369,6 @@ class LLMAssessor:
         self.failures = 0
 
     # -- plumbing --
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = openai_client(self.endpoint)
-        return self._client
-
-    @cached_property
-    def json_schema(self) -> bool:
-        if self._json_schema is not None:
-            return bool(self._json_schema)
-        return detect_llama_cpp(self.client)
 
     def _response_format(self) -> dict[str, Any]:
         fmt: dict[str, Any] = {"type": "json_object"}

@@ -481,7 +481,33 @@ def corpus_json_schema() -> dict[str, Any]:
     }
 
 
-class LLMCorpus:
+class EndpointClient:
+    """What the LLM backends share: a lazily built ``openai`` client for ``self.endpoint`` and the
+    once-per-endpoint decision whether requests carry a JSON schema (llama.cpp servers only)."""
+
+    endpoint: LLMEndpointConfig
+    base_url: str
+    _client: Any = None
+    _json_schema: bool | None = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = openai_client(self.endpoint)
+        return self._client
+
+    @cached_property
+    def json_schema(self) -> bool:
+        """Whether requests carry the JSON schema (decided once)."""
+        if self._json_schema is not None:
+            return bool(self._json_schema)
+        found = detect_llama_cpp(self.client)
+        if found:
+            log.info("%s is a llama.cpp server: sending the JSON schema in response_format", self.base_url)
+        return found
+
+
+class LLMCorpus(EndpointClient):
     """Two-shot prompting of an OpenAI-compatible chat model (see the module docstring).
 
     ``json_schema``: add the corpus JSON schema to ``response_format``
@@ -503,6 +529,7 @@ class LLMCorpus:
         client: Any = None,
     ):
         self.config = config
+        self.endpoint = config
         self.base_url = endpoint_base_url(config)
         self.model = config.model
         self.max_tokens = int(max_tokens)
@@ -510,22 +537,6 @@ class LLMCorpus:
         self._client = client
         self.attempts = 0
         self.failures = 0
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = openai_client(self.config)
-        return self._client
-
-    @cached_property
-    def json_schema(self) -> bool:
-        """Whether requests carry the JSON schema (decided once)."""
-        if self._json_schema is not None:
-            return bool(self._json_schema)
-        found = detect_llama_cpp(self.client)
-        if found:
-            log.info("%s is a llama.cpp server: sending the corpus JSON schema in response_format", self.base_url)
-        return found
 
     def _response_format(self) -> dict[str, Any]:
         fmt: dict[str, Any] = {"type": "json_object"}
