@@ -370,11 +370,8 @@ class LLMAssessor(EndpointClient):
 
     # -- plumbing --
 
-    def _response_format(self) -> dict[str, Any]:
-        fmt: dict[str, Any] = {"type": "json_object"}
-        if self.json_schema:
-            fmt["schema"] = score_json_schema()
-        return fmt
+    def reply_schema(self) -> dict[str, Any]:
+        return score_json_schema()
 
     # -- context --
 

@@ -49,6 +49,8 @@ flushed to disk. A manifest line that does not parse stops loading with a
 
 from __future__ import annotations
 
+import dataclasses
+
 import datetime as _dt
 import hashlib
 import json
@@ -364,13 +366,7 @@ class CacheGenerator:
         if missing:
             assert self.fallback is not None and self._writer is not None
             unique = list(dict.fromkeys(missing))
-            sub = GenerationRequest(
-                raw_prompt=request.raw_prompt,
-                prompt=request.prompt,
-                strategy=request.strategy,
-                seeds=tuple(unique),
-                negative_prompt=request.negative_prompt,
-            )
+            sub = dataclasses.replace(request, seeds=tuple(unique))
             images = self.fallback.generate(sub)
             steps = _generator_steps(self.fallback)
             for img in images:
@@ -428,13 +424,7 @@ def fill_cache(
                 todo.append(int(s))
         if not todo:
             continue
-        sub = GenerationRequest(
-            raw_prompt=request.raw_prompt,
-            prompt=request.prompt,
-            strategy=request.strategy,
-            seeds=tuple(todo),
-            negative_prompt=request.negative_prompt,
-        )
+        sub = dataclasses.replace(request, seeds=tuple(todo))
         for img in generator.generate(sub):
             scores: dict[str, float] = {}
             gen_score = None

@@ -506,6 +506,16 @@ class EndpointClient:
             log.info("%s is a llama.cpp server: sending the JSON schema in response_format", self.base_url)
         return found
 
+    def reply_schema(self) -> dict[str, Any]:
+        """The JSON schema of a valid reply (sent only to servers that accept it)."""
+        raise NotImplementedError
+
+    def _response_format(self) -> dict[str, Any]:
+        fmt: dict[str, Any] = {"type": "json_object"}
+        if self.json_schema:
+            fmt["schema"] = self.reply_schema()
+        return fmt
+
 
 class LLMCorpus(EndpointClient):
     """Two-shot prompting of an OpenAI-compatible chat model (see the module docstring).
@@ -538,11 +548,8 @@ class LLMCorpus(EndpointClient):
         self.attempts = 0
         self.failures = 0
 
-    def _response_format(self) -> dict[str, Any]:
-        fmt: dict[str, Any] = {"type": "json_object"}
-        if self.json_schema:
-            fmt["schema"] = corpus_json_schema()
-        return fmt
+    def reply_schema(self) -> dict[str, Any]:
+        return corpus_json_schema()
 
     def elements(self, prompt: str) -> dict[str, str]:
         if not isinstance(prompt, str) or not prompt.strip():
