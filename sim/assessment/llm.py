@@ -439,15 +439,8 @@ class LLMAssessor(EndpointClient):
         last = ""
         attempt = 0
         for attempt in range(1, tries + 1):
-            self.attempts += 1
             try:
-                completion = self.client.chat.completions.create(
-                    model=self.model,
-                    messages=messages,
-                    temperature=self.endpoint.temperature,
-                    max_tokens=self.max_tokens,
-                    response_format=self._response_format(),
-                )
+                completion = self.request(messages)
             except Exception as exc:  # noqa: BLE001 - classified; unknown errors are not retried
                 last, retryable = classify_api_error(exc, self.endpoint.timeout_s)
                 if not retryable:

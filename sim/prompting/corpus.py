@@ -516,6 +516,17 @@ class EndpointClient:
             fmt["schema"] = self.reply_schema()
         return fmt
 
+    def request(self, messages: list[dict[str, Any]]) -> Any:
+        """One chat completion (no retries here: callers count and bound their attempts)."""
+        self.attempts += 1
+        return self.client.chat.completions.create(
+            model=self.model,
+            messages=messages,
+            temperature=self.endpoint.temperature,
+            max_tokens=self.max_tokens,
+            response_format=self._response_format(),
+        )
+
 
 class LLMCorpus(EndpointClient):
     """Two-shot prompting of an OpenAI-compatible chat model (see the module docstring).
@@ -558,15 +569,8 @@ class LLMCorpus(EndpointClient):
         tries = self.config.max_retries + 1
         last = ""
         for attempt in range(1, tries + 1):
-            self.attempts += 1
             try:
-                completion = self.client.chat.completions.create(
-                    model=self.model,
-                    messages=messages,
-                    temperature=self.config.temperature,
-                    max_tokens=self.max_tokens,
-                    response_format=self._response_format(),
-                )
+                completion = self.request(messages)
             except Exception as exc:  # noqa: BLE001 - classified below; unknown errors are not retried
                 last, retryable = classify_api_error(exc, self.config.timeout_s)
                 if not retryable:
