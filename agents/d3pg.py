@@ -75,7 +75,9 @@ class D3PGConfig:
     buffer_size: int = 1_000_000
     #: Env steps taken with uniformly random actions before learning (and acting) starts.
     learning_starts: int = 1_000
-    #: Gradient steps per env step once learning has started.
+    #: Learn every ``train_freq`` env steps (stable-baselines3's ``train_freq`` in steps).
+    train_freq: int = 1
+    #: Gradient steps each time learning happens (so ``gradient_steps / train_freq`` per env step).
     gradient_steps: int = 1
     #: Std of the Gaussian exploration noise added to the actor's action while collecting data.
     exploration_noise: float = 0.1
@@ -130,8 +132,8 @@ class D3PGConfig:
             raise ValueError(f"denoising_steps must be >= 1, got {self.denoising_steps}")
         if self.beta_schedule not in BETA_SCHEDULES:
             raise ValueError(f"beta_schedule must be one of {sorted(BETA_SCHEDULES)}, got {self.beta_schedule!r}")
-        if self.policy_delay < 1 or self.gradient_steps < 1 or self.batch_size < 1:
-            raise ValueError("policy_delay, gradient_steps and batch_size must be >= 1")
+        if min(self.policy_delay, self.gradient_steps, self.batch_size, self.train_freq) < 1:
+            raise ValueError("policy_delay, gradient_steps, train_freq and batch_size must be >= 1")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"tau must be in (0, 1], got {self.tau}")
 
@@ -543,19 +545,28 @@ class D3PG:
 
     # --- learning -----------------------------------------------------------------------------
 
+    def _td_target(self, rewards: torch.Tensor, next_obs: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
+        """``r + gamma (1 - done) min_k Q'_k(s', pi'(s') + smoothing noise)`` (call under ``no_grad``)."""
+        cfg = self.config
+        next_actions = self.actor_target.sample(next_obs, self.generator)
+        if cfg.target_policy_noise > 0:
+            noise = torch.randn(next_actions.shape, device=self.device, generator=self.generator)
+            noise = (noise * cfg.target_policy_noise).clamp(-cfg.target_noise_clip, cfg.target_noise_clip)
+            next_actions = (next_actions + noise).clamp(-1.0, 1.0)
+        return rewards + cfg.gamma * (1.0 - terminated) * self.critic_target.min_q(next_obs, next_actions)
+
     def train_step(self, batch: tuple[torch.Tensor, ...]) -> dict[str, float]:
         """One critic update, and (every ``policy_delay`` updates) one actor update plus soft target updates."""
         cfg = self.config
         obs, actions, rewards, next_obs, terminated = batch
 
-        # Critic: TD target with the minimum of the twin target critics.
+        # Critic: TD target with the minimum of the twin target critics (gamma = 0: the reward alone,
+        # as in a contextual bandit, and the target actor's denoising chain is skipped).
         with torch.no_grad():
-            next_actions = self.actor_target.sample(next_obs, self.generator)
-            if cfg.target_policy_noise > 0:
-                noise = torch.randn(next_actions.shape, device=self.device, generator=self.generator)
-                noise = (noise * cfg.target_policy_noise).clamp(-cfg.target_noise_clip, cfg.target_noise_clip)
-                next_actions = (next_actions + noise).clamp(-1.0, 1.0)
-            target_q = rewards + cfg.gamma * (1.0 - terminated) * self.critic_target.min_q(next_obs, next_actions)
+            if cfg.gamma == 0.0:
+                target_q = rewards
+            else:
+                target_q = self._td_target(rewards, next_obs, terminated)
         q1, q2 = self.critic(obs, actions)
         critic_loss = F.mse_loss(q1, target_q) + F.mse_loss(q2, target_q)
         self.critic_optimizer.zero_grad(set_to_none=True)
@@ -637,7 +648,8 @@ class D3PG:
                 self._obs = next_obs
 
             # Learn.
-            if self.num_timesteps > cfg.learning_starts and len(self.buffer) >= cfg.batch_size:
+            if (self.num_timesteps > cfg.learning_starts and len(self.buffer) >= cfg.batch_size
+                    and self.num_timesteps % cfg.train_freq == 0):
                 for _ in range(cfg.gradient_steps):
                     losses = self.train_step(self.buffer.sample(cfg.batch_size, self.rng, self.device))
                     self.logs["critic_losses"].append(losses["critic_loss"])

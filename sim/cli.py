@@ -1,4 +1,4 @@
-"""Command line: ``python -m sim run|compare|validate|train|models|cache|demo-dataset|calibrate``.
+"""Command line: ``python -m sim run|compare|validate|train|paper|models|cache|demo-dataset|calibrate``.
 
 Bad input (a missing or broken scenario, an unknown agent, a bad parameter, a
 cache miss, a malformed dataset) prints one line per problem to stderr and
@@ -100,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", type=Path, help="output directory (default results/train/<scenario>/<agent>-seed<S>)")
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     t.add_argument("--quiet", action="store_true")
+
+    pp = sub.add_parser("paper", help="reproduce the paper's figures and write the paper-comparison report")
+    pp.add_argument("part", nargs="?", default="all", choices=["all", "provisioning", "prompting"],
+                    help="which reproduction (default all; the report covers what has been run)")
+    pp.add_argument("--quick", action="store_true", help="tiny budgets: a smoke check in minutes, not the figures")
+    pp.add_argument("--out", type=Path, help="output directory (default results/paper, results/paper-quick with --quick)")
+    pp.add_argument("--jobs", type=int, help="parallel training processes (default: 2, or 1 on a 1-core machine)")
 
     cal = sub.add_parser("calibrate", help="fit the quality model from a demonstration dataset")
     cal.add_argument("dataset", type=Path)
@@ -248,6 +255,17 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _cmd_paper(args) -> int:
+    from sim.paper.run import run_paper
+
+    out = args.out or Path("results") / ("paper-quick" if args.quick else "paper")
+    if args.jobs is not None and args.jobs < 1:
+        raise ScenarioError("--jobs", [f"--jobs: must be >= 1, got {args.jobs}"])
+    report = run_paper(out, part=args.part, quick=args.quick, jobs=args.jobs)
+    print(report)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {
@@ -259,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         "demo-dataset": _cmd_demo_dataset,
         "calibrate": _cmd_calibrate,
         "train": _cmd_train,
+        "paper": _cmd_paper,
     }
     try:
         return handlers[args.command](args)

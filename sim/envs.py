@@ -403,7 +403,17 @@ class ProvisioningEnv(gym.Env):
     def step(self, action):
         if self._obs is None:
             raise RuntimeError("call reset() before step()")
-        provision = action_to_provision(action, self.n_max, self.p_total_w, self.action_mapping)
+        return self.step_provision(action_to_provision(action, self.n_max, self.p_total_w, self.action_mapping))
+
+    def step_provision(self, provision: Provision):
+        """:meth:`step` with the decision given as a :class:`~agents.base.Provision` (no action mapping).
+
+        This is how agents that decide in the world's terms (static, random, the
+        oracle) are evaluated on exactly the episodes the learners see.
+        """
+        if self._obs is None:
+            raise RuntimeError("call reset() before step_provision()")
+        provision.check(self._obs, "step_provision")
         breakdown, users = self.simulate(self._obs, provision, self._t)
         info = {
             "users": users,

@@ -278,3 +278,25 @@ def test_act_time_is_positive():
     agent = D3PG(LinearTargetBandit(), D3PGConfig(**SMALL))
     seconds = agent.act_time_s(np.zeros(2, np.float32), repeats=5)
     assert 0 < seconds < 1
+
+
+def test_train_freq_spaces_out_the_updates():
+    cfg = D3PGConfig(learning_starts=70, train_freq=4, gradient_steps=2, **SMALL)
+    agent = D3PG(LinearTargetBandit(), cfg).learn(110)
+    # env steps 71..110 that are multiples of 4: 72, 76, ..., 108 -> 10 times, 2 gradient steps each
+    assert agent.num_updates == 20 and len(agent.logs["critic_losses"]) == 20
+    with pytest.raises(ValueError, match="train_freq"):
+        D3PGConfig(train_freq=0)
+
+
+def test_zero_discount_targets_the_reward_alone():
+    """With gamma = 0 the critic's target is r (no target actor pass); the bandit is still learned."""
+    import torch
+
+    agent = D3PG(LinearTargetBandit(), D3PGConfig(seed=0, gamma=0.0, learning_starts=100, actor_lr=1e-3,
+                                                  critic_lr=1e-3, **SMALL))
+    calls = []
+    agent._td_target = lambda *args: calls.append(args) or torch.zeros(1)
+    agent.learn(600)
+    assert calls == []
+    assert bandit_score(agent) > -0.05
