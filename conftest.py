@@ -8,3 +8,4 @@ if importlib.util.find_spec("open_clip") is None:  # carries the CLIP BPE vocabu
     collect_ignore.append("sim/models/clip_vocab.py")
 if importlib.util.find_spec("torch") is None:  # the learning extra
     collect_ignore.append("agents/d3pg.py")
+    collect_ignore.append("agents/irl.py")

@@ -214,4 +214,5 @@ def _load_builtin_agents() -> None:
     import agents.prompt  # noqa: F401
     import agents.random  # noqa: F401
     import agents.learned  # noqa: F401
+    import agents.prompt_learned  # noqa: F401
     import agents.static  # noqa: F401

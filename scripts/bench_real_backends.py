@@ -59,6 +59,13 @@ def main() -> None:
         gen.generate(request)  # warm-up
         seconds = best(lambda: images.extend(gen.generate(request)), args.repeats)
         print(f"diffusers batch {batch}: {seconds / batch:.3f} s per image")
+        if gen.device.startswith("cuda"):
+            import torch
+
+            peak = torch.cuda.max_memory_allocated() / 2**30
+            print(f"  peak GPU memory allocated {peak:.2f} GiB ({peak / batch:.2f} GiB per image in the batch; "
+                  "the scenario's generator.gpu_memory_gib)")
+            torch.cuda.reset_peak_memory_stats()
     clip = ClipAssessor(ClipConfig(model=str(root / "tiny-clip"), local_files_only=True, device=args.device))
     brisque = BrisqueAssessor()
     image = images[-1]

@@ -1,4 +1,4 @@
-"""Command line: ``python -m sim run|compare|validate|train|paper|models|cache|demo-dataset|calibrate``.
+"""Command line: ``python -m sim run|compare|validate|train|train-prompt|paper|models|cache|demo-dataset|calibrate``.
 
 Bad input (a missing or broken scenario, an unknown agent, a bad parameter, a
 cache miss, a malformed dataset) prints one line per problem to stderr and
@@ -107,6 +107,22 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--quick", action="store_true", help="tiny budgets: a smoke check in minutes, not the figures")
     pp.add_argument("--out", type=Path, help="output directory (default results/paper, results/paper-quick with --quick)")
     pp.add_argument("--jobs", type=int, help="parallel training processes (default: 2, or 1 on a 1-core machine)")
+
+    tp = sub.add_parser("train-prompt", help="train a prompt-engineering policy on sim/Prompt-v0 (GAIL or PPO)")
+    tp.add_argument("scenario", type=Path)
+    tp.add_argument("--agent", required=True, choices=["gail", "ppo"])
+    tp.add_argument("--steps", type=int, required=True, help="environment steps (service rounds) in total")
+    tp.add_argument("--seed", type=int, default=0)
+    tp.add_argument("--out", type=Path, help="output directory (default results/train-prompt/<scenario>/<agent>-seed<S>)")
+    tp.add_argument("--demo", type=Path, help="demonstration dataset D (python -m sim demo-dataset); GAIL builds one "
+                    "for its training prompts when omitted")
+    tp.add_argument("--train-prompts", type=int, default=32, help="demonstration prompts; the rest are held out (default 32)")
+    tp.add_argument("--split-seed", type=int, default=0, help="seed of the train / held-out split (default 0)")
+    tp.add_argument("--expert", choices=["demo", "model"], default="demo",
+                    help="GAIL imitates D's best strategies (demo, default) or the quality model's optimum (model)")
+    tp.add_argument("--embedding", choices=["features", "minilm", "minilm+features"], default="features",
+                    help="prompt representation in the state (default features)")
+    tp.add_argument("--quiet", action="store_true")
 
     cal = sub.add_parser("calibrate", help="fit the quality model from a demonstration dataset")
     cal.add_argument("dataset", type=Path)
@@ -255,6 +271,26 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _cmd_train_prompt(args) -> int:
+    from sim.prompt_training import train_prompt_policy
+
+    scenario = _load(args.scenario)
+    if args.demo is not None and not args.demo.exists():
+        print(f"{args.demo}: no such file", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    out = args.out or Path("results") / "train-prompt" / scenario.name / f"{args.agent}-seed{args.seed}"
+    result = train_prompt_policy(scenario, args.agent, args.steps, args.seed, out, demo=args.demo,
+                                 n_train=args.train_prompts, split_seed=args.split_seed, embedding=args.embedding,
+                                 expert_source=args.expert, quiet=args.quiet)
+    if not args.quiet:
+        last = result.curve.iloc[-1]
+        print(f"prompt {args.agent} seed {args.seed}: {result.steps} steps; on {len(result.split.held_out)} held-out "
+              f"prompts: received score {last['score']:.3f}, single-round success {last['success']:.3f}, "
+              f"agreement with the expert {last['agreement']:.3f} ({result.wall_time_s:.0f} s)")
+    print(result.checkpoint)
+    return 0
+
+
 def _cmd_paper(args) -> int:
     from sim.paper.run import run_paper
 
@@ -277,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         "demo-dataset": _cmd_demo_dataset,
         "calibrate": _cmd_calibrate,
         "train": _cmd_train,
+        "train-prompt": _cmd_train_prompt,
         "paper": _cmd_paper,
     }
     try:

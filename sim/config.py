@@ -157,6 +157,10 @@ class GeneratorConfig(_Strict):
     #: Modelled GPU seconds per image (the paper's T_zeta); the diffusers backend uses it when ``time_source: modelled``.
     inference_time_s: PositiveFloat = 2.0
     image_size: Annotated[int, Field(ge=16, le=2048)] = 256
+    #: GPU memory one image in flight holds, GiB (resource accounting only: Fig. 13's GiB-seconds per
+    #: image). The default is an assumption for Stable Diffusion 2 base at 512 px in fp16, not a
+    #: measurement: ``scripts/bench_real_backends.py --device cuda`` prints the peak on a GPU.
+    gpu_memory_gib: PositiveFloat = 4.0
     image_format: Literal["jpeg", "png", "raw"] = "jpeg"
     jpeg_quality: Annotated[int, Field(ge=1, le=95)] = 85
     diffusers: DiffusersConfig = DiffusersConfig()

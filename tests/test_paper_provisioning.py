@@ -141,3 +141,13 @@ def test_claim_verdicts_follow_the_confidence_interval():
     assert prov._verdict(lo, hi) == "reproduced in direction"
     assert prov._verdict(-1.0, 1.0).startswith("not reproduced")
     assert prov._verdict(-2.0, -1.0) == "contradicted"
+
+
+def test_time_to_oracle_finds_the_first_point_within_two_percent():
+    curves = pd.DataFrame({"algorithm": ["ppo"] * 3 + ["sac"] * 3, "seed": [0] * 6,
+                           "steps": [100, 200, 300] * 2, "wall_time_s": [1.0, 2.0, 3.0] * 2,
+                           "eval_utility": [-6.0, -4.05, -4.0, -6.0, -5.0, -4.5]})
+    final = pd.DataFrame({"agent": ["oracle"], "seed": [0], "utility": [-4.0]})
+    reach = prov.time_to_oracle(curves, final).set_index("algorithm")
+    assert reach.loc["ppo", "steps"] == 200 and reach.loc["ppo", "wall_time_s"] == 2.0  # -4.05 >= -4.08
+    assert np.isnan(reach.loc["sac", "steps"])  # -4.5 never within 2%

@@ -70,7 +70,7 @@ class ProvisioningBudget:
     example_draws: int
 
 
-FULL = ProvisioningBudget(steps=15_000, seeds=(0, 1, 2, 3, 4), eval_every=1_000, eval_episodes=8, example_draws=2_000)
+FULL = ProvisioningBudget(steps=10_000, seeds=(0, 1, 2, 3, 4), eval_every=1_000, eval_episodes=8, example_draws=2_000)
 QUICK = ProvisioningBudget(steps=1_000, seeds=(0, 1), eval_every=500, eval_episodes=2, example_draws=200)
 
 
@@ -209,6 +209,24 @@ def oracle_wins(final: pd.DataFrame) -> pd.DataFrame:
     per_seed = final.groupby(["seed", "agent"])["utility"].mean().unstack("agent")
     return pd.DataFrame({"seed": per_seed.index, "oracle_minus_static": per_seed["oracle"] - per_seed["static"],
                          "oracle_minus_random": per_seed["oracle"] - per_seed["random"]}).reset_index(drop=True)
+
+
+def time_to_oracle(curves: pd.DataFrame, final: pd.DataFrame, tolerance: float = 0.02) -> pd.DataFrame:
+    """Per learner and seed: the first evaluation point within ``tolerance`` of that seed's oracle level.
+
+    Steps and training wall time (``NaN`` when the curve never gets there). The oracle's level is its
+    utility on the same evaluation episodes; a point counts when ``U >= U_oracle - tolerance |U_oracle|``.
+    """
+    oracle = final[final["agent"] == "oracle"].groupby("seed")["utility"].mean()
+    rows = []
+    for (algorithm, seed), group in curves.groupby(["algorithm", "seed"], sort=False):
+        level = oracle.get(seed, np.nan)
+        hit = group[group["eval_utility"] >= level - tolerance * abs(level)].sort_values("steps")
+        first = hit.iloc[0] if len(hit) else None
+        rows.append({"algorithm": algorithm, "seed": seed,
+                     "steps": float(first["steps"]) if first is not None else np.nan,
+                     "wall_time_s": float(first["wall_time_s"]) if first is not None else np.nan})
+    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------
@@ -375,6 +393,7 @@ def reproduce(out: Path, quick: bool = False, jobs: int | None = None, scenario_
     summary.to_csv(out / "summary.csv", index=False)
     wins = oracle_wins(final)
     wins.to_csv(out / "oracle_wins.csv", index=False)
+    time_to_oracle(curves, final).to_csv(out / "time_to_oracle.csv", index=False)
     timings["evaluation_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -394,7 +413,7 @@ def reproduce(out: Path, quick: bool = False, jobs: int | None = None, scenario_
 __all__ = [
     "BASELINES", "FULL", "LEARNERS", "QUICK", "ProvisioningBudget", "budget_scenario", "claims", "expected_outcome",
     "final_evaluation", "oracle_wins", "paired_difference", "plot_fig14", "plot_fig15", "reproduce", "section",
-    "summarise", "three_user_example", "three_user_observation", "train_all",
+    "summarise", "three_user_example", "three_user_observation", "time_to_oracle", "train_all",
 ]
 
 
@@ -480,6 +499,16 @@ def section(out: Path, rel: str = "provisioning") -> str:
         lines.append(f"| {LABELS.get(r.agent, r.agent)} | {_fmt_ci(r.utility, r.utility_low, r.utility_high)} | "
                      f"{_fmt_ci(r.qoe, r.qoe_low, r.qoe_high)} | {_fmt_ci(r.satisfied, r.satisfied_low, r.satisfied_high, 2)} | "
                      f"{r.n_images:.2f} | {gap} |")
+    reach = pd.read_csv(out / "time_to_oracle.csv") if (out / "time_to_oracle.csv").exists() else None
+    if reach is not None:
+        lines += ["", "Time to come within 2% of the oracle (first evaluation point; training wall time with "
+                  f"{meta['jobs']} runs sharing the machine):", "",
+                  "| learner | seeds that get there | steps (median) | wall time (median) |", "|---|---|---|---|"]
+        for algorithm, group in reach.groupby("algorithm", sort=False):
+            got = group.dropna()
+            steps = f"{got['steps'].median():,.0f}" if len(got) else "never"
+            wall = f"{got['wall_time_s'].median():.0f} s" if len(got) else "-"
+            lines.append(f"| {LABELS.get(algorithm, algorithm)} | {len(got)}/{len(group)} | {steps} | {wall} |")
     beats = bool((wins["oracle_minus_static"] > 0).all() and (wins["oracle_minus_random"] > 0).all())
     lines += [
         "",
