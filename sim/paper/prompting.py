@@ -39,6 +39,7 @@ import yaml
 
 from sim.config import Scenario, load_scenario
 from sim.paper import prompt_world as pw
+from sim.paper.common import fmt_ci, plot_mean_ci, pyplot
 from sim.report import mean_ci
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "paper" / "prompting.yaml"
@@ -285,27 +286,14 @@ def resources_table(cells: pd.DataFrame, resources: pd.DataFrame) -> pd.DataFram
 # figures
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_fig11(curves: pd.DataFrame, final: pd.DataFrame, path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     for k, (col, label) in enumerate([("score", "first-round received score (held-out prompts)"),
                                       ("agreement", "agreement with D's expert (held-out prompts)")]):
         ax = axes[k]
         for policy, group in curves.groupby("policy", sort=False):
-            stats = [(steps, *mean_ci(g[col].to_numpy(float))) for steps, g in group.groupby("steps")]
-            x, m, lo, hi = (np.array(v, dtype=float) for v in zip(*stats))
-            ax.plot(x, m, color=COLORS[policy], label=LABELS[policy])
-            ax.fill_between(x, np.where(np.isfinite(lo), lo, m), np.where(np.isfinite(hi), hi, m),
-                            color=COLORS[policy], alpha=0.2)
+            plot_mean_ci(ax, group, "steps", col, COLORS[policy], LABELS[policy])
         for policy in ("raw", "random", "empirical", "expert", "model"):
             values = final.loc[final["policy"] == policy, col].to_numpy(float)
             if len(values) and np.isfinite(values).any():
@@ -321,7 +309,7 @@ def plot_fig11(curves: pd.DataFrame, final: pd.DataFrame, path: Path) -> None:
 
 
 def plot_fig12(cells: pd.DataFrame, fitted: pd.DataFrame, path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     thresholds = sorted(cells["threshold"].unique())
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     for policy, group in cells.groupby("policy", sort=False):
@@ -351,7 +339,7 @@ def plot_fig12(cells: pd.DataFrame, fitted: pd.DataFrame, path: Path) -> None:
 
 
 def plot_fig13(table: pd.DataFrame, path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     cols = [("latency_s", "latency (s)"), ("bandwidth_mhz_s", "bandwidth (MHz s)"), ("energy_j", "transmit energy (J)"),
             ("gpu_gib_s", "GPU memory (GiB s)"), ("fee", "fee (eq. 24)")]
     fig, axes = plt.subplots(1, len(cols), figsize=(16, 3.8))
@@ -433,14 +421,6 @@ def reproduce(out: Path, quick: bool = False, jobs: int | None = None, scenario_
 # the report's part
 
 
-def _fmt_ci(m: float, lo: float, hi: float, digits: int = 3) -> str:
-    if not np.isfinite(m):
-        return "n/a"
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        return f"{m:.{digits}f}"
-    return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
-
-
 def claims(out: Path) -> list[dict[str, str]]:
     """Rows of the claims table (empty when the part has not run)."""
     out = Path(out)
@@ -472,8 +452,8 @@ def claims(out: Path) -> list[dict[str, str]]:
             better = irl[f"{col}_low"] > rnd[f"{col}_high"]
             verdict = "reproduced" if better else "not reproduced: not clearly above random"
             rows.append({"claim": f"{LABELS[numerator]} agrees with {whose} on held-out prompts", "paper": "yes (Fig. 11)",
-                         "ours": f"{_fmt_ci(irl[col], irl[f'{col}_low'], irl[f'{col}_high'])} vs random "
-                                 f"{_fmt_ci(rnd[col], rnd[f'{col}_low'], rnd[f'{col}_high'])}",
+                         "ours": f"{fmt_ci(irl[col], irl[f'{col}_low'], irl[f'{col}_high'])} vs random "
+                                 f"{fmt_ci(rnd[col], rnd[f'{col}_low'], rnd[f'{col}_high'])}",
                          "verdict": verdict})
     return rows
 
@@ -505,10 +485,10 @@ def section(out: Path, rel: str = "prompting") -> str:
         "|---|---|---|---|---|",
     ]
     for r in summary.itertuples(index=False):
-        lines.append(f"| {LABELS.get(r.policy, r.policy)} | {_fmt_ci(r.score, r.score_low, r.score_high)} | "
-                     f"{_fmt_ci(r.success, r.success_low, r.success_high)} | "
-                     f"{_fmt_ci(r.agreement, r.agreement_low, r.agreement_high)} | "
-                     f"{_fmt_ci(r.model_agreement, r.model_agreement_low, r.model_agreement_high)} |")
+        lines.append(f"| {LABELS.get(r.policy, r.policy)} | {fmt_ci(r.score, r.score_low, r.score_high)} | "
+                     f"{fmt_ci(r.success, r.success_low, r.success_high)} | "
+                     f"{fmt_ci(r.agreement, r.agreement_low, r.agreement_high)} | "
+                     f"{fmt_ci(r.model_agreement, r.model_agreement_low, r.model_agreement_high)} |")
     lines += ["", f"![Fig. 12]({rel}/fig12_rounds.png)", "",
               f"World runs on the held-out prompts ({b['world_users']} users per cell, static provisioning with N images "
               "and an equal power split, rounds capped at the scenario's max_rounds): single-round success measured, "
@@ -519,7 +499,7 @@ def section(out: Path, rel: str = "prompting") -> str:
     for r in cells.itertuples(index=False):
         f = fit.loc[(r.policy, r.threshold, r.n_images)]
         lines.append(f"| {LABELS.get(r.policy, r.policy)} | {r.threshold} | {r.n_images} | "
-                     f"{_fmt_ci(r.single_round_success, r.success_low, r.success_high, 2)} | {f['p_round']:.3f} | "
+                     f"{fmt_ci(r.single_round_success, r.success_low, r.success_high, 2)} | {f['p_round']:.3f} | "
                      f"{f['rounds']:.0f} | {r.mean_rounds:.2f} | {r.served_share:.2f} |")
     lines += ["", f"![Fig. 13]({rel}/fig13_resources.png)", "",
               "Resources per image and per user (N = 1; per user = per image x images until served or out of rounds):", "",

@@ -42,6 +42,7 @@ import pandas as pd
 
 from agents.base import AgentContext, Provision, ProvisioningObservation, make_provisioning_agent
 from sim.config import Scenario, load_scenario
+from sim.paper.common import fmt_ci, plot_mean_ci, pyplot
 from sim.report import mean_ci
 
 LEARNERS = ("d3pg", "ppo", "sac", "ddpg")
@@ -303,18 +304,10 @@ def three_user_example(scenario: Scenario, budget: ProvisioningBudget, out: Path
 
 def plot_fig14(curves: pd.DataFrame, final: pd.DataFrame, path: Path) -> None:
     """Training curves (mean and 95% CI over seeds) with the baselines' levels."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for algorithm, group in curves.groupby("algorithm", sort=False):
-        stats = [(steps, *mean_ci(g["eval_utility"].to_numpy())) for steps, g in group.groupby("steps")]
-        x, m, lo, hi = (np.array(v, dtype=float) for v in zip(*stats))
-        ax.plot(x, m, color=COLORS[algorithm], label=LABELS[algorithm])
-        ax.fill_between(x, np.where(np.isfinite(lo), lo, m), np.where(np.isfinite(hi), hi, m),
-                        color=COLORS[algorithm], alpha=0.2)
+        plot_mean_ci(ax, group, "steps", "eval_utility", COLORS[algorithm], LABELS[algorithm])
     per_seed = final.groupby(["agent", "seed"])["utility"].mean()
     for baseline in BASELINES:
         if baseline in per_seed.index.get_level_values("agent"):
@@ -335,11 +328,7 @@ def plot_fig14(curves: pd.DataFrame, final: pd.DataFrame, path: Path) -> None:
 
 def plot_fig15(example: pd.DataFrame, path: Path) -> None:
     """Per agent: images and power share per user, and the expected QoE, for the paper's three users."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     agents = list(dict.fromkeys(example["agent"]))
     means = example.groupby(["agent", "user"], sort=False)[["n_images", "power_w", "qoe"]].mean()
     users = sorted(example["user"].unique())
@@ -463,12 +452,6 @@ def claims(out: Path) -> list[dict[str, str]]:
     return rows
 
 
-def _fmt_ci(m: float, lo: float, hi: float, digits: int = 3) -> str:
-    if not np.isfinite(lo):
-        return f"{m:.{digits}f}"
-    return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
-
-
 def section(out: Path, rel: str = "provisioning") -> str:
     """The report's markdown section for Figs. 14-15 (empty when the part has not run)."""
     out = Path(out)
@@ -495,9 +478,9 @@ def section(out: Path, rel: str = "provisioning") -> str:
         "|---|---|---|---|---|---|",
     ]
     for r in summary.itertuples(index=False):
-        gap = _fmt_ci(r.gap_to_oracle_pct, r.gap_low, r.gap_high, 1) + "%" if "gap_to_oracle_pct" in summary else "n/a"
-        lines.append(f"| {LABELS.get(r.agent, r.agent)} | {_fmt_ci(r.utility, r.utility_low, r.utility_high)} | "
-                     f"{_fmt_ci(r.qoe, r.qoe_low, r.qoe_high)} | {_fmt_ci(r.satisfied, r.satisfied_low, r.satisfied_high, 2)} | "
+        gap = fmt_ci(r.gap_to_oracle_pct, r.gap_low, r.gap_high, 1) + "%" if "gap_to_oracle_pct" in summary else "n/a"
+        lines.append(f"| {LABELS.get(r.agent, r.agent)} | {fmt_ci(r.utility, r.utility_low, r.utility_high)} | "
+                     f"{fmt_ci(r.qoe, r.qoe_low, r.qoe_high)} | {fmt_ci(r.satisfied, r.satisfied_low, r.satisfied_high, 2)} | "
                      f"{r.n_images:.2f} | {gap} |")
     reach = pd.read_csv(out / "time_to_oracle.csv") if (out / "time_to_oracle.csv").exists() else None
     if reach is not None:

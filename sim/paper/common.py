@@ -1,0 +1,39 @@
+"""Formatting and plotting shared by the reproductions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from sim.report import mean_ci
+
+
+def fmt_ci(m: float, lo: float, hi: float, digits: int = 3) -> str:
+    """``m [lo, hi]``, or ``m`` alone when the interval is undefined (one seed).
+
+    >>> fmt_ci(1.0, 0.5, 1.5), fmt_ci(1.0, float("nan"), float("nan")), fmt_ci(float("nan"), 0, 0)
+    ('1.000 [0.500, 1.500]', '1.000', 'n/a')
+    """
+    if not np.isfinite(m):
+        return "n/a"
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return f"{m:.{digits}f}"
+    return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def pyplot():
+    """matplotlib's pyplot on the non-interactive Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_mean_ci(ax, frame: pd.DataFrame, x: str, y: str, color: str, label: str) -> None:
+    """Mean of ``y`` over the rows at each ``x`` (one per seed), with its 95% CI as a band."""
+    stats = [(value, *mean_ci(group[y].to_numpy(float))) for value, group in frame.groupby(x)]
+    xs, m, lo, hi = (np.array(v, dtype=float) for v in zip(*stats))
+    ax.plot(xs, m, color=color, label=label)
+    ax.fill_between(xs, np.where(np.isfinite(lo), lo, m), np.where(np.isfinite(hi), hi, m), color=color, alpha=0.2)
