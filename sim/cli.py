@@ -159,7 +159,7 @@ def _cmd_run(args) -> int:
 
     scenario = _load(args.scenario)
     if args.seed is not None and args.seed < 0:
-        raise ScenarioError("--seed", [f"--seed: must be >= 0, got {args.seed}"])
+        raise ScenarioError("--seed", [f"must be >= 0, got {args.seed}"])
     output = run_scenario(scenario, out=args.out, seed=args.seed, quiet=args.quiet)
     s = output.result.summary
     if not args.quiet:
@@ -296,7 +296,7 @@ def _cmd_paper(args) -> int:
 
     out = args.out or Path("results") / ("paper-quick" if args.quick else "paper")
     if args.jobs is not None and args.jobs < 1:
-        raise ScenarioError("--jobs", [f"--jobs: must be >= 1, got {args.jobs}"])
+        raise ScenarioError("--jobs", [f"must be >= 1, got {args.jobs}"])
     report = run_paper(out, part=args.part, quick=args.quick, jobs=args.jobs)
     print(report)
     return 0

@@ -69,3 +69,14 @@ def test_compare_unknown_agent_is_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "unknown provisioning agent 'nope'" in proc.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_paper_and_train_prompt_reject_bad_input_in_one_line(tmp_path):
+    proc = _cli("paper", "--jobs", "0", "--out", str(tmp_path / "p"))
+    assert proc.returncode == 2 and proc.stderr.strip() == "--jobs: must be >= 1, got 0"
+    assert not (tmp_path / "p").exists()
+    proc = _cli("train-prompt", str(ROOT / "scenarios" / "paper" / "prompting.yaml"), "--agent", "gail",
+                "--steps", "64", "--demo", str(tmp_path / "missing.parquet"))
+    assert proc.returncode == 2 and proc.stderr.strip() == f"{tmp_path / 'missing.parquet'}: no such file"
+    proc = _cli("run", str(THREE), "--seed", "-1", "--out", str(tmp_path / "r"))
+    assert proc.returncode == 2 and proc.stderr.strip() == "--seed: must be >= 0, got -1"
