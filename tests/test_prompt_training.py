@@ -225,3 +225,22 @@ def test_bad_input_is_refused_clearly(tmp_path, demo):
         sc = parse_scenario({"name": "bad", "prompt_agent": {"name": "learned", "params": {"checkpoint": checkpoint}}})
         with pytest.raises(AgentError, match=message):
             World(sc, seed=0)
+
+
+def test_gail_can_imitate_the_model_optimum_instead_of_d(tmp_path, demo, learn):
+    """expert_source="model": the demonstrations are the quality model's optimum, not D's noisy argmax."""
+    from sim.prompt_training import ModelExpert, train_prompt_policy
+
+    with pytest.raises(PromptTrainingError, match="expert_source"):
+        train_prompt_policy(SC, "gail", 10, 0, tmp_path, demo=demo, expert_source="oracle")
+    train_prompt_policy(SC, "gail", 128, seed=1, out=tmp_path, train_prompts=DEMO_PROMPTS[:2],
+                        eval_prompts=DEMO_PROMPTS[2:], demo=demo, hyperparameters=SMALL_GAIL,
+                        eval_episodes_per_prompt=1, expert_episodes_per_prompt=2, expert_source="model", quiet=True)
+    meta = json.loads((tmp_path / "checkpoints" / "latest" / "checkpoint.json").read_text())
+    assert meta["expert_source"] == "model"
+    from agents.irl import GAIL
+
+    model = GAIL.load(tmp_path / "checkpoints" / "latest")
+    expert = ModelExpert(build_quality_model(SC))
+    wanted = {expert.action(p) for p in DEMO_PROMPTS[:2]}
+    assert set(np.unique(model.expert_actions)) == wanted  # the pairs it was trained on are the model's choices
