@@ -2,11 +2,11 @@
 
 Prints environment steps/s (random actions), training steps/s per learner (PPO, SAC, D3PG, DDPG)
 on ``sim/Provisioning-v0``, D3PG's per-decision latency for T = 1, 3, 5, 10 denoising steps, and
-the oracle's decisions/s. ``--to-oracle STEPS`` also trains D3PG in chunks (up to STEPS environment
-steps) and reports the wall time until its evaluation utility comes within 2% of the oracle's on the
-same evaluation episodes.
+the oracle's decisions/s. ``--to-oracle STEPS`` also trains each of ``--to-oracle-agents`` (default D3PG) in chunks of
+``training.eval_every_steps`` (up to STEPS environment steps) and reports the wall time until its
+evaluation utility comes within 2% of the oracle's on the same evaluation episodes.
 
-Usage: ``python scripts/bench_agents.py [SCENARIO] [--train-steps 2000] [--to-oracle 0]``
+Usage: ``python scripts/bench_agents.py [SCENARIO] [--train-steps 2000] [--to-oracle 0] [--to-oracle-agents d3pg,ppo]``
 """
 
 from __future__ import annotations
@@ -22,49 +22,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.base import AgentContext, make_provisioning_agent  # noqa: E402
 from sim.config import load_scenario  # noqa: E402
-from sim.training import build_model, evaluate, make_env  # noqa: E402
+from sim.training import agent_decider, build_model, evaluate, evaluate_policy, make_env  # noqa: E402
 
 
 def oracle_level(scenario, episodes: int, seed: int) -> tuple[float, float]:
-    """Mean utility per decision of the oracle on the evaluation episodes, and decisions/s."""
-    from sim.training import EVAL_SEED_OFFSET
-
-    env = make_env(scenario)
+    """Mean utility per decision of the oracle on the evaluation episodes of ``seed``, and decisions/s."""
     context = AgentContext(scenario.masps[0].p_total_w, scenario.service.max_images_per_round, scenario)
     oracle = make_provisioning_agent("oracle", {"strategy": scenario.training.strategy}, context, np.random.default_rng(0))
-    rewards, decisions, started = [], 0, time.perf_counter()
-    for i in range(episodes):
-        env.reset(seed=EVAL_SEED_OFFSET + seed * 1000 + i)
-        done, episode = False, []
-        while not done:
-            provision = oracle.decide(env.current_observation)
-            _, reward, terminated, truncated, _ = env.step(_provision_to_action(provision, scenario, env))
-            episode.append(reward)
-            decisions += 1
-            done = terminated or truncated
-        rewards.append(np.mean(episode))
-    return float(np.mean(rewards)), decisions / (time.perf_counter() - started)
-
-
-def _provision_to_action(provision, scenario, env) -> np.ndarray:
-    """The env action that maps back to ``provision`` (feasible mapping: log-weights)."""
-    n_max = scenario.service.max_images_per_round
-    a_n = (provision.n_images - 1) / max(n_max - 1, 1) * 2 - 1
-    if env.action_mapping == "feasible":
-        a_p = np.log(np.maximum(provision.power_w, 1e-12)) / 2
-        a_p = np.clip(a_p - a_p.max() + 1.0, -1, 1)
-    else:
-        a_p = provision.power_w / scenario.masps[0].p_total_w * 2 - 1
-    return np.concatenate([a_n, a_p]).astype(np.float32)
+    started = time.perf_counter()
+    frame = evaluate_policy(agent_decider(oracle), scenario, episodes, seed)
+    decisions = episodes * scenario.training.episode_length
+    return float(frame["utility"].mean()), decisions / (time.perf_counter() - started)
 
 
 def main() -> None:
     root = Path(__file__).resolve().parents[1]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scenario", nargs="?", default=str(root / "scenarios" / "three_users.yaml"))
+    parser.add_argument("scenario", nargs="?", default=str(root / "scenarios" / "paper" / "provisioning.yaml"))
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as in python -m sim paper)")
     parser.add_argument("--train-steps", type=int, default=2000)
-    parser.add_argument("--to-oracle", type=int, default=0, help="D3PG step budget to reach 2%% of the oracle (0: skip)")
+    parser.add_argument("--to-oracle", type=int, default=0, help="step budget to come within 2%% of the oracle (0: skip)")
+    parser.add_argument("--to-oracle-agents", default="d3pg", help="learners for --to-oracle, comma-separated (default d3pg)")
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
     scenario = load_scenario(args.scenario)
 
     env = make_env(scenario)
@@ -98,21 +80,26 @@ def main() -> None:
     if args.to_oracle:
         episodes = scenario.training.eval_episodes
         level, _ = oracle_level(scenario, episodes, seed=0)
-        env = make_env(scenario)
-        model = build_model("d3pg", env, 0, scenario.training.hyperparameters.get("d3pg", {}))
-        done, started = 0, time.perf_counter()
-        while done < args.to_oracle:
-            chunk = min(scenario.training.eval_every_steps, args.to_oracle - done)
-            model.learn(total_timesteps=chunk)
-            done += chunk
-            mean, _, _ = evaluate(model, scenario, episodes, seed=0)
-            gap = (level - mean) / abs(level)
-            print(f"  d3pg {done} steps: {mean:.3f} vs oracle {level:.3f} (gap {100 * gap:.1f}%)")
-            if gap <= 0.02:
-                print(f"d3pg within 2% of the oracle after {done} steps, {time.perf_counter() - started:.0f} s")
-                break
-        else:
-            print(f"d3pg not within 2% of the oracle after {done} steps ({time.perf_counter() - started:.0f} s)")
+        for algorithm in args.to_oracle_agents.split(","):
+            env = make_env(scenario)
+            model = build_model(algorithm, env, 0, scenario.training.hyperparameters.get(algorithm, {}))
+            done, started = 0, time.perf_counter()
+            while done < args.to_oracle:
+                chunk = min(scenario.training.eval_every_steps, args.to_oracle - done)
+                if algorithm in ("ppo", "sac"):
+                    model.learn(total_timesteps=chunk, reset_num_timesteps=False)
+                else:
+                    model.learn(total_timesteps=chunk)
+                done += chunk
+                mean, _, _ = evaluate(model, scenario, episodes, seed=0)
+                gap = (level - mean) / abs(level)
+                print(f"  {algorithm} {done} steps: {mean:.3f} vs oracle {level:.3f} (gap {100 * gap:.1f}%)")
+                if gap <= 0.02:
+                    print(f"{algorithm} within 2% of the oracle after {done} steps, "
+                          f"{time.perf_counter() - started:.0f} s (evaluations included)")
+                    break
+            else:
+                print(f"{algorithm} not within 2% of the oracle after {done} steps ({time.perf_counter() - started:.0f} s)")
 
 
 if __name__ == "__main__":
