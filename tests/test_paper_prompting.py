@@ -108,5 +108,6 @@ def test_report_puts_both_parts_and_the_claims_together(reproduced, tmp_path):
     assert "## Claims" in text and "| claim | paper | ours (95% CI) | verdict |" in text
     assert "6.3x" in text and "2.1x" in text and "Fig. 12" in text
     assert "python -m sim paper --quick" in text
+    assert "### Where and why ours differ (Figs. 11-13)" in text and "agrees with the quality model's" in text
     empty = write_report(tmp_path, ["python -m sim paper"]).read_text()
     assert "no part has run yet" in empty

@@ -129,6 +129,9 @@ def test_figures_and_report_section(reproduced, tmp_path):
     assert "| oracle |" in text and "gap to oracle" in text and "quick mode" in text
     # claims need D3PG, which this tiny run skipped: none are made rather than made up
     assert prov.claims(out) == []
+    reproduced["curves"].to_csv(out / "curves.csv", index=False)
+    why = prov.discussion(out)
+    assert "Ranking." in why and "ablation with the same critics: not run" in why
 
 
 def test_claim_verdicts_follow_the_confidence_interval():

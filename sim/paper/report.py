@@ -48,7 +48,8 @@ def write_report(out: Path, commands: list[str]) -> Path:
     if not rows:
         lines.append("| (no part has run yet) | | | |")
     lines.append("")
-    for part in (prompting.section(out / "prompting", "prompting"), provisioning.section(out / "provisioning", "provisioning")):
+    for part in (prompting.section(out / "prompting", "prompting"), prompting.discussion(out / "prompting"),
+                 provisioning.section(out / "provisioning", "provisioning"), provisioning.discussion(out / "provisioning")):
         if part:
             lines += [part, ""]
     path = out / "README.md"
