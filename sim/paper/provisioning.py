@@ -448,7 +448,7 @@ def claims(out: Path) -> list[dict[str, str]]:
             continue
         m, lo, hi, pct = paired_difference(final, "d3pg", other)
         rows.append({"claim": claim, "paper": paper,
-                     "ours": f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}] utility/decision ({pct:+.1f}% of {LABELS[other]}'s |U|)",
+                     "ours": f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}] utility/decision ({pct:+.1f}% of {LABELS[other]}'s magnitude)",
                      "verdict": _verdict(lo, hi)})
     return rows
 
@@ -527,7 +527,9 @@ def discussion(out: Path) -> str:
     summary = summarise(final).set_index("agent")
     learners = [a for a in LEARNERS if a in summary.index]
     ranking = sorted(learners, key=lambda a: -summary.loc[a, "utility"])
-    early_step = int(curves["steps"].min())
+    # a fifth of the way through training: past the warm-up, before convergence
+    steps = np.sort(curves["steps"].unique())
+    early_step = int(steps[np.argmin(np.abs(steps - steps.max() / 5))])
     early = curves[curves["steps"] == early_step].groupby("algorithm")["eval_utility"].mean()
     ablation = "not run"
     if {"d3pg", "ddpg"} <= set(final["agent"]):
