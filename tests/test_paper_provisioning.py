@@ -14,6 +14,7 @@ pytest.importorskip("stable_baselines3")
 
 from sim.config import load_scenario  # noqa: E402
 from sim.paper import provisioning as prov  # noqa: E402
+from sim.paper.common import verdict  # noqa: E402
 from sim.training import make_env  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,9 +142,9 @@ def test_claim_verdicts_follow_the_confidence_interval():
     final = pd.DataFrame(rows)
     m, lo, hi, pct = prov.paired_difference(final, "d3pg", "sac")
     assert m == pytest.approx(1.9) and lo > 0 and pct == pytest.approx(100 * 1.9 / 6.0)
-    assert prov._verdict(lo, hi) == "reproduced in direction"
-    assert prov._verdict(-1.0, 1.0).startswith("not reproduced")
-    assert prov._verdict(-2.0, -1.0) == "contradicted"
+    assert verdict(lo, hi) == "reproduced in direction"
+    assert verdict(-1.0, 1.0).startswith("not reproduced")
+    assert verdict(-2.0, -1.0) == "contradicted"
 
 
 def test_time_to_oracle_finds_the_first_point_within_two_percent():

@@ -37,3 +37,24 @@ def plot_mean_ci(ax, frame: pd.DataFrame, x: str, y: str, color: str, label: str
     xs, m, lo, hi = (np.array(v, dtype=float) for v in zip(*stats))
     ax.plot(xs, m, color=color, label=label)
     ax.fill_between(xs, np.where(np.isfinite(lo), lo, m), np.where(np.isfinite(hi), hi, m), color=color, alpha=0.2)
+
+
+def verdict(low: float, high: float, null: float = 0.0) -> str:
+    """A claim of "more than ``null``" judged by a 95% CI ``[low, high]`` of ours.
+
+    >>> verdict(0.1, 0.3), verdict(-0.1, 0.3), verdict(0.5, 0.9, null=1.0)
+    ('reproduced in direction', 'not reproduced: no significant difference', 'contradicted')
+    """
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "too few seeds to tell"
+    if low > null:
+        return "reproduced in direction"
+    if high < null:
+        return "contradicted"
+    return "not reproduced: no significant difference"
+
+
+def wall_time_sentence(meta: dict) -> str:
+    """How long a reproduction took, from its ``run.json``."""
+    quick = " (quick mode: smoke check, not the figures)" if meta["quick"] else ""
+    return f"Wall time {meta['total_s'] / 60:.1f} min with {meta['jobs']} processes{quick}."

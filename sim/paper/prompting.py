@@ -39,7 +39,7 @@ import yaml
 
 from sim.config import Scenario, load_scenario
 from sim.paper import prompt_world as pw
-from sim.paper.common import fmt_ci, plot_mean_ci, pyplot
+from sim.paper.common import fmt_ci, plot_mean_ci, pyplot, verdict, wall_time_sentence
 from sim.report import mean_ci
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "paper" / "prompting.yaml"
@@ -437,13 +437,11 @@ def claims(out: Path) -> list[dict[str, str]]:
             if (numerator, base) not in ratios.index:
                 continue
             r = ratios.loc[(numerator, base)]
-            verdict = ("reproduced in direction" if r["low"] > 1 else
-                       "contradicted" if r["high"] < 1 else "not reproduced: no significant difference")
             rows.append({"claim": f"{LABELS[numerator]}: single-round success over {LABELS[base]} (Fig. 12)",
                          "paper": paper,
                          "ours": f"{r['ratio']:.2f}x [{r['low']:.2f}, {r['high']:.2f}] in the world ({int(r['successes'])}/"
                                  f"{int(r['users'])} vs {int(r['baseline_successes'])}/{int(r['baseline_users'])} users, N = 1)",
-                         "verdict": verdict})
+                         "verdict": verdict(r["low"], r["high"], null=1.0)})
     for numerator in ("irl", "irl-model"):
         if {numerator, "raw"} <= set(summary.index):
             irl, raw = summary.loc[numerator], summary.loc["raw"]
@@ -456,11 +454,10 @@ def claims(out: Path) -> list[dict[str, str]]:
         if {numerator, "random"} <= set(summary.index):
             irl, rnd = summary.loc[numerator], summary.loc["random"]
             better = irl[f"{col}_low"] > rnd[f"{col}_high"]
-            verdict = "reproduced" if better else "not reproduced: not clearly above random"
             rows.append({"claim": f"{LABELS[numerator]} agrees with {whose} on held-out prompts", "paper": "yes (Fig. 11)",
                          "ours": f"{fmt_ci(irl[col], irl[f'{col}_low'], irl[f'{col}_high'])} vs random "
                                  f"{fmt_ci(rnd[col], rnd[f'{col}_low'], rnd[f'{col}_high'])}",
-                         "verdict": verdict})
+                         "verdict": "reproduced" if better else "not reproduced: not clearly above random"})
     return rows
 
 
@@ -480,8 +477,7 @@ def section(out: Path, rel: str = "prompting") -> str:
         "",
         f"{len(b['seeds'])} seeds; {meta['train_prompts']} demonstration prompts, {meta['held_out_prompts']} held out; "
         f"D with {b['demo_seeds']} seeds per prompt and strategy; {b['steps']:,} environment steps per learner. "
-        f"Wall time {meta['total_s'] / 60:.1f} min with {meta['jobs']} processes"
-        f"{' (quick mode: smoke check, not the figures)' if meta['quick'] else ''}.",
+        + wall_time_sentence(meta),
         "",
         f"![Fig. 11]({rel}/fig11_training.png)",
         "",

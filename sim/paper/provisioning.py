@@ -42,7 +42,7 @@ import pandas as pd
 
 from agents.base import AgentContext, Provision, ProvisioningObservation, make_provisioning_agent
 from sim.config import Scenario, load_scenario
-from sim.paper.common import fmt_ci, plot_mean_ci, pyplot
+from sim.paper.common import fmt_ci, plot_mean_ci, pyplot, verdict, wall_time_sentence
 from sim.report import mean_ci
 
 LEARNERS = ("d3pg", "ppo", "sac", "ddpg")
@@ -419,16 +419,6 @@ def paired_difference(final: pd.DataFrame, a: str, b: str) -> tuple[float, float
     return m, lo, hi, 100.0 * m / abs(per_seed[b].mean())
 
 
-def _verdict(low: float, high: float, paper_sign: int = 1) -> str:
-    if not (np.isfinite(low) and np.isfinite(high)):
-        return "too few seeds to tell"
-    if low > 0:
-        return "reproduced in direction" if paper_sign > 0 else "contradicted"
-    if high < 0:
-        return "contradicted" if paper_sign > 0 else "reproduced in direction"
-    return "not reproduced: no significant difference"
-
-
 def claims(out: Path) -> list[dict[str, str]]:
     """Rows of the claims table from ``final.csv`` (empty when the part has not run)."""
     path = Path(out) / "final.csv"
@@ -449,7 +439,7 @@ def claims(out: Path) -> list[dict[str, str]]:
         m, lo, hi, pct = paired_difference(final, "d3pg", other)
         rows.append({"claim": claim, "paper": paper,
                      "ours": f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}] utility/decision ({pct:+.1f}% of {LABELS[other]}'s magnitude)",
-                     "verdict": _verdict(lo, hi)})
+                     "verdict": verdict(lo, hi)})
     return rows
 
 
@@ -468,8 +458,7 @@ def section(out: Path, rel: str = "provisioning") -> str:
         "",
         f"{len(budget['seeds'])} seeds, {budget['steps']:,} environment steps per learner and seed, evaluation on "
         f"{budget['eval_episodes']} held-out episodes of 32 decisions per seed (the same episodes for every agent). "
-        f"Wall time {meta['total_s'] / 60:.1f} min with {meta['jobs']} processes"
-        f"{' (quick mode: smoke check, not the figures)' if meta['quick'] else ''}.",
+        + wall_time_sentence(meta),
         "",
         f"![Fig. 14]({rel}/fig14_training_curves.png)",
         "",
