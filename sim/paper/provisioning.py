@@ -345,9 +345,10 @@ def plot_fig15(example: pd.DataFrame, path: Path) -> None:
         ax.set_xticks(np.arange(len(agents)), [LABELS[a].split(" (")[0] for a in agents], rotation=30, fontsize=8)
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3, axis="y")
-    axes[0].legend(fontsize=7)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(users), fontsize=8)
     fig.suptitle("Fig. 15: the paper's three users (thresholds 7.6, 8.2, 8.5)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=130)
     plt.close(fig)
 
