@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -302,6 +303,22 @@ def _cmd_paper(args) -> int:
     return 0
 
 
+#: Optional packages and the extra that installs them (``pip install -e ".[extra]"``).
+_EXTRAS = {"torch": "learn", "stable_baselines3": "learn", "diffusers": "real", "transformers": "real",
+           "accelerate": "real", "sentence_transformers": "real", "openai": "real", "brisque": "real", "cv2": "real"}
+
+
+def _missing_package_message(err: ModuleNotFoundError) -> str:
+    """One line naming the extra that provides a missing optional package."""
+    found = re.search(r"No module named '([^']+)'", str(err))
+    name = (err.name or (found.group(1) if found else "")).split(".")[0]
+    extra = _EXTRAS.get(name)
+    if extra is None:
+        return f"error: missing Python package {name!r} ({err})"
+    return (f"error: this needs the optional package {name!r}: install torch==2.13.0 first, then "
+            f"pip install -e \".[{extra}]\" (see the README)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {
@@ -325,6 +342,11 @@ def main(argv: list[str] | None = None) -> int:
     except AgentError as err:
         print(f"{args.scenario}: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except ModuleNotFoundError as err:
+        if os.environ.get("SIM_DEBUG"):
+            raise
+        print(_missing_package_message(err), file=sys.stderr)
+        return 1
     except (ValueError, KeyError, RuntimeError, OSError) as err:
         # Bad input to a backend (a cache miss, a model that cannot be loaded, an endpoint that is down,
         # a malformed dataset): one line. SIM_DEBUG=1 shows the traceback.

@@ -80,3 +80,13 @@ def test_paper_and_train_prompt_reject_bad_input_in_one_line(tmp_path):
     assert proc.returncode == 2 and proc.stderr.strip() == f"{tmp_path / 'missing.parquet'}: no such file"
     proc = _cli("run", str(THREE), "--seed", "-1", "--out", str(tmp_path / "r"))
     assert proc.returncode == 2 and proc.stderr.strip() == "--seed: must be >= 0, got -1"
+
+
+def test_a_missing_optional_package_names_its_extra():
+    from sim.cli import _missing_package_message
+
+    # a worker process's exception arrives pickled, without .name: the message is parsed instead
+    message = _missing_package_message(ModuleNotFoundError("No module named 'torch'"))
+    assert "'torch'" in message and '.[learn]' in message and "torch==2.13.0" in message
+    assert '.[real]' in _missing_package_message(ModuleNotFoundError("x", name="diffusers.pipelines"))
+    assert "missing Python package 'nope'" in _missing_package_message(ModuleNotFoundError("No module named 'nope'"))

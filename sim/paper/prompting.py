@@ -372,6 +372,9 @@ def plot_fig13(table: pd.DataFrame, path: Path) -> None:
 def reproduce(out: Path, quick: bool = False, jobs: int | None = None, scenario_path: Path = DEFAULT_SCENARIO,
               budget: PromptingBudget | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the prompt-engineering reproduction into ``out``."""
+    import stable_baselines3  # noqa: F401  (the learn extra: fail here, not in a worker after minutes of work)
+    import torch  # noqa: F401
+
     budget = budget or (QUICK if quick else FULL)
     jobs = jobs or min(2, os.cpu_count() or 1)
     out = Path(out)

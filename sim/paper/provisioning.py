@@ -363,6 +363,9 @@ def reproduce(out: Path, quick: bool = False, jobs: int | None = None, scenario_
 
     ``budget`` defaults to :data:`QUICK` with ``quick`` and :data:`FULL` otherwise.
     """
+    import stable_baselines3  # noqa: F401  (the learn extra: fail here, not in a worker after minutes of work)
+    import torch  # noqa: F401
+
     budget = budget or (QUICK if quick else FULL)
     jobs = jobs or min(2, os.cpu_count() or 1)
     out = Path(out)
