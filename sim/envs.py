@@ -136,6 +136,35 @@ def action_to_provision(action, n_max: int, p_total_w: float, mapping: str = "fe
     return Provision(np.clip(n, 1, int(n_max)), power)
 
 
+def received_scores(
+    quality,
+    channel,
+    generation_scores: np.ndarray,
+    power_w,
+    distance_m,
+    shadowing_db,
+    fading_gains: np.ndarray,
+    uniforms: np.ndarray,
+    image_bits: float,
+    block_fading: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Received scores and BERs of a round's images: the one damage step of both gymnasium envs.
+
+    Arrays broadcast (``ProvisioningEnv`` passes users x images, ``PromptEnv`` one
+    user's images). BER from ``Channel.ber_given_shadowing`` (or ``ber_awgn`` of the instantaneous
+    SNR under block fading); an image is undecodable (score 0) when its uniform
+    draw is below ``QualityModel.p_undecodable``, else it keeps
+    ``generation score * QualityModel.retention``.
+    """
+    gen = np.asarray(generation_scores, dtype=float)
+    if block_fading:
+        ber = np.asarray(ber_awgn(channel.snr(power_w, distance_m, shadowing_db, np.asarray(fading_gains))), dtype=float)
+    else:
+        ber = np.broadcast_to(np.asarray(channel.ber_given_shadowing(power_w, distance_m, shadowing_db), dtype=float), gen.shape)
+    undecodable = np.asarray(uniforms) < quality.p_undecodable(ber, image_bits)
+    return np.where(undecodable, 0.0, gen * quality.retention(ber, image_bits)), ber
+
+
 @lru_cache(maxsize=8)
 def _measure_image_bits(size: int, image_format: str, jpeg_quality: int, prompt_set: str) -> float:
     from sim.generation.surrogate import render_encoded
@@ -367,12 +396,8 @@ class ProvisioningEnv(gym.Env):
         gen = np.stack([qm.sample_scores(obs.prompts[i], self.strategy, g_rng, k_max, key=key) for i in range(q)])
         d = np.asarray(obs.distances_m, dtype=float)
         snr = np.asarray(ch.snr(power[:, None], d[:, None], shadow[:, None], fading), dtype=float)
-        if self.block_fading:
-            ber = np.asarray(ber_awgn(snr), dtype=float)
-        else:
-            ber = np.broadcast_to(np.asarray(ch.ber_given_shadowing(power, d, shadow), dtype=float)[:, None], (q, k_max))
-        undecodable = u_bits < qm.p_undecodable(ber, self.image_bits)
-        received = np.where(undecodable, 0.0, gen * qm.retention(ber, self.image_bits))
+        received, ber = received_scores(qm, ch, gen, power[:, None], d[:, None], shadow[:, None], fading, u_bits,
+                                        self.image_bits, self.block_fading)
         with np.errstate(divide="ignore"):
             tx = np.asarray(ch.transmission_time_s(self.image_bits, snr), dtype=float)
         tx = np.where(np.isfinite(tx) & (power[:, None] > 0), tx, 0.0)  # the world never waits for an infinite one
@@ -458,6 +483,7 @@ __all__ = [
     "action_to_provision",
     "gpu_completion_times",
     "observation_space",
+    "received_scores",
     "observation_vector",
     "register_envs",
     "typical_image_bits",

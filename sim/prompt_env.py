@@ -35,9 +35,9 @@ import numpy as np
 from gymnasium import spaces
 
 from sim.backends import build_channel, build_quality_model
-from sim.channel import ber_awgn
 from sim.config import Scenario
 from sim.demo_dataset import DEFAULT_POWERS_W
+from sim.envs import received_scores
 from sim.prompting.prompts import load_prompts
 from sim.quality import N_STRATEGIES, SCORE_MAX, content_words, prompt_complexity
 from sim.seeding import RandomStreams
@@ -221,34 +221,6 @@ def prompt_observation(spec: ObservationSpec, prompt: str, power_w: float, histo
 
 # ---------------------------------------------------------------------------
 # one round's outcome (the world's models)
-
-
-def received_scores(
-    quality,
-    channel,
-    generation_scores: np.ndarray,
-    power_w: float,
-    distance_m: float,
-    shadowing_db: float,
-    fading_gains: np.ndarray,
-    uniforms: np.ndarray,
-    image_bits: float,
-    block_fading: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Received scores and BERs of a round's images, as :class:`sim.envs.ProvisioningEnv` simulates them.
-
-    BER from ``Channel.ber_given_shadowing`` (or ``ber_awgn`` of the instantaneous
-    SNR under block fading); an image is undecodable (score 0) when its uniform
-    draw is below ``QualityModel.p_undecodable``, else it keeps
-    ``generation score * QualityModel.retention``.
-    """
-    gen = np.asarray(generation_scores, dtype=float)
-    if block_fading:
-        ber = np.asarray(ber_awgn(channel.snr(power_w, distance_m, shadowing_db, np.asarray(fading_gains))), dtype=float)
-    else:
-        ber = np.broadcast_to(np.asarray(channel.ber_given_shadowing(power_w, distance_m, shadowing_db), dtype=float), gen.shape)
-    undecodable = np.asarray(uniforms) < quality.p_undecodable(ber, image_bits)
-    return np.where(undecodable, 0.0, gen * quality.retention(ber, image_bits)), ber
 
 
 # ---------------------------------------------------------------------------
@@ -531,6 +503,5 @@ __all__ = [
     "prompt_features",
     "prompt_observation",
     "prompt_vector",
-    "received_scores",
     "register_envs",
 ]
