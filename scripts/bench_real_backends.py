@@ -1,10 +1,12 @@
-"""Time per image of the real backends on the tiny local models (or any local pipeline).
+"""Time per image of the real backends on the tiny local models, or on any local Stable Diffusion pipeline.
 
 Builds the tiny Stable Diffusion pipeline and CLIP (unless ``--models DIR`` already holds them),
-then times the diffusers generator at 64x64, 25 steps, batches of 1 and 4, and the CLIP and
-BRISQUE assessors per image. ``--device cuda`` checks the CUDA path on a GPU machine.
+then times the diffusers generator (the tiny pipeline, or ``--model PATH``: a local
+``StableDiffusionPipeline`` directory) at ``--size`` px (default 64), 25 steps, batches of 1 and 4,
+and the CLIP and BRISQUE assessors per image. ``--device cuda`` checks the CUDA path on a GPU machine
+and prints the peak GPU memory.
 
-Usage: ``python scripts/bench_real_backends.py [--models DIR] [--device auto|cpu|cuda] [--repeats 3]``
+Usage: ``python scripts/bench_real_backends.py [--models DIR] [--model PATH] [--size 64] [--device auto|cpu|cuda] [--repeats 3]``
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def best(fn, repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, help="directory made by `python -m sim models build-tiny`")
+    parser.add_argument("--model", type=Path, help="a local StableDiffusionPipeline directory to time (default: the tiny one)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=25)
@@ -48,7 +51,7 @@ def main() -> None:
         build_tiny_models(root)
         print(f"built tiny models in {time.perf_counter() - t0:.1f} s -> {root}")
     gen = DiffusersGenerator(
-        DiffusersConfig(model=str(root / "tiny-sd"), local_files_only=True, steps=args.steps, device=args.device),
+        DiffusersConfig(model=str(args.model or root / "tiny-sd"), local_files_only=True, steps=args.steps, device=args.device),
         image_size=args.size, image_format="jpeg", jpeg_quality=85, inference_time_s=1.0,
     )
     print(f"device {gen.device}, dtype {gen.dtype}, {args.size}x{args.size}, {args.steps} steps, best of {args.repeats}")
