@@ -7,5 +7,5 @@ collect_ignore = ["sim/__main__.py"]
 if importlib.util.find_spec("open_clip") is None:  # carries the CLIP BPE vocabulary
     collect_ignore.append("sim/models/clip_vocab.py")
 if importlib.util.find_spec("torch") is None:  # the learning extra
-    collect_ignore.append("agents/d3pg.py")
-    collect_ignore.append("agents/irl.py")
+    collect_ignore.append("sim/rl/algos/d3pg.py")
+    collect_ignore.append("sim/rl/algos/gail.py")

@@ -1,29 +1,15 @@
-"""Decision agents: provisioning (images and power per user) and prompt engineering (strategy per request)."""
+"""The deciders the world plugs in.
 
-from agents.base import (
-    AgentContext,
-    AgentError,
-    PromptAgent,
-    PromptObservation,
-    Provision,
-    ProvisioningAgent,
-    ProvisioningObservation,
-    make_prompt_agent,
-    make_provisioning_agent,
-    prompt_agents,
-    provisioning_agents,
-)
+Provisioning agents (images and power per user): ``static`` (the paper's
+baseline), ``random``, ``oracle`` (model-based, knows the world's models),
+``learned`` (a trained policy from a checkpoint). Prompt agents (a strategy per
+request): ``raw``, ``random``, ``empirical``, ``learned``.
 
-__all__ = [
-    "AgentContext",
-    "AgentError",
-    "PromptAgent",
-    "PromptObservation",
-    "Provision",
-    "ProvisioningAgent",
-    "ProvisioningObservation",
-    "make_prompt_agent",
-    "make_provisioning_agent",
-    "prompt_agents",
-    "provisioning_agents",
-]
+They implement the interfaces of :mod:`sim.decisions` and are registered by name
+in :mod:`sim.registry`; :mod:`sim.agent_checker` checks any agent against the
+contract. Adding one is one file (docs/extending.md).
+"""
+
+from sim import compat as _compat
+
+_compat.install()

@@ -9,8 +9,8 @@ In a scenario::
 The checkpoint directory (written by ``python -m sim train``) says which
 algorithm it holds and the environment's shape. The world's observation is
 turned into the training environment's vector by
-:func:`sim.envs.observation_vector` and the action back into ``(N_i, P_i)`` by
-:func:`sim.envs.action_to_provision`: the same code the environment uses. An
+:func:`sim.rl.features.observation_vector` and the action back into ``(N_i, P_i)`` by
+:func:`sim.rl.features.action_to_provision`: the same code the environment uses. An
 epoch with fewer users than the policy was trained for is padded with empty
 users, whose share of the power is given back to the real ones.
 """
@@ -22,17 +22,23 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.base import AgentContext, Provision, ProvisioningAgent, ProvisioningObservation, register_provisioning
+from sim.decisions import (
+    AgentContext,
+    Provision,
+    ProvisioningAgent,
+    ProvisioningObservation,
+)
+from sim.rl.checkpoints import CHECKPOINT_META, load_model
+from sim.rl.features import action_to_provision, observation_vector
 
 
-@register_provisioning("learned")
 class LearnedProvisioning(ProvisioningAgent):
     """Runs a checkpoint of ``python -m sim train`` (deterministic actions by default)."""
 
+    name = "learned"
+
     def __init__(self, context: AgentContext, rng: np.random.Generator, checkpoint: str = "", deterministic: bool = True):
         super().__init__(context, rng)
-        from sim.training import CHECKPOINT_META, load_model
-
         directory = Path(checkpoint)
         meta_path = directory / CHECKPOINT_META
         if not checkpoint or not meta_path.exists():
@@ -47,8 +53,6 @@ class LearnedProvisioning(ProvisioningAgent):
         self.deterministic = bool(deterministic)
 
     def decide(self, obs: ProvisioningObservation) -> Provision:
-        from sim.envs import action_to_provision, observation_vector
-
         q = int(self.meta["n_users"])
         if obs.n_users > q:
             raise ValueError(f"the policy decides for at most {q} users per epoch, got {obs.n_users}")

@@ -25,7 +25,7 @@ Expected per-user terms, for user ``i`` with ``N`` images and power ``P``
   including user ``i``), plus its transmission time at the median SNR
   (no shadowing, mean fading) -- milliseconds against seconds of generation;
 * ``E[U_i] = eta_q * latency_term * E[quality term] - eta_c * cost - rho * (1 - P(satisfied))``
-  (``sim.qoe.latency_term`` and ``sim.qoe.cost``), and ``Q rho`` more if the
+  (``sim.model.qoe.latency_term`` and ``sim.model.qoe.cost``), and ``Q rho`` more if the
   powers exceed ``P_total`` (transmission then at the scaled-down powers, as in
   the world and the env).
 
@@ -52,11 +52,14 @@ import math
 import numpy as np
 from scipy import optimize, special
 
-from agents.base import AgentContext, Provision, ProvisioningAgent, ProvisioningObservation, register_provisioning
-from sim.backends import build_channel, build_quality_model
+from sim.backends import build_service_models
 from sim.config import Scenario
-from sim.qoe import QoEParams, cost, latency_term
-from sim.quality import N_STRATEGIES, SCORE_MAX
+from sim.decisions import AgentContext, Provision, ProvisioningAgent, ProvisioningObservation
+from sim.generation.surrogate import typical_image_bits
+from sim.model import service
+from sim.model.qoe import cost, latency_term, user_utility
+from sim.model.quality import N_STRATEGIES, SCORE_MAX
+from sim.model.service import ServiceModels
 
 _LOG_TABLE_POINTS = 25  # exact table points in log P from P_total * 1e-4 to P_total
 
@@ -79,17 +82,18 @@ def _strategy_of(scenario: Scenario | None) -> int:
     return 6
 
 
-@register_provisioning("oracle")
 class OracleProvisioning(ProvisioningAgent):
     """Best ``(N, P)`` for the expected one-round utility under the exact models (module docstring).
 
     Parameters: ``n_max`` (default ``context.max_images``); ``strategy`` (prompt
     strategy assumed; default: 0 for the ``raw`` prompt agent, the
     ``empirical`` agent's strategy, else 6); ``image_bits`` (default
-    :func:`sim.envs.typical_image_bits`); quadrature sizes ``prompt_nodes``,
+    :func:`sim.generation.surrogate.typical_image_bits`); quadrature sizes ``prompt_nodes``,
     ``shadow_nodes``, ``score_nodes``; ``power_grid`` (grid steps of the power
     search); ``max_combos`` (exhaustive search limit over ``N``).
     """
+
+    name = "oracle"
 
     def __init__(
         self,
@@ -115,14 +119,12 @@ class OracleProvisioning(ProvisioningAgent):
         self.strategy = _strategy_of(scenario) if strategy is None else int(strategy)
         if not 0 <= self.strategy < N_STRATEGIES:
             raise ValueError(f"strategy must be in 0..{N_STRATEGIES - 1}, got {strategy}")
-        from sim.envs import typical_image_bits  # late: sim.envs imports agents.base
-
         self.image_bits = float(image_bits) if image_bits is not None else typical_image_bits(scenario)
-        self.channel = build_channel(scenario)
-        self.quality = build_quality_model(scenario)
-        self.params = QoEParams(**scenario.qoe.model_dump())
-        self.gpus = int(scenario.masps[0].gpus)
-        self.inference_time_s = float(scenario.generator.inference_time_s)
+        # The world's (or the environment's) own models; built from the scenario only when run standalone.
+        self.models: ServiceModels = context.models if context.models is not None else build_service_models(scenario)
+        self.channel = self.models.channel
+        self.quality = self.models.quality
+        self.params = self.models.qoe
         self.power_grid = int(power_grid)
         self.max_combos = int(max_combos)
         self.polish = bool(polish)
@@ -142,7 +144,7 @@ class OracleProvisioning(ProvisioningAgent):
         mu = float(qm.mean_score(complexity, self.strategy))
         sd = qm.seed_sd
         floor, thr = self.params.quality_floor, float(threshold)
-        shadow = ch.params.shadowing_sigma_db * self._x  # (X,)
+        shadow = ch.shadowing_sigma_db * self._x  # (X,)
         ber = np.asarray(ch.ber_given_shadowing(p[:, None], distance_m, shadow[None, :]), dtype=float)  # (P, X)
         ret = np.asarray(qm.retention(ber, self.image_bits), dtype=float)
         pu = np.asarray(qm.p_undecodable(ber, self.image_bits), dtype=float)
@@ -169,14 +171,14 @@ class OracleProvisioning(ProvisioningAgent):
 
     def _latency(self, n_images: np.ndarray, power_w: np.ndarray, distances: np.ndarray) -> np.ndarray:
         """Latency per user (broadcasts over leading axes of ``n_images``): FIFO GPU time + median-SNR transmission."""
-        from sim.envs import gpu_completion_times
-
-        gen = np.apply_along_axis(gpu_completion_times, -1, n_images, self.gpus, self.inference_time_s)
-        snr = np.asarray(self.channel.snr(power_w, distances, 0.0, self.channel.params.nakagami_omega), dtype=float)
-        with np.errstate(divide="ignore"):
-            tx = np.asarray(self.channel.transmission_time_s(self.image_bits, snr), dtype=float)
-        tx = np.where(np.isfinite(tx), tx, 0.0)
+        gen = self.models.gpu_completion_times(n_images)
+        tx = self._median_delay(power_w, distances)
         return np.where(n_images > 0, gen + tx, 0.0)
+
+    def _median_delay(self, power_w, distances) -> np.ndarray:
+        """Transmission delay at the median SNR (no shadowing, mean fading), by the world's round rules."""
+        snr = np.asarray(self.channel.snr(power_w, distances, 0.0, self.channel.mean_fading_gain), dtype=float)
+        return service.delivery_delay_s(service.transmission_time_s(self.channel, self.image_bits, snr, power_w))
 
     # -- expected utility --------------------------------------------------------------------------
 
@@ -185,9 +187,7 @@ class OracleProvisioning(ProvisioningAgent):
         n = np.asarray(provision.n_images, dtype=int)
         requested = np.asarray(provision.power_w, dtype=float)
         p_total = float(obs.p_total_w)
-        total = float(requested.sum())
-        violation = total > p_total * (1 + 1e-9)
-        power = requested * (p_total / total) if violation else requested
+        power, violation = service.transmitted_powers(requested, p_total)
         d = np.asarray(obs.distances_m, dtype=float)
         thr = np.asarray(obs.thresholds, dtype=float)
         latency = self._latency(n, power, d)
@@ -202,11 +202,7 @@ class OracleProvisioning(ProvisioningAgent):
             else:  # no image: best score 0, a violation; the world's latency is then 0
                 eh, ps = math.log(self.params.quality_floor / thr[i]), 0.0
                 lt = float(latency_term(0.0, 1, self.params.max_latency_s))
-            value += (
-                self.params.eta_q * lt * eh
-                - self.params.eta_c * float(cost(n[i], requested[i], self.params))
-                - self.params.penalty * (1.0 - ps)
-            )
+            value += float(user_utility(lt * eh, cost(n[i], requested[i], self.params), 1.0 - ps, self.params))
         if violation:
             value -= self.params.penalty * obs.n_users
         return float(value)
@@ -234,22 +230,16 @@ class OracleProvisioning(ProvisioningAgent):
         d = np.asarray(obs.distances_m, dtype=float)
         g = len(grid)
         # latency: FIFO GPU completion (C, Q) + transmission at the median SNR of each grid power (Q, G)
-        from sim.envs import gpu_completion_times
-
-        gen = np.apply_along_axis(gpu_completion_times, -1, combos, self.gpus, self.inference_time_s)
-        snr = np.asarray(self.channel.snr(grid[None, :], d[:, None], 0.0, self.channel.params.nakagami_omega), dtype=float)
-        with np.errstate(divide="ignore"):
-            tx = np.asarray(self.channel.transmission_time_s(self.image_bits, snr), dtype=float)
-        tx = np.where(np.isfinite(tx), tx, 0.0)
+        gen = self.models.gpu_completion_times(combos)
+        tx = self._median_delay(grid[None, :], d[:, None])
         lt = latency_term(np.maximum(gen[..., None] + tx[None], 1e-9), combos[..., None], prm.max_latency_s)
         users = np.arange(q)
         e = eh[users[None, :], combos - 1]  # (C, Q, G)
         s = ps[users[None, :], combos - 1]
-        f = prm.eta_q * lt * e - prm.eta_c * cost(combos[..., None], grid, prm) - prm.penalty * (1.0 - s)
+        f = user_utility(lt * e, cost(combos[..., None], grid, prm), 1.0 - s, prm)
         f[..., 0] = -np.inf  # no zero power: it never helps the expected utility but confuses the latency model
         # max-plus DP over users on the budget grid (index = grid steps used)
         best = f[:, 0, :].copy()
-        choice = [np.broadcast_to(np.arange(g), best.shape).copy()]
         running = np.maximum.accumulate(best, axis=-1)
         arg_running = np.zeros_like(best, dtype=int)
         # keep the argmax of the prefix max for user 0

@@ -4,28 +4,31 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.base import N_STRATEGIES, AgentContext, PromptAgent, PromptObservation, register_prompt
+from sim.decisions import N_STRATEGIES, AgentContext, PromptAgent, PromptObservation
 
 
-@register_prompt("raw")
 class RawPrompt(PromptAgent):
     """No prompt engineering: strategy 0 (the paper's "default")."""
+
+    name = "raw"
 
     def choose(self, obs: PromptObservation) -> int:
         return 0
 
 
-@register_prompt("random")
 class RandomPrompt(PromptAgent):
     """A strategy drawn uniformly from 0-6 for every request."""
+
+    name = "random"
 
     def choose(self, obs: PromptObservation) -> int:
         return int(self.rng.integers(0, N_STRATEGIES))
 
 
-@register_prompt("empirical")
 class EmpiricalPrompt(PromptAgent):
     """Always the same strategy; by default 6, all aspects (the paper's "empirical" baseline)."""
+
+    name = "empirical"
 
     def __init__(self, context: AgentContext, rng: np.random.Generator, strategy: int = 6):
         super().__init__(context, rng)

@@ -6,29 +6,33 @@ In a scenario::
       name: learned
       params: {checkpoint: results/train-prompt/gail-seed0/checkpoints/latest}
 
-The checkpoint directory (written by :func:`sim.prompt_training.train_prompt_policy`) holds the
+The checkpoint directory (written by :func:`sim.rl.prompt_training.train_prompt_policy`) holds the
 policy (``model.zip``) and ``checkpoint.json`` with the observation layout it was trained on.
-The world's :class:`~agents.base.PromptObservation` (prompt, power allocated this round,
+The world's :class:`~sim.decisions.PromptObservation` (prompt, power allocated this round,
 strategies of the user's earlier rounds) is turned into that observation by
-:func:`sim.prompt_env.prompt_observation`, the function the training environment uses.
+:func:`sim.rl.prompt_features.prompt_observation`, the function the training environment uses.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from agents.base import N_STRATEGIES, AgentContext, PromptAgent, PromptObservation, register_prompt
+from sim.decisions import N_STRATEGIES, AgentContext, PromptAgent, PromptObservation
+from sim.rl.checkpoints import load_prompt_checkpoint
+from sim.rl.prompt_features import (
+    ObservationSpec,
+    prefetch_prompt_vectors,
+    prompt_observation,
+)
 
 
-@register_prompt("learned")
 class LearnedPrompt(PromptAgent):
     """Runs a prompt-policy checkpoint (deterministic: the most likely strategy, by default)."""
 
+    name = "learned"
+
     def __init__(self, context: AgentContext, rng: np.random.Generator, checkpoint: str = "", deterministic: bool = True):
         super().__init__(context, rng)
-        from sim.prompt_env import ObservationSpec, prefetch_prompt_vectors
-        from sim.prompt_training import load_prompt_checkpoint
-
         if not checkpoint:
             raise ValueError("the learned prompt agent needs params.checkpoint (a prompt-policy checkpoint directory)")
         self.meta, self.model = load_prompt_checkpoint(checkpoint)
@@ -39,8 +43,6 @@ class LearnedPrompt(PromptAgent):
             prefetch_prompt_vectors(list(scenario.users.prompts), self.spec.embedding)
 
     def choose(self, obs: PromptObservation) -> int:
-        from sim.prompt_env import prompt_observation
-
         vector = prompt_observation(self.spec, obs.prompt, obs.power_w, obs.history)
         if self.deterministic:
             action, _ = self.model.predict(vector, deterministic=True)

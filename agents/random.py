@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.base import AgentContext, Provision, ProvisioningAgent, ProvisioningObservation, register_provisioning
+from sim.decisions import (
+    AgentContext,
+    Provision,
+    ProvisioningAgent,
+    ProvisioningObservation,
+)
 
 
-@register_provisioning("random")
 class RandomProvisioning(ProvisioningAgent):
     """``N_i`` uniform on ``1..max_images``; power split ``w ~ Dirichlet(1, ..., 1)`` of ``P_total``."""
+
+    name = "random"
 
     def __init__(self, context: AgentContext, rng: np.random.Generator, max_images: int | None = None):
         super().__init__(context, rng)

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.base import AgentContext, Provision, ProvisioningAgent, ProvisioningObservation, register_provisioning
+from sim.decisions import (
+    AgentContext,
+    Provision,
+    ProvisioningAgent,
+    ProvisioningObservation,
+)
 
 
-@register_provisioning("static")
 class StaticProvisioning(ProvisioningAgent):
     """``n_images`` per user and round (default 4, the paper's baseline), ``P_total / Q`` each."""
+
+    name = "static"
 
     def __init__(self, context: AgentContext, rng: np.random.Generator, n_images: int = 4):
         super().__init__(context, rng)

@@ -20,15 +20,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.base import AgentContext, make_provisioning_agent  # noqa: E402
+from sim.backends import agent_context, build_provisioning_agent  # noqa: E402
 from sim.config import load_scenario  # noqa: E402
-from sim.training import agent_decider, build_model, evaluate, evaluate_policy, make_env  # noqa: E402
+from sim.rl.evaluation import agent_decider, evaluate, evaluate_policy  # noqa: E402
+from sim.rl.provisioning_env import make_env  # noqa: E402
+from sim.rl.training import build_model  # noqa: E402
 
 
 def oracle_level(scenario, episodes: int, seed: int) -> tuple[float, float]:
     """Mean utility per decision of the oracle on the evaluation episodes of ``seed``, and decisions/s."""
-    context = AgentContext(scenario.masps[0].p_total_w, scenario.service.max_images_per_round, scenario)
-    oracle = make_provisioning_agent("oracle", {"strategy": scenario.training.strategy}, context, np.random.default_rng(0))
+    context = agent_context(scenario)
+    oracle = build_provisioning_agent("oracle", {"strategy": scenario.training.strategy}, context, np.random.default_rng(0))
     started = time.perf_counter()
     frame = evaluate_policy(agent_decider(oracle), scenario, episodes, seed)
     decisions = episodes * scenario.training.episode_length
@@ -67,7 +69,7 @@ def main() -> None:
         print(f"{algorithm}: {args.train_steps / (time.perf_counter() - started):.0f} training steps/s "
               f"({args.train_steps} steps, updates included after learning_starts)")
 
-    from agents.d3pg import D3PG, D3PGConfig
+    from sim.rl.algos.d3pg import D3PG, D3PGConfig
 
     obs, _ = make_env(scenario).reset(seed=0)
     for t in (1, 3, 5, 10):

@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sim.channel import ber_nakagami, expected_ber, flip_bits  # noqa: E402
+from sim.model.channel import ber_nakagami, expected_ber, flip_bits  # noqa: E402
 
 
 def best_of(fn, repeats: int) -> tuple[float, object]:

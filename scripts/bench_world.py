@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sim.config import load_scenario  # noqa: E402
-from sim.world import World  # noqa: E402
+from sim.world.simulation import World  # noqa: E402
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """BER of the channel code against theory and against a Monte Carlo of real BPSK symbols.
 
-For each (m, mean SNR, shadowing sigma): ``sim.channel.expected_ber`` (eq. 9 averaged
+For each (m, mean SNR, shadowing sigma): ``sim.model.channel.expected_ber`` (eq. 9 averaged
 over shadowing, eq. 10), an independent closed form where one exists (Rayleigh m = 1,
 Proakis' finite sum for integer m, no shadowing), and a Monte Carlo that sends random
 bits as BPSK symbols through simulated shadowing + Nakagami-m fading + Gaussian noise
@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sim.channel import db_to_linear, expected_ber  # noqa: E402
+from sim.model.channel import db_to_linear, expected_ber  # noqa: E402
 
 
 def proakis(snr: float, m: int) -> float:

@@ -3,7 +3,7 @@
 The surrogate generator draws each image's score from the shipped quality model
 (``sim/data/quality_generation.yaml``) and the fidelity assessor scores what
 arrives over the channel. Calibrating a demonstration dataset D built from that
-pair (``sim/demo_dataset.py`` -> ``sim/calibration.py``) should give back the
+pair (``sim/dataset/demonstrations.py`` -> ``sim/dataset/calibration.py``) should give back the
 model's own parameters, up to statistical error. This script prints, per
 parameter, the true value, the recovered one, the error and the fit's standard
 error (cluster-robust by prompt for the means; ANOVA delta method for the SDs):
@@ -42,11 +42,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from sim.backends import build_generator, build_quality_model  # noqa: E402
-from sim.calibration import calibrate, compare_with_model, damage_reference  # noqa: E402
 from sim.config import load_scenario  # noqa: E402
-from sim.demo_dataset import build_demo_dataset  # noqa: E402
+from sim.dataset.calibration import calibrate, compare_with_model, damage_reference  # noqa: E402
+from sim.dataset.demonstrations import build_demo_dataset  # noqa: E402
 from sim.generation.base import GenerationRequest  # noqa: E402
-from sim.quality import DamageParams  # noqa: E402
+from sim.model.quality import DamageParams  # noqa: E402
 from sim.seeding import RandomStreams  # noqa: E402
 
 #: Image size of the shipped damage fit (see the header of sim/data/quality_damage.yaml).

@@ -2,7 +2,7 @@
 
 For every image format, a subset of the shipped prompts is rendered and encoded by
 the surrogate generator's own code, each image is sent through a binary symmetric
-channel (``sim.channel.flip_bits``) at a log-spaced grid of bit error rates,
+channel (``sim.model.channel.flip_bits``) at a log-spaced grid of bit error rates,
 decoded and scored by the fidelity assessor. With ``e = ber * n_bits`` the
 expected number of bit errors in an image, the quality model composes::
 
@@ -45,8 +45,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from sim.assessment.fidelity import DEFAULT_SSIM_GAMMA, FidelityAssessor, damage_trials  # noqa: E402
-# The estimators live in sim.calibration, shared with the calibration of a demonstration dataset.
-from sim.calibration import (  # noqa: E402,F401
+
+# The estimators live in sim.dataset.calibration, shared with the calibration of a demonstration dataset.
+from sim.dataset.calibration import (  # noqa: E402,F401
     E50_NO_DAMAGE,
     damage_fit_table,
     damage_yaml_entry,
@@ -54,10 +55,10 @@ from sim.calibration import (  # noqa: E402,F401
     fit_undecodable,
     retention_curve,
 )
-from sim.progress import count_progress  # noqa: E402
 from sim.generation.base import GeneratedImage  # noqa: E402
 from sim.generation.render import FORMATS  # noqa: E402
 from sim.generation.surrogate import render_encoded  # noqa: E402
+from sim.progress import count_progress  # noqa: E402
 from sim.prompting.prompts import load_prompts  # noqa: E402
 
 DEFAULT_OUT = ROOT / "sim" / "data" / "quality_damage.yaml"
@@ -202,7 +203,7 @@ def write_yaml(out: Path, fits: dict[str, dict], args: argparse.Namespace, comma
         f"# Surrogate images ({args.size}x{args.size} px, JPEG quality {args.jpeg_quality} with a restart marker",
         f"# per MCU row, PNG zlib level 3, raw = 8-byte header + RGB) of 1 in {args.prompt_stride} shipped prompts",
         f"# x {args.seeds} seed(s), each sent {args.repeats} time(s) at each of {args.bers} BERs log-spaced 1e-7..1e-2",
-        "# through sim.channel.flip_bits, decoded, and scored by the fidelity assessor",
+        "# through sim.model.channel.flip_bits, decoded, and scored by the fidelity assessor",
         f"# (score = gen_score * SSIM_luma ** {args.gamma:g}; 0 if undecodable). retention: least squares",
         "# (scipy curve_fit) over the decodable trials; undecodable_per_error: maximum likelihood.",
         f"# Root seed {args.seed}; {seconds:.0f} s on {args.workers} worker(s).",

@@ -17,8 +17,8 @@ from scipy.optimize import brentq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sim.model.quality import QualityModel  # noqa: E402
 from sim.prompting.prompts import load_prompts  # noqa: E402
-from sim.quality import QualityModel  # noqa: E402
 
 THRESHOLDS = (7.5, 8.0, 8.5)
 

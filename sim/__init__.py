@@ -6,3 +6,7 @@ what the user receives.
 """
 
 __version__ = "0.1.0"
+
+from sim import compat as _compat
+
+_compat.install()

@@ -15,8 +15,12 @@ import re
 import sys
 from pathlib import Path
 
-from agents.base import AgentError
 from sim.config import Scenario, ScenarioError, load_scenario
+from sim import registry
+from sim.dataset.demonstrations import DEFAULT_POWERS_W
+from sim.registry import RegistryError
+from sim.rl.checkpoints import PROMPT_ALGORITHMS, PROVISIONING_ALGORITHMS
+from sim.rl.prompt_features import EMBEDDINGS
 
 EXIT_BAD_INPUT = 2
 
@@ -53,8 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="run agents on the same seeds; report means with confidence intervals")
     c.add_argument("scenario", type=Path)
-    c.add_argument("--agents", type=_names, help="provisioning agents, comma-separated (default: the scenario's)")
-    c.add_argument("--prompt-agents", type=_names, help="prompt agents, comma-separated (default: the scenario's)")
+    c.add_argument("--agents", type=_names, help="provisioning agents, comma-separated (default: the scenario's); "
+                   f"registered: {registry.PROVISIONING_AGENTS.describe()}, or package.module:Class")
+    c.add_argument("--prompt-agents", type=_names, help="prompt agents, comma-separated (default: the scenario's); "
+                   f"registered: {registry.PROMPT_AGENTS.describe()}, or package.module:Class")
     c.add_argument("--seeds", type=_seed_list, default=list(range(10)), help="number of seeds 0..N-1 (default 10)")
     c.add_argument("--first-seed", type=int, default=0, help="first root seed (default 0)")
     c.add_argument("--out", type=Path, help="results directory (default results/<scenario>/compare-<time>)")
@@ -75,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     kb.add_argument("--prompts", type=int, default=32, help="prompts from the shipped set (default 32)")
     kb.add_argument("--seeds", type=int, default=4, help="seeds per prompt and strategy (default 4)")
     kb.add_argument("--strategies", type=_ints, default=list(range(7)), help="comma-separated strategy ids (default 0-6)")
-    kb.add_argument("--backend", choices=["surrogate", "diffusers"], help="generator (default: the scenario's)")
+    kb.add_argument("--backend", choices=_generating_backends(), help="generator (default: the scenario's)")
     kb.add_argument("--no-score", action="store_true", help="do not score images with the scenario's assessor")
     kb.add_argument("--seed", type=int, help="root seed (default: the scenario's)")
     kb.add_argument("--quiet", action="store_true")
@@ -86,16 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--prompts", type=int, default=32, help="demonstration prompts (default 32)")
     d.add_argument("--seeds", type=int, default=4, help="seeds per prompt and strategy (default 4)")
     d.add_argument("--strategies", type=_ints, default=list(range(7)))
-    d.add_argument("--powers", type=_floats, default=[0.05, 0.1, 0.2, 0.4, 0.8], help="transmit powers, W")
+    d.add_argument("--powers", type=_floats, default=list(DEFAULT_POWERS_W), help="transmit powers, W")
     d.add_argument("--distance", type=float, default=100.0, help="user distance, m (default 100)")
     d.add_argument("--seed", type=int, help="root seed (default: the scenario's)")
-    d.add_argument("--backend", choices=["surrogate", "diffusers", "cache"], help="generator (default: the scenario's)")
+    d.add_argument("--backend", choices=registry.GENERATORS.names(), help="generator (default: the scenario's)")
     d.add_argument("--checkpoint-every", type=int, default=4, help="prompts between partial saves (default 4)")
     d.add_argument("--quiet", action="store_true")
 
     t = sub.add_parser("train", help="train a provisioning agent on sim/Provisioning-v0")
     t.add_argument("scenario", type=Path)
-    t.add_argument("--agent", required=True, choices=["d3pg", "ppo", "sac", "ddpg"])
+    t.add_argument("--agent", required=True, choices=list(PROVISIONING_ALGORITHMS))
     t.add_argument("--steps", type=int, required=True, help="environment steps in total")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", type=Path, help="output directory (default results/train/<scenario>/<agent>-seed<S>)")
@@ -111,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tp = sub.add_parser("train-prompt", help="train a prompt-engineering policy on sim/Prompt-v0 (GAIL or PPO)")
     tp.add_argument("scenario", type=Path)
-    tp.add_argument("--agent", required=True, choices=["gail", "ppo"])
+    tp.add_argument("--agent", required=True, choices=list(PROMPT_ALGORITHMS))
     tp.add_argument("--steps", type=int, required=True, help="environment steps (service rounds) in total")
     tp.add_argument("--seed", type=int, default=0)
     tp.add_argument("--out", type=Path, help="output directory (default results/train-prompt/<scenario>/<agent>-seed<S>)")
@@ -121,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--split-seed", type=int, default=0, help="seed of the train / held-out split (default 0)")
     tp.add_argument("--expert", choices=["demo", "model"], default="demo",
                     help="GAIL imitates D's best strategies (demo, default) or the quality model's optimum (model)")
-    tp.add_argument("--embedding", choices=["features", "minilm", "minilm+features"], default="features",
+    tp.add_argument("--embedding", choices=list(EMBEDDINGS), default="features",
                     help="prompt representation in the state (default features)")
     tp.add_argument("--quiet", action="store_true")
 
@@ -129,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("dataset", type=Path)
     cal.add_argument("--out", type=Path, required=True, help="generation YAML; the damage YAML goes beside it")
     return parser
+
+
+def _generating_backends() -> list[str]:
+    """Generator backends that make images (every registered one but the cache itself)."""
+    return [name for name in registry.GENERATORS.names() if name != "cache"]
 
 
 def _ints(text: str) -> list[int]:
@@ -156,7 +167,7 @@ def _cmd_validate(args) -> int:
 
 
 def _cmd_run(args) -> int:
-    from sim.runner import run_scenario
+    from sim.world.runner import run_scenario
 
     scenario = _load(args.scenario)
     if args.seed is not None and args.seed < 0:
@@ -175,7 +186,7 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-    from sim.compare import compare, make_arms
+    from sim.world.compare import compare, make_arms
 
     scenario = _load(args.scenario)
     arms = make_arms(scenario, args.agents or [scenario.provisioning_agent.name], args.prompt_agents)
@@ -198,7 +209,7 @@ def _cmd_models(args) -> int:
 
 
 def _cmd_cache(args) -> int:
-    from sim.generation.cache import build_cache
+    from sim.dataset.cache_builder import build_cache
 
     scenario = _load(args.scenario)
     summary = build_cache(
@@ -219,7 +230,7 @@ def _cmd_cache(args) -> int:
 
 
 def _cmd_demo_dataset(args) -> int:
-    from sim.demo_dataset import build_demo_dataset, partial_path_for
+    from sim.dataset.demonstrations import build_demo_dataset, partial_path_for
 
     scenario = _load(args.scenario)
     try:
@@ -247,7 +258,7 @@ def _cmd_demo_dataset(args) -> int:
 
 
 def _cmd_calibrate(args) -> int:
-    from sim.calibration import calibrate
+    from sim.dataset.calibration import calibrate
 
     if not args.dataset.exists():
         print(f"{args.dataset}: no such file", file=sys.stderr)
@@ -258,7 +269,7 @@ def _cmd_calibrate(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from sim.training import final_utility, train
+    from sim.rl.training import final_utility, train
 
     scenario = _load(args.scenario)
     out = args.out or Path("results") / "train" / scenario.name / f"{args.agent}-seed{args.seed}"
@@ -273,7 +284,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_train_prompt(args) -> int:
-    from sim.prompt_training import train_prompt_policy
+    from sim.rl.prompt_training import train_prompt_policy
 
     scenario = _load(args.scenario)
     if args.demo is not None and not args.demo.exists():
@@ -339,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in err.problems:
             print(f"{err.source}: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except AgentError as err:
+    except RegistryError as err:  # an unknown or unbuildable agent or backend (AgentError is one)
         print(f"{args.scenario}: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ModuleNotFoundError as err:

@@ -16,10 +16,22 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sim import registry
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
+
+#: Names checked against a registry of :mod:`sim.registry` (a registered name or a ``package.module:attribute``).
+ChannelModelName = Annotated[str, AfterValidator(registry.CHANNEL_MODELS.check_name)]
+GeneratorName = Annotated[str, AfterValidator(registry.GENERATORS.check_name)]
+AssessorName = Annotated[str, AfterValidator(registry.ASSESSORS.check_name)]
+CorpusName = Annotated[str, AfterValidator(registry.CORPORA.check_name)]
+
+
+def _fallback_assessor(name: str) -> str:
+    return name if name == "none" else registry.ASSESSORS.check_name(name)
 
 
 class _Strict(BaseModel):
@@ -90,7 +102,7 @@ class MaspConfig(_Strict):
 
 
 class ChannelConfig(_Strict):
-    """Wireless link (see :mod:`sim.channel`)."""
+    """Wireless link (see :mod:`sim.model.channel`)."""
 
     path_loss_exponent: PositiveFloat = 3.0
     shadowing_sigma_db: NonNegativeFloat = 4.0
@@ -103,6 +115,11 @@ class ChannelConfig(_Strict):
     #: small-scale fading, so its BER is the Nakagami-averaged BER (eq. 9) at this round's shadowed SNR;
     #: ``block_fading``: one fading draw holds for the whole image, BER = Q(sqrt(2 SNR)).
     ber_model: Literal["average_fading", "block_fading"] = "average_fading"
+    #: Channel model from the registry (:data:`sim.registry.CHANNEL_MODELS`) or a ``package.module:attribute``
+    #: factory called with this section; the default is the paper's Nakagami-m fading with log-normal shadowing.
+    model: ChannelModelName = "nakagami_lognormal"
+    #: Parameters of a user's own channel model (the built-in one takes none).
+    params: dict[str, Any] = Field(default_factory=dict)
 
 
 class LLMEndpointConfig(_Strict):
@@ -153,7 +170,11 @@ class CacheConfig(_Strict):
 class GeneratorConfig(_Strict):
     """Text-to-image backend."""
 
-    backend: Literal["surrogate", "diffusers", "cache"] = "surrogate"
+    #: A registered generator (:data:`sim.registry.GENERATORS`: surrogate, diffusers, cache) or a
+    #: ``package.module:attribute`` factory.
+    backend: GeneratorName = "surrogate"
+    #: Parameters of a user's own generator backend (the built-in ones have their own sections).
+    params: dict[str, Any] = Field(default_factory=dict)
     #: Modelled GPU seconds per image (the paper's T_zeta); the diffusers backend uses it when ``time_source: modelled``.
     inference_time_s: PositiveFloat = 2.0
     image_size: Annotated[int, Field(ge=16, le=2048)] = 256
@@ -187,11 +208,15 @@ class LLMAssessorConfig(_Strict):
     #: Recent image-score pairs of the same user kept in context (0 turns memory off).
     memory_size: Annotated[int, Field(ge=0, le=50)] = 4
     #: Assessor used when the LLM fails after its retries (the failure is recorded either way); ``none`` scores 0.
-    fallback: Literal["fidelity", "clip", "brisque", "none"] = "none"
+    fallback: Annotated[str, AfterValidator(_fallback_assessor)] = "none"
 
 
 class AssessorConfig(_Strict):
-    backend: Literal["fidelity", "clip", "brisque", "llm"] = "fidelity"
+    #: A registered assessor (:data:`sim.registry.ASSESSORS`: fidelity, clip, brisque, llm) or a
+    #: ``package.module:attribute`` factory.
+    backend: AssessorName = "fidelity"
+    #: Parameters of a user's own assessor (the built-in ones have their own sections).
+    params: dict[str, Any] = Field(default_factory=dict)
     #: Exponent on SSIM in the fidelity assessor's score = generation score * SSIM^gamma.
     ssim_gamma: PositiveFloat = 2.0
     clip: ClipConfig = ClipConfig()
@@ -203,7 +228,7 @@ class PromptingConfig(_Strict):
 
     #: ``default``: fixed generic phrases; ``offline``: phrase banks matched to the prompt by MiniLM
     #: embedding similarity; ``llm``: two-shot prompting of a chat model.
-    corpus: Literal["default", "offline", "llm"] = "default"
+    corpus: CorpusName = "default"
     llm: LLMEndpointConfig = LLMEndpointConfig()
     #: Directory where generated corpora are cached, keyed by prompt and backend.
     cache_dir: str = "cache/corpus"
@@ -217,7 +242,7 @@ class QualityConfig(_Strict):
 
 
 class QoEConfig(_Strict):
-    """QoE, cost and utility constants (see :mod:`sim.qoe`)."""
+    """QoE, cost and utility constants (see :mod:`sim.model.qoe`)."""
 
     #: Latency the user tolerates, seconds (L_max in eq. 23).
     max_latency_s: PositiveFloat = 60.0
@@ -289,6 +314,18 @@ class Scenario(_Strict):
     training: TrainingConfig = TrainingConfig()
     provisioning_agent: AgentConfig = AgentConfig(name="static")
     prompt_agent: AgentConfig = AgentConfig(name="raw")
+
+    @field_validator("provisioning_agent")
+    @classmethod
+    def _known_provisioning_agent(cls, agent: AgentConfig) -> AgentConfig:
+        registry.PROVISIONING_AGENTS.check_name(agent.name)
+        return agent
+
+    @field_validator("prompt_agent")
+    @classmethod
+    def _known_prompt_agent(cls, agent: AgentConfig) -> AgentConfig:
+        registry.PROMPT_AGENTS.check_name(agent.name)
+        return agent
 
     @model_validator(mode="after")
     def _check(self) -> Scenario:

@@ -5,17 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents import (
+from sim.backends import AgentError, build_prompt_agent, build_provisioning_agent
+from sim.decisions import (
     AgentContext,
-    AgentError,
     PromptObservation,
     Provision,
     ProvisioningObservation,
-    make_prompt_agent,
-    make_provisioning_agent,
-    prompt_agents,
-    provisioning_agents,
 )
+from sim.registry import PROMPT_AGENTS, PROVISIONING_AGENTS
 
 CTX = AgentContext(p_total_w=2.0, max_images=8)
 
@@ -42,12 +39,12 @@ def _prompt_obs() -> PromptObservation:
 
 
 def test_registries_list_builtins():
-    assert {"static", "random"} <= set(provisioning_agents())
-    assert {"raw", "random", "empirical"} <= set(prompt_agents())
+    assert {"static", "random"} <= set(PROVISIONING_AGENTS.names())
+    assert {"raw", "random", "empirical"} <= set(PROMPT_AGENTS.names())
 
 
 def test_static_is_the_paper_baseline():
-    agent = make_provisioning_agent("static", {}, CTX, np.random.default_rng(0))
+    agent = build_provisioning_agent("static", {}, CTX, np.random.default_rng(0))
     d = agent.decide(_obs(3))
     assert d.n_images.tolist() == [4, 4, 4]
     assert np.allclose(d.power_w, 2.0 / 3)
@@ -55,8 +52,8 @@ def test_static_is_the_paper_baseline():
 
 
 def test_random_is_feasible_and_seeded():
-    a = make_provisioning_agent("random", {}, CTX, np.random.default_rng(1))
-    b = make_provisioning_agent("random", {}, CTX, np.random.default_rng(1))
+    a = build_provisioning_agent("random", {}, CTX, np.random.default_rng(1))
+    b = build_provisioning_agent("random", {}, CTX, np.random.default_rng(1))
     for _ in range(50):
         da, db = a.decide(_obs(4)), b.decide(_obs(4))
         da.check(_obs(4), "random")
@@ -67,10 +64,10 @@ def test_random_is_feasible_and_seeded():
 
 def test_prompt_agents():
     obs = _prompt_obs()
-    assert make_prompt_agent("raw", {}, CTX, np.random.default_rng(0)).choose(obs) == 0
-    assert make_prompt_agent("empirical", {}, CTX, np.random.default_rng(0)).choose(obs) == 6
-    assert make_prompt_agent("empirical", {"strategy": 3}, CTX, np.random.default_rng(0)).choose(obs) == 3
-    rnd = make_prompt_agent("random", {}, CTX, np.random.default_rng(0))
+    assert build_prompt_agent("raw", {}, CTX, np.random.default_rng(0)).choose(obs) == 0
+    assert build_prompt_agent("empirical", {}, CTX, np.random.default_rng(0)).choose(obs) == 6
+    assert build_prompt_agent("empirical", {"strategy": 3}, CTX, np.random.default_rng(0)).choose(obs) == 3
+    rnd = build_prompt_agent("random", {}, CTX, np.random.default_rng(0))
     assert set(rnd.choose(obs) for _ in range(300)) == set(range(7))
 
 
@@ -85,7 +82,7 @@ def test_prompt_agents():
     ],
 )
 def test_bad_agents_give_clear_errors(kind, name, params, message):
-    make = make_provisioning_agent if kind == "prov" else make_prompt_agent
+    make = build_provisioning_agent if kind == "prov" else build_prompt_agent
     with pytest.raises(AgentError, match=message):
         make(name, params, CTX, np.random.default_rng(0))
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,6 +12,7 @@ import pytest
 
 from sim.assessment.base import Assessment
 from sim.config import CacheConfig, parse_scenario
+from sim.dataset.cache_builder import build_cache, fill_cache
 from sim.generation.base import GenerationRequest
 from sim.generation.cache import (
     MANIFEST,
@@ -20,16 +20,14 @@ from sim.generation.cache import (
     CacheGenerator,
     CacheMiss,
     CacheWriter,
-    build_cache,
     cache_key,
-    fill_cache,
     read_manifest,
 )
 from sim.generation.surrogate import SurrogateGenerator
-from sim.quality import QualityModel
-from sim.results import ImageRecord, records_frame
+from sim.model.quality import QualityModel
 from sim.seeding import RandomStreams
-from sim.world import World
+from sim.world.records import ImageRecord, records_frame
+from sim.world.simulation import World
 
 PROMPTS = ["A dog with a colorful collar", "A savanna at sunset, with a family of elephants"]
 

@@ -27,7 +27,8 @@ import pytest
 import yaml
 
 from sim.backends import build_generator, build_quality_model
-from sim.calibration import (
+from sim.config import parse_scenario
+from sim.dataset.calibration import (
     CalibrationError,
     calibrate,
     compare_with_model,
@@ -35,12 +36,11 @@ from sim.calibration import (
     damage_reference,
     fit_generation,
 )
-from sim.config import parse_scenario
-from sim.demo_dataset import build_demo_dataset
+from sim.dataset.demonstrations import build_demo_dataset
 from sim.generation.base import GenerationRequest
-from sim.quality import DamageParams, QualityModel
+from sim.model.quality import DamageParams, QualityModel
 from sim.seeding import RandomStreams
-from sim.world import World
+from sim.world.simulation import World
 
 N_PROMPTS, N_SEEDS, POWERS, SIZE = 40, 5, (0.005, 0.03, 0.2), 64
 Z = 4.0
@@ -193,7 +193,7 @@ def test_damage_script_uses_the_shared_estimators():
     import importlib.util
     from pathlib import Path
 
-    import sim.calibration as cal
+    import sim.dataset.calibration as cal
 
     path = Path(__file__).resolve().parents[1] / "scripts" / "fit_damage_model.py"
     spec = importlib.util.spec_from_file_location("fit_damage_model", path)

@@ -1,4 +1,4 @@
-"""Tests of sim.channel against independent computations.
+"""Tests of sim.model.channel against independent computations.
 
 References used: textbook closed forms (Rayleigh, Proakis' integer-m sum), numerical
 integration (scipy.integrate.quad, and 40-digit mpmath on Craig's formula where
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from scipy import integrate, special, stats
 
-from sim import channel as chm
-from sim.channel import (
+from sim.model import channel as chm
+from sim.model.channel import (
     Channel,
     ChannelParams,
     ber_awgn,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim.results import SUMMARY_METRICS
+from sim.world.records import SUMMARY_METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 THREE = ROOT / "scenarios" / "three_users.yaml"

@@ -1,4 +1,4 @@
-"""D3PG (agents/d3pg.py): the diffusion actor, persistence, determinism, and two learning checks."""
+"""D3PG (sim/rl/algos/d3pg.py): the diffusion actor, persistence, determinism, and two learning checks."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 gym = pytest.importorskip("gymnasium")
 
-from agents.d3pg import (  # noqa: E402
+from sim.rl.algos.d3pg import (  # noqa: E402
     BETA_SCHEDULES,
     D3PG,
     DDPGMLP,

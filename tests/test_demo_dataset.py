@@ -10,7 +10,8 @@ import pytest
 
 from sim.assessment.fidelity import FidelityAssessor
 from sim.config import parse_scenario
-from sim.demo_dataset import (
+from sim.dataset.cache_builder import build_cache
+from sim.dataset.demonstrations import (
     COLUMNS,
     ROW_KEY,
     build_demo_dataset,
@@ -19,10 +20,9 @@ from sim.demo_dataset import (
     partial_path_for,
     prompt_stream_key,
 )
-from sim.generation.cache import build_cache
+from sim.model.quality import prompt_complexity
 from sim.prompting.prompts import load_prompts
 from sim.prompting.strategies import apply_strategy, default_corpus
-from sim.quality import prompt_complexity
 from sim.seeding import RandomStreams
 
 POWERS = (0.01, 0.05, 0.25)

@@ -7,11 +7,16 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from agents.base import Provision
 from sim.config import load_scenario, parse_scenario
-from sim.envs import ENV_ID, ProvisioningEnv, action_to_provision, observation_vector, register_envs
-from sim.qoe import QoEParams, utility
-from sim.world import World
+from sim.model.qoe import QoEParams, utility
+from sim.rl.provisioning_env import (
+    ENV_ID,
+    ProvisioningEnv,
+    action_to_provision,
+    observation_vector,
+)
+from sim.rl.registration import register_envs
+from sim.world.simulation import World
 
 SCENARIO = "scenarios/three_users.yaml"
 

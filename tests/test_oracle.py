@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import agents.oracle  # noqa: F401  (registers "oracle"; agents.base does not import it yet)
-from agents.base import AgentContext, Provision, make_provisioning_agent
+from sim.backends import build_provisioning_agent
 from sim.config import AgentConfig, load_scenario
-from sim.envs import ProvisioningEnv
-from sim.world import World
+from sim.decisions import AgentContext, Provision
+from sim.rl.provisioning_env import ProvisioningEnv
+from sim.world.simulation import World
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def scenario():
 def _agent(scenario, name, **params):
     ctx = AgentContext(p_total_w=scenario.masps[0].p_total_w, max_images=scenario.service.max_images_per_round,
                        scenario=scenario)
-    return make_provisioning_agent(name, params, ctx, np.random.default_rng(0))
+    return build_provisioning_agent(name, params, ctx, np.random.default_rng(0))
 
 
 def test_oracle_beats_static_and_random_in_expectation(scenario):

@@ -15,7 +15,7 @@ pytest.importorskip("stable_baselines3")
 from sim.config import load_scenario  # noqa: E402
 from sim.paper import provisioning as prov  # noqa: E402
 from sim.paper.common import verdict  # noqa: E402
-from sim.training import make_env  # noqa: E402
+from sim.rl.training import make_env  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LEARNERS = ("ddpg", "ppo")
@@ -111,7 +111,7 @@ def test_three_user_example_uses_the_papers_users_and_feasible_decisions(reprodu
 
 def test_expected_outcome_agrees_with_the_oracles_analytic_expectation(tiny_scenario):
     """The Monte Carlo of the three-user example against an independent computation of the same expectation."""
-    from agents.base import Provision
+    from sim.decisions import Provision
 
     scenario = load_scenario(tiny_scenario)
     env = make_env(scenario)

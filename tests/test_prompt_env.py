@@ -11,16 +11,9 @@ from gymnasium.utils.env_checker import check_env
 
 from sim.backends import build_channel, build_quality_model
 from sim.config import parse_scenario
-from sim.prompt_env import (
-    CATEGORIES,
-    ENV_ID,
-    ObservationSpec,
-    PromptEnv,
-    history_onehot,
-    prompt_features,
-    prompt_observation,
-)
-from sim.quality import N_STRATEGIES, prompt_complexity
+from sim.model.quality import N_STRATEGIES, prompt_complexity
+from sim.rl.prompt_env import ENV_ID, ObservationSpec, PromptEnv, prompt_observation
+from sim.rl.prompt_features import CATEGORIES, history_onehot, prompt_features
 from sim.seeding import RandomStreams
 
 SC = parse_scenario({"name": "prompt_env_test", "generator": {"image_size": 64}})

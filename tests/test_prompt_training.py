@@ -9,23 +9,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agents.base import AgentError, prompt_agents
-from sim.backends import build_quality_model
+from sim.backends import AgentError, build_quality_model
 from sim.config import parse_scenario
-from sim.demo_dataset import build_demo_dataset
-from sim.prompt_env import prompt_observation
-from sim.prompt_training import (
+from sim.dataset.demonstrations import build_demo_dataset
+from sim.model.quality import prompt_complexity
+from sim.registry import PROMPT_AGENTS
+from sim.rl.prompt_env import prompt_observation
+from sim.rl.prompt_evaluation import baseline_policy, evaluate_policies
+from sim.rl.prompt_expert import expert_table
+from sim.rl.prompt_training import (
     DemoExpert,
     PromptTrainingError,
-    baseline_policy,
-    evaluate_policies,
     evaluate_prompt_policy,
     expert_pairs,
-    expert_table,
     scenario_prompts,
     split_prompts,
 )
-from sim.quality import prompt_complexity
 
 SC = parse_scenario({"name": "prompt_training_test", "generator": {"image_size": 32}})
 DEMO_PROMPTS = [
@@ -147,8 +146,10 @@ SMALL_GAIL = {"n_steps": 128, "batch_size": 32, "n_epochs": 2, "disc_batch_size"
 
 
 def test_ppo_training_writes_curve_and_a_checkpoint_the_world_runs(tmp_path, demo, learn):
-    from sim.prompt_training import checkpoint_policy, load_prompt_checkpoint, train_prompt_policy
-    from sim.world import World
+    from sim.rl.checkpoints import load_prompt_checkpoint
+    from sim.rl.prompt_evaluation import checkpoint_policy
+    from sim.rl.prompt_training import train_prompt_policy
+    from sim.world.simulation import World
 
     result = train_prompt_policy(SC, "ppo", 256, seed=0, out=tmp_path, train_prompts=DEMO_PROMPTS[:3],
                                  eval_prompts=DEMO_PROMPTS[3:], demo=demo, eval_every=128, eval_episodes_per_prompt=4,
@@ -168,7 +169,7 @@ def test_ppo_training_writes_curve_and_a_checkpoint_the_world_runs(tmp_path, dem
     assert ev["score"] == pytest.approx(curve["score"].iloc[-1])
 
     # by name in the world, choosing through the same observation builder
-    assert "learned" in prompt_agents()
+    assert "learned" in PROMPT_AGENTS
     world_sc = parse_scenario({
         "name": "prompt_learned_world", "generator": {"image_size": 32},
         "arrivals": {"process": "batch", "n_users": 4},
@@ -179,7 +180,7 @@ def test_ppo_training_writes_curve_and_a_checkpoint_the_world_runs(tmp_path, dem
     result = World(world_sc, seed=0).run()
     rounds = pd.DataFrame(result.rounds).sort_values(["user_id", "round_index"])
     assert len(result.users) == 4 and (rounds.groupby("user_id").size() > 1).any()
-    from sim.prompt_env import ObservationSpec
+    from sim.rl.prompt_env import ObservationSpec
 
     spec = ObservationSpec.from_dict(meta["observation"])
     for user_id, g in rounds.groupby("user_id"):
@@ -191,7 +192,7 @@ def test_ppo_training_writes_curve_and_a_checkpoint_the_world_runs(tmp_path, dem
 
 
 def test_gail_training_builds_demonstrations_when_none_are_given(tmp_path, learn):
-    from sim.prompt_training import train_prompt_policy
+    from sim.rl.prompt_training import train_prompt_policy
 
     result = train_prompt_policy(SC, "gail", 128, seed=1, out=tmp_path, train_prompts=DEMO_PROMPTS[:2],
                                  eval_prompts=DEMO_PROMPTS[2:], hyperparameters=SMALL_GAIL,
@@ -210,8 +211,8 @@ def test_gail_training_builds_demonstrations_when_none_are_given(tmp_path, learn
 
 
 def test_bad_input_is_refused_clearly(tmp_path, demo):
-    from sim.prompt_training import train_prompt_policy
-    from sim.world import World
+    from sim.rl.prompt_training import train_prompt_policy
+    from sim.world.simulation import World
 
     with pytest.raises(PromptTrainingError, match="unknown algorithm"):
         train_prompt_policy(SC, "bc", 10, 0, tmp_path)
@@ -229,7 +230,7 @@ def test_bad_input_is_refused_clearly(tmp_path, demo):
 
 def test_gail_can_imitate_the_model_optimum_instead_of_d(tmp_path, demo, learn):
     """expert_source="model": the demonstrations are the quality model's optimum, not D's noisy argmax."""
-    from sim.prompt_training import ModelExpert, train_prompt_policy
+    from sim.rl.prompt_training import ModelExpert, train_prompt_policy
 
     with pytest.raises(PromptTrainingError, match="expert_source"):
         train_prompt_policy(SC, "gail", 10, 0, tmp_path, demo=demo, expert_source="oracle")
@@ -238,7 +239,7 @@ def test_gail_can_imitate_the_model_optimum_instead_of_d(tmp_path, demo, learn):
                         eval_episodes_per_prompt=1, expert_episodes_per_prompt=2, expert_source="model", quiet=True)
     meta = json.loads((tmp_path / "checkpoints" / "latest" / "checkpoint.json").read_text())
     assert meta["expert_source"] == "model"
-    from agents.irl import GAIL
+    from sim.rl.algos.gail import GAIL
 
     model = GAIL.load(tmp_path / "checkpoints" / "latest")
     expert = ModelExpert(build_quality_model(SC))

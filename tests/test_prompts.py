@@ -7,7 +7,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from sim.prompting.prompts import DEFAULT_PROMPTS_PATH, Prompt, PromptSetError, load_prompts
+from sim.model.quality import prompt_complexity
+from sim.prompting.prompts import (
+    DEFAULT_PROMPTS_PATH,
+    Prompt,
+    PromptSetError,
+    load_prompts,
+)
 from sim.prompting.strategies import (
     ASPECTS,
     N_STRATEGIES,
@@ -19,7 +25,6 @@ from sim.prompting.strategies import (
     default_corpus,
     validate_strategy,
 )
-from sim.quality import prompt_complexity
 
 PAPER_EXAMPLES = ("A garden with a fountain", "A city with blue car", "A dog with a colorful collar")
 

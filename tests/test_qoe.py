@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from sim.qoe import QoEParams, cost, latency_term, qoe, quality_term, utility
+from sim.model.qoe import QoEParams, cost, latency_term, qoe, quality_term, utility
 
 P = QoEParams(max_latency_s=60.0, eta_q=1.0, eta_c=0.1, cost_per_image=0.5, penalty=2.0, quality_floor=0.5)
 

@@ -1,4 +1,4 @@
-"""Tests of the quality model (sim/quality.py) and of the statistics it ships (scripts/derive_quality_stats.py)."""
+"""Tests of the quality model (sim/model/quality.py) and of the statistics it ships (scripts/derive_quality_stats.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import yaml
 from scipy import stats
 
-from sim.quality import (
+from sim.model.quality import (
     DamageParams,
     QualityModel,
     content_words,
@@ -264,7 +264,7 @@ def test_prompt_offset_is_deterministic_and_normal(qm):
 
 
 def test_prompt_offset_does_not_depend_on_python_hash_seed(qm):
-    code = "from sim.quality import QualityModel; print(repr(QualityModel.default().prompt_offset('A beach with a boat', 11)))"
+    code = "from sim.model.quality import QualityModel; print(repr(QualityModel.default().prompt_offset('A beach with a boat', 11)))"
     values = set()
     for seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": seed}

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from sim.channel import flip_bits
 from sim.generation.render import (
     FORMATS,
     RAW_HEADER_BYTES,
@@ -18,6 +17,7 @@ from sim.generation.render import (
     encode_image,
     render_image,
 )
+from sim.model.channel import flip_bits
 
 PROMPT = "A garden with a fountain"
 
@@ -30,7 +30,7 @@ def test_render_is_deterministic_and_seed_dependent():
     assert not np.array_equal(a, render_image(PROMPT, 8, size=128, complexity=0.5))
     assert not np.array_equal(a, render_image("A beach with a boat", 7, size=128, complexity=0.5))
     # complexity defaults to the prompt's own
-    from sim.quality import prompt_complexity
+    from sim.model.quality import prompt_complexity
 
     c = prompt_complexity(PROMPT)
     assert np.array_equal(render_image(PROMPT, 1, size=64), render_image(PROMPT, 1, size=64, complexity=c))

@@ -10,13 +10,19 @@ import pytest
 from skimage.metrics import structural_similarity
 
 from sim.assessment.base import Assessor
-from sim.assessment.fidelity import FidelityAssessor, damage_trials, luma, retention_of_ssim, ssim
-from sim.channel import flip_bits
+from sim.assessment.fidelity import (
+    FidelityAssessor,
+    damage_trials,
+    luma,
+    retention_of_ssim,
+    ssim,
+)
 from sim.generation.base import GeneratedImage, GenerationRequest, Generator
 from sim.generation.render import FORMATS, decode_image
 from sim.generation.surrogate import SurrogateGenerator, render_encoded
+from sim.model.channel import flip_bits
+from sim.model.quality import DamageParams, QualityModel, prompt_complexity
 from sim.prompting.prompts import load_prompts
-from sim.quality import DamageParams, QualityModel, prompt_complexity
 
 ROOT = Path(__file__).resolve().parents[1]
 DAMAGE_YAML = ROOT / "sim" / "data" / "quality_damage.yaml"

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from sim.config import parse_scenario
-from sim.training import TrainingError, evaluate, load_model, train
-from sim.world import World
+from sim.rl.training import TrainingError, evaluate, load_model, train
+from sim.world.simulation import World
 
 pytest.importorskip("torch")
 pytest.importorskip("stable_baselines3")
@@ -49,7 +49,7 @@ def _one_torch_thread(one_torch_thread):
 @pytest.mark.parametrize("algorithm", ["ppo", "sac", "d3pg", "ddpg"])
 def test_train_writes_curve_and_checkpoints_and_resumes(tmp_path, algorithm):
     if algorithm in ("d3pg", "ddpg"):
-        pytest.importorskip("agents.d3pg")
+        pytest.importorskip("sim.rl.algos.d3pg")
     sc = scenario()
     result = train(sc, algorithm, steps=128, seed=0, out=tmp_path, quiet=True)
     curve = pd.read_csv(tmp_path / "curve.csv")

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agents.base import AgentContext, Provision, ProvisioningAgent
 from sim.config import load_scenario, parse_scenario
-from sim.results import SUMMARY_METRICS, UserRecord, records_frame, trace_frame
-from sim.world import World
+from sim.decisions import AgentContext, Provision, ProvisioningAgent
+from sim.world.records import SUMMARY_METRICS, UserRecord, records_frame, trace_frame
+from sim.world.simulation import World
 
 ROOT = Path(__file__).resolve().parents[1]
 THREE = load_scenario(ROOT / "scenarios" / "three_users.yaml")
@@ -171,7 +171,7 @@ def test_least_loaded_spreads_a_batch():
 
 
 def test_block_fading_uses_instantaneous_snr():
-    from sim.channel import ber_awgn, db_to_linear
+    from sim.model.channel import ber_awgn, db_to_linear
 
     sc = small(channel={"ber_model": "block_fading"})
     images = pd.DataFrame(World(sc, seed=0).run().images)

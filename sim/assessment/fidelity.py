@@ -152,13 +152,13 @@ def damage_trials(
     flip: Callable[[bytes, float, np.random.Generator], tuple[bytes, int]] | None = None,
 ) -> DamageTrials:
     """Send every image ``repeats`` times at every BER through ``flip`` (default
-    :func:`sim.channel.flip_bits`) and assess what arrives.
+    :func:`sim.model.channel.flip_bits`) and assess what arrives.
 
     The ratio ``received score / generation score`` is the share of the score kept,
     whatever the generation score (the assessor's score is proportional to it).
     """
     if flip is None:
-        from sim.channel import flip_bits as flip
+        from sim.model.channel import flip_bits as flip
     assessor = assessor or FidelityAssessor()
     if not images:
         raise ValueError("damage_trials needs at least one image")

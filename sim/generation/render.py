@@ -174,7 +174,7 @@ def render_image(prompt: str, seed: int, size: int = 256, complexity: float | No
 
     The prompt fixes the palette (same prompt, same colour scheme across seeds);
     the seed fixes the composition. ``complexity`` (default
-    :func:`sim.quality.prompt_complexity` of the prompt) sets the detail: the number
+    :func:`sim.model.quality.prompt_complexity` of the prompt) sets the detail: the number
     of shapes (2 to ~40 at 256 px), of palette colours (3 to 12), and the scale and
     strength of the texture (coarse and faint to pixel-fine and strong), so the
     encoded size grows with complexity.
@@ -184,7 +184,7 @@ def render_image(prompt: str, seed: int, size: int = 256, complexity: float | No
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if complexity is None:
-        from sim.quality import prompt_complexity
+        from sim.model.quality import prompt_complexity
 
         complexity = prompt_complexity(prompt)
     c = float(np.clip(complexity, 0.0, 1.0))

@@ -14,7 +14,7 @@ No diffusion model runs. For each seed of a request the surrogate
   ``pixels`` the image an error-free link delivers (for JPEG, the decoded JPEG);
 * reports ``inference_time_s`` as the modelled GPU time per image.
 
->>> from sim.quality import QualityModel
+>>> from sim.model.quality import QualityModel
 >>> gen = SurrogateGenerator(QualityModel.default(), image_size=64)
 >>> req = GenerationRequest(raw_prompt="A garden with a fountain", prompt="A garden with a fountain",
 ...                         strategy=0, seeds=(3, 1))
@@ -27,11 +27,14 @@ True
 
 from __future__ import annotations
 
+from functools import lru_cache
 
 import numpy as np
 
+from sim.config import Scenario
 from sim.generation.base import GeneratedImage, GenerationRequest, validate_output_settings
 from sim.generation.render import decode_image, encode_image, render_image
+from sim.prompting.prompts import load_prompts
 
 
 def _is_int(value: object) -> bool:
@@ -74,7 +77,7 @@ class SurrogateGenerator:
         prompt_effect_key: int = 0,
     ):
         if quality_model is None:
-            from sim.quality import QualityModel
+            from sim.model.quality import QualityModel
 
             quality_model = QualityModel.default(image_format=image_format)
         if not hasattr(quality_model, "sample_scores"):
@@ -101,7 +104,7 @@ class SurrogateGenerator:
         """One image per seed of ``request``, in seed order."""
         if not isinstance(request.raw_prompt, str) or not request.raw_prompt.strip():
             raise ValueError(f"request.raw_prompt must be a non-empty string, got {request.raw_prompt!r}")
-        from sim.quality import prompt_complexity
+        from sim.model.quality import prompt_complexity
 
         complexity = prompt_complexity(request.raw_prompt)
         images: list[GeneratedImage] = []
@@ -125,3 +128,28 @@ class SurrogateGenerator:
                 )
             )
         return images
+
+
+#: Images rendered to measure the typical encoded image size (see :func:`typical_image_bits`).
+_SIZE_SAMPLES = 16
+
+
+@lru_cache(maxsize=8)
+def _measure_image_bits(size: int, image_format: str, jpeg_quality: int, prompt_set: str) -> float:
+    pool = load_prompts(None if prompt_set == "default" else prompt_set)
+    step = max(1, len(pool) // _SIZE_SAMPLES)
+    texts = [pool[(k * step) % len(pool)].text for k in range(_SIZE_SAMPLES)]
+    sizes = [len(render_encoded(t, k, size, image_format, jpeg_quality)[0]) * 8 for k, t in enumerate(texts)]
+    return float(np.mean(sizes))
+
+
+def typical_image_bits(scenario: Scenario) -> float:
+    """Mean encoded size (bits) of a surrogate image at the scenario's image settings.
+
+    Measured once per (size, format, JPEG quality, prompt set) by rendering 16
+    images of prompts spread over the prompt set with
+    :func:`sim.generation.surrogate.render_encoded` (cached; ~0.1 s). The world
+    uses each image's own size; the env and the oracle use this one number.
+    """
+    g = scenario.generator
+    return _measure_image_bits(g.image_size, g.image_format, g.jpeg_quality, scenario.users.prompt_set)

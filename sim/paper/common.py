@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from sim.report import mean_ci
+from sim.stats import mean_ci
 
 
 def fmt_ci(m: float, lo: float, hi: float, digits: int = 3) -> str:

@@ -33,7 +33,7 @@ import pandas as pd
 from scipy import stats
 
 from sim.config import Range, Scenario
-from sim.results import UserRecord, records_frame, trace_frame
+from sim.world.records import UserRecord, records_frame, trace_frame
 
 #: The paper's confidence for "rounds needed" with the fitted normal.
 ROUNDS_CONFIDENCE = 0.90
@@ -108,7 +108,7 @@ def cell_scenario(scenario: Scenario, prompt_file: Path, threshold: float, n_ima
 
 def run_cell(scenario: Scenario, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One world run: its users and its image records."""
-    from sim.world import World
+    from sim.world.simulation import World
 
     result = World(scenario, seed=seed).run()
     users = records_frame(result.users, UserRecord)

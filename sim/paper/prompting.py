@@ -2,16 +2,16 @@
 
 :func:`reproduce` does, for ``scenarios/paper/prompting.yaml``:
 
-1. **D** (:func:`sim.demo_dataset.build_demo_dataset`): the demonstration dataset on
+1. **D** (:func:`sim.dataset.demonstrations.build_demo_dataset`): the demonstration dataset on
    the demonstration (training) prompts *and* the held-out prompts (the held-out part
    only labels the expert there, so agreement can be measured; no learner sees it).
-   The split is :func:`sim.prompt_training.split_prompts` (32 demonstration prompts,
+   The split is :func:`sim.rl.prompt_training.split_prompts` (32 demonstration prompts,
    stratified by complexity).
 2. **Fig. 11** (``fig11_training.png``, ``curves.csv``, ``final.csv``): on every seed,
    IRL = GAIL imitating D's expert, IRL (model expert) = GAIL imitating the quality
    model's noise-free optimum (what D with unlimited seeds would give: a check of
    the method apart from D's sampling noise), and PPO on the received score, trained
-   with :func:`sim.prompt_training.train_prompt_policy`; then every policy -- raw
+   with :func:`sim.rl.prompt_training.train_prompt_policy`; then every policy -- raw
    (the paper's "default"), random, empirical (always strategy 6), D's expert, the
    model optimum and the learners -- on the held-out prompts, the same episodes for
    all: first-round received score, single-round success and agreement with D's expert.
@@ -40,7 +40,7 @@ import yaml
 from sim.config import Scenario, load_scenario
 from sim.paper import prompt_world as pw
 from sim.paper.common import fmt_ci, plot_mean_ci, pyplot, verdict, wall_time_sentence
-from sim.report import mean_ci
+from sim.stats import mean_ci
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "paper" / "prompting.yaml"
 #: Learners: (name, algorithm, GAIL's expert).
@@ -88,7 +88,7 @@ QUICK = PromptingBudget(seeds=(0, 1), steps=1_024, eval_every=512, eval_episodes
 
 def make_split(scenario: Scenario, budget: PromptingBudget):
     """The demonstration / held-out split of the scenario's prompt set (held-out part cut to the budget)."""
-    from sim.prompt_training import PromptSplit, scenario_prompts, split_prompts
+    from sim.rl.prompt_expert import PromptSplit, scenario_prompts, split_prompts
 
     split = split_prompts(scenario_prompts(scenario), budget.n_train, seed=0)
     held = split.held_out if budget.held_out is None else split.held_out[: budget.held_out]
@@ -97,7 +97,7 @@ def make_split(scenario: Scenario, budget: PromptingBudget):
 
 def build_demonstrations(scenario: Scenario, split, budget: PromptingBudget, out: Path, quiet: bool = True) -> Path:
     """D on every prompt of the split (kept when it is already there: the build is deterministic)."""
-    from sim.demo_dataset import build_demo_dataset
+    from sim.dataset.demonstrations import build_demo_dataset
 
     path = out / "demo.parquet"
     if not path.exists():
@@ -134,7 +134,7 @@ def _train_one(scenario: Scenario, name: str, algorithm: str, expert: str, seed:
                split, demo: Path, run_dir: Path) -> tuple[str, int, float]:
     import torch
 
-    from sim.prompt_training import train_prompt_policy
+    from sim.rl.prompt_training import train_prompt_policy
 
     torch.set_num_threads(1)
     if _finished(run_dir, budget.steps):
@@ -172,7 +172,8 @@ def _evaluate_seed(scenario: Scenario, budget: PromptingBudget, split, demo: Pat
     import torch
 
     from sim.backends import build_quality_model
-    from sim.prompt_training import DemoExpert, baseline_policy, checkpoint_policy, evaluate_policies, load_demonstrations
+    from sim.rl.prompt_evaluation import baseline_policy, checkpoint_policy, evaluate_policies
+    from sim.rl.prompt_expert import DemoExpert, load_demonstrations
 
     torch.set_num_threads(1)
     expert = DemoExpert.from_demonstrations(load_demonstrations(demo))

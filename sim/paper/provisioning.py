@@ -3,13 +3,13 @@
 :func:`reproduce` does, for the scenario ``scenarios/paper/provisioning.yaml``:
 
 1. **Training** (:func:`train_all`): D3PG, PPO, SAC and the MLP-actor DDPG
-   ablation, each on every seed, through :func:`sim.training.train` (the same code
+   ablation, each on every seed, through :func:`sim.rl.training.train` (the same code
    as ``python -m sim train``), in ``jobs`` parallel processes of one torch
    thread each. Runs already finished in ``out/train`` are kept; interrupted ones
    resume from their latest checkpoint.
 2. **Levels** (:func:`baseline_levels`): static (4 images, equal power), random
    and the oracle on each seed's evaluation episodes, the same episodes the
-   learners' curves are evaluated on (:func:`sim.training.evaluate_policy`).
+   learners' curves are evaluated on (:func:`sim.rl.training.evaluate_policy`).
 3. **Fig. 14** (``fig14_training_curves.png``, ``curves.csv``): each learner's
    evaluation utility per decision against environment steps, mean and 95% CI
    over seeds, with the levels of static, random and the oracle drawn.
@@ -40,10 +40,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from agents.base import AgentContext, Provision, ProvisioningObservation, make_provisioning_agent
+from sim.backends import agent_context, build_provisioning_agent
+from sim.decisions import Provision, ProvisioningObservation
 from sim.config import Scenario, load_scenario
 from sim.paper.common import fmt_ci, plot_mean_ci, pyplot, verdict, wall_time_sentence
-from sim.report import mean_ci
+from sim.stats import mean_ci
 
 LEARNERS = ("d3pg", "ppo", "sac", "ddpg")
 BASELINES = ("static", "random", "oracle")
@@ -101,7 +102,7 @@ def _train_one(scenario: Scenario, algorithm: str, seed: int, steps: int, run_di
     """One training run in a worker process (one torch thread: the runs share the cores)."""
     import torch
 
-    from sim.training import train
+    from sim.rl.training import train
 
     torch.set_num_threads(1)
     done = _steps_done(run_dir)
@@ -141,18 +142,19 @@ def train_all(scenario: Scenario, budget: ProvisioningBudget, out: Path, jobs: i
 
 
 def _baseline_agent(name: str, scenario: Scenario, seed: int):
-    context = AgentContext(scenario.masps[0].p_total_w, scenario.service.max_images_per_round, scenario)
+    context = agent_context(scenario)
     params: dict[str, Any] = {"n_images": 4} if name == "static" else {}
     if name == "oracle":
         params = {"strategy": scenario.training.strategy}
-    return make_provisioning_agent(name, params, context, np.random.default_rng(seed))
+    return build_provisioning_agent(name, params, context, np.random.default_rng(seed))
 
 
 def _evaluate_one(scenario: Scenario, agent: str, seed: int, episodes: int, checkpoint: str | None) -> pd.DataFrame:
     """Final evaluation of one agent on one seed's evaluation episodes (worker process)."""
     import torch
 
-    from sim.training import agent_decider, evaluate_policy, load_model, model_decider
+    from sim.rl.checkpoints import load_model
+    from sim.rl.evaluation import agent_decider, evaluate_policy, model_decider
 
     torch.set_num_threads(1)
     if checkpoint is None:
@@ -236,7 +238,7 @@ def time_to_oracle(curves: pd.DataFrame, final: pd.DataFrame, tolerance: float =
 
 def three_user_observation(scenario: Scenario, env) -> ProvisioningObservation:
     """The paper's three users (the scenario's fixed prompts, thresholds, distances) as one decision epoch."""
-    from sim.quality import prompt_complexity
+    from sim.model.quality import prompt_complexity
 
     users = scenario.users
     q = len(users.prompts)
@@ -270,8 +272,10 @@ def expected_outcome(env, obs: ProvisioningObservation, provision: Provision, dr
 def three_user_example(scenario: Scenario, budget: ProvisioningBudget, out: Path,
                        learners: Sequence[str] = LEARNERS, baselines: Sequence[str] = BASELINES) -> pd.DataFrame:
     """Each agent's decision for the paper's three users and its expected outcome (one row per agent, seed, user)."""
-    from sim.envs import observation_vector
-    from sim.training import load_model, make_env, model_decider
+    from sim.rl.checkpoints import load_model
+    from sim.rl.evaluation import model_decider
+    from sim.rl.features import observation_vector
+    from sim.rl.provisioning_env import make_env
 
     env = make_env(scenario)
     env.reset(seed=0)

@@ -53,13 +53,11 @@ ValueError: missing key(s) environment, mood, lighting, quality, negative
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
 import re
-import tempfile
 import threading
 from functools import cached_property
 from pathlib import Path
@@ -68,8 +66,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from sim.config import LLMEndpointConfig, PromptingConfig
-from sim.prompting.strategies import ASPECTS, DefaultCorpus, PromptCorpus
+from sim.config import LLMEndpointConfig
+from sim.io import write_json
+from sim.prompting.strategies import ASPECTS
 
 log = logging.getLogger(__name__)
 
@@ -651,17 +650,7 @@ class CachedCorpus:
 
     def _write(self, path: Path, prompt: str, elements: dict[str, str]) -> None:
         record = {**self.identity, "prompt": _normalise_prompt(prompt), "elements": elements}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem[:16]}-", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(record, fh, indent=1, ensure_ascii=False)
-                fh.write("\n")
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_json(path, record, indent=1)
 
     def elements(self, prompt: str) -> dict[str, str]:
         if not isinstance(prompt, str) or not prompt.strip():
@@ -688,17 +677,6 @@ class CachedCorpus:
         return dict(elements)
 
 
-def build_corpus(config: PromptingConfig) -> PromptCorpus:
-    """The corpus ``prompting.corpus`` names, cached under ``prompting.cache_dir`` (``default`` is not cached)."""
-    if config.corpus == "default":
-        return DefaultCorpus()
-    if config.corpus == "offline":
-        return CachedCorpus(OfflineCorpus(), config.cache_dir)
-    if config.corpus == "llm":
-        return CachedCorpus(LLMCorpus(config.llm), config.cache_dir)
-    raise ValueError(f"unknown prompt corpus backend {config.corpus!r}")  # pragma: no cover - the schema rejects it
-
-
 __all__ = [
     "FAMILIES",
     "FEW_SHOT_EXAMPLES",
@@ -709,7 +687,6 @@ __all__ = [
     "CorpusError",
     "LLMCorpus",
     "OfflineCorpus",
-    "build_corpus",
     "classify_api_error",
     "corpus_json_schema",
     "corpus_messages",

@@ -3,7 +3,7 @@
 Prompts follow the D3PG paper's form "A [scene], with [object]" and range from
 bare ("A beach with a boat") to long prompts with several attributes and
 clauses. Each carries its complexity in [0, 1] from
-:func:`sim.quality.prompt_complexity`, which drives both the quality model and
+:func:`sim.model.quality.prompt_complexity`, which drives both the quality model and
 the surrogate renderer's level of detail.
 
 >>> prompts = load_prompts()
@@ -47,7 +47,7 @@ class Prompt:
     #: The "[object]" slot of the template (a substring of ``text``).
     object: str
     category: str
-    #: :func:`sim.quality.prompt_complexity` of ``text``, in [0, 1].
+    #: :func:`sim.model.quality.prompt_complexity` of ``text``, in [0, 1].
     complexity: float
 
 
@@ -92,7 +92,7 @@ def load_prompts(path: str | Path | None = None) -> list[Prompt]:
     must be unique. Raises :class:`PromptSetError` (a ValueError) naming the file and
     entry on any problem.
     """
-    from sim.quality import prompt_complexity  # late import: sim.quality may import prompting
+    from sim.model.quality import prompt_complexity  # late import: sim.model.quality may import prompting
 
     path = Path(path) if path is not None else DEFAULT_PROMPTS_PATH
     try:

@@ -42,6 +42,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Mapping, Protocol, runtime_checkable
 
+from sim.model.quality import N_STRATEGIES
+
 #: All aspects a corpus provides, in the order strategies add them.
 ASPECTS: tuple[str, ...] = ("object", "environment", "mood", "lighting", "quality", "negative")
 
@@ -70,8 +72,8 @@ STRATEGIES: tuple[Strategy, ...] = (
     Strategy(6, "negative_effects", ASPECTS[:6], "... + negative effects as a negative prompt"),
 )
 
-#: Number of strategies (the prompt agent's action-space size).
-N_STRATEGIES = len(STRATEGIES)
+if len(STRATEGIES) != N_STRATEGIES:  # pragma: no cover - a table edit that forgot the quality model
+    raise RuntimeError(f"Table II has {len(STRATEGIES)} strategies; sim.model.quality.N_STRATEGIES says {N_STRATEGIES}")
 
 
 def validate_strategy(strategy: object) -> int:

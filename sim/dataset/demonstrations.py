@@ -14,7 +14,7 @@ as received over the scenario's channel at each of several transmit powers:
 4. for each power level: the mean SNR at ``distance_m``, one shadowing draw and the
    image's BER (``Channel.ber_given_shadowing``, or ``ber_awgn`` of one fading draw
    under ``block_fading``: the world's code), bit errors on the real bytes
-   (:func:`sim.channel.flip_bits`), and the assessor's score of what arrived ->
+   (:func:`sim.model.channel.flip_bits`), and the assessor's score of what arrived ->
    ``received_score`` (with ``decodable``, ``damage``, ``bits_flipped``).
 
 Every random draw comes from :class:`sim.seeding.RandomStreams` (root ``seed``)
@@ -48,12 +48,15 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from sim.channel import ber_awgn, flip_bits, linear_to_db
+from sim.backends import build_assessor, build_corpus, build_generator, build_service_models
+from sim.model.channel import flip_bits, linear_to_db
+from sim.model.service import ServiceModels
+from sim.progress import count_progress
 from sim.generation.base import GenerationRequest
 from sim.prompting.prompts import Prompt, load_prompts
 from sim.prompting.strategies import STRATEGIES, aspects_of, apply_strategy, validate_strategy
-from sim.quality import prompt_complexity
-from sim.results import write_parquet
+from sim.model.quality import prompt_complexity
+from sim.io import write_parquet
 from sim.seeding import RandomStreams
 
 #: Default transmit powers, W.
@@ -68,7 +71,7 @@ COLUMNS: dict[str, str] = {
     "prompt_index": "int64",  # position of the prompt in D
     "prompt_id": "string",
     "prompt": "string",  # the raw prompt
-    "complexity": "float64",  # sim.quality.prompt_complexity of the raw prompt
+    "complexity": "float64",  # sim.model.quality.prompt_complexity of the raw prompt
     "strategy": "int64",
     "strategy_name": "string",
     "refined_prompt": "string",
@@ -252,9 +255,6 @@ def build_demo_dataset(
     ``generator.backend``; ``generator`` / ``assessor`` replace the scenario's
     objects (their ``name`` is recorded). ``seed``: root of every random stream.
     """
-    from sim.backends import build_assessor, build_channel, build_corpus, build_generator, build_quality_model
-    from sim.progress import count_progress
-
     t0 = time.perf_counter()
     out = Path(out_path)
     strategies = tuple(validate_strategy(s) for s in strategies)
@@ -276,14 +276,13 @@ def build_demo_dataset(
     distance = float(distance_m)
 
     streams = RandomStreams(int(seed))
-    channel = build_channel(scenario)
-    quality = build_quality_model(scenario)
+    models = build_service_models(scenario)
+    quality = models.quality
     if generator is None:
         generator = build_generator(scenario, quality, streams.integer_seed("prompt_effect"), backend=backend)
     if assessor is None:
         assessor = build_assessor(scenario, quality)
     corpus = build_corpus(scenario)
-    block_fading = scenario.channel.ber_model == "block_fading"
     gen_name = str(getattr(generator, "name", type(generator).__name__))
     ass_name = str(getattr(assessor, "name", type(assessor).__name__))
 
@@ -379,8 +378,8 @@ def build_demo_dataset(
                     for k, image in zip(ks, images):
                         pending.extend(
                             _image_rows(
-                                pi, prompt, s, k, refined, negative, used, image, generator, assessor, channel,
-                                streams, powers, distance, block_fading, gen_name, ass_name,
+                                pi, prompt, s, k, refined, negative, used, image, generator, assessor, models,
+                                streams, powers, distance, gen_name, ass_name,
                             )
                         )
                         counts["generated"] += 1
@@ -434,16 +433,16 @@ def _image_rows(
     image,
     generator,
     assessor,
-    channel,
+    models: ServiceModels,
     streams: RandomStreams,
     powers: tuple[float, ...],
     distance: float,
-    block_fading: bool,
     gen_name: str,
     ass_name: str,
 ) -> list[dict[str, Any]]:
     """The rows of one image: its intact score, then one row per power level."""
     pkey = prompt_stream_key(prompt.text)
+    channel = models.channel
     intact = assessor.assess(image, image.data, prompt.text)
     height, width = int(image.pixels.shape[0]), int(image.pixels.shape[1])
     base = {
@@ -479,18 +478,17 @@ def _image_rows(
          for j in range(p.size)]
     )
     mean_snrs = np.asarray(channel.mean_snr_db(p, distance), dtype=float)
-    if block_fading:
+    if models.ber_model == "block_fading":
         gains = np.array(
             [channel.draw_fading_gain(1, streams.rng("fading", STREAM_TAG, pkey, strategy, k, j))[0]
              for j in range(p.size)]
         )
-        snrs = np.asarray(channel.snr(p, distance, shadows, gains), dtype=float)
-        bers = np.asarray(ber_awgn(snrs), dtype=float)
         with np.errstate(divide="ignore"):
-            snr_dbs = np.asarray(linear_to_db(snrs), dtype=float)
-    else:
-        bers = np.asarray(channel.ber_given_shadowing(p, distance, shadows), dtype=float)
+            snr_dbs = np.asarray(linear_to_db(channel.snr(p, distance, shadows, gains)), dtype=float)
+    else:  # the BER averages over the fading: no draw
+        gains = np.full(p.size, channel.mean_fading_gain)
         snr_dbs = mean_snrs + shadows
+    bers = np.asarray(models.image_ber(p, distance, shadows, gains), dtype=float)
     for j, power in enumerate(powers):
         mean_snr_db, shadow_db, ber, snr_db = float(mean_snrs[j]), float(shadows[j]), float(bers[j]), float(snr_dbs[j])
         received, flipped = flip_bits(image.data, ber, streams.rng("bit_errors", STREAM_TAG, pkey, strategy, k, j))

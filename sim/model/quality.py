@@ -51,7 +51,7 @@ from typing import Any, Mapping
 import numpy as np
 import yaml
 from numpy.typing import ArrayLike
-from scipy.special import log_ndtr, ndtr
+from scipy.special import log_ndtr
 
 #: Strategies of Table II: 0 raw ... 6 (+ negative effects).
 N_STRATEGIES = 7

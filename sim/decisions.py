@@ -1,30 +1,28 @@
-"""The two decision seams and the registry that builds agents by name.
+"""The types the world and its agents share: observations, decisions, the agent interfaces.
 
 * A :class:`ProvisioningAgent` sees the users a MASP serves at one decision
   epoch (:class:`ProvisioningObservation`) and returns a :class:`Provision`:
   inference trials ``N_i`` and transmit power ``P_i`` per user.
 * A :class:`PromptAgent` sees one request (:class:`PromptObservation`) and
   returns a prompt-engineering strategy id (0-6, the paper's Table II).
+* :class:`AgentContext` is what an agent is told when it is built: the budget,
+  ``N_max``, the scenario and the models the world runs on.
 
-Agents are chosen in a scenario by registry name with parameters::
-
-    provisioning_agent: {name: static, params: {n_images: 4}}
-    prompt_agent: {name: empirical}
-
-and built with :func:`make_provisioning_agent` / :func:`make_prompt_agent`,
-which give every agent its own random stream.
+Agents are chosen in a scenario by registry name (:mod:`sim.registry`) with
+parameters, and built by :func:`sim.backends.build_provisioning_agent` /
+:func:`sim.backends.build_prompt_agent`, each with its own random stream.
+:mod:`sim.agent_checker` checks that an agent keeps this contract.
 """
 
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from sim.quality import N_STRATEGIES
+from sim.model.quality import N_STRATEGIES
 
 
 @dataclass(frozen=True)
@@ -37,6 +35,9 @@ class AgentContext:
     max_images: int
     #: The scenario object (read-only), for agents that model the world.
     scenario: Any = None
+    #: The models the world's service rounds run on (a :class:`sim.model.service.ServiceModels`), for agents
+    #: that model the world (the oracle): the same objects, not a copy built from the scenario.
+    models: Any = None
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class ProvisioningObservation:
     max_images: int
     user_ids: np.ndarray
     prompts: tuple[str, ...]
-    #: Prompt complexity feature in [0, 1] (see :func:`sim.quality.prompt_complexity`).
+    #: Prompt complexity feature in [0, 1] (see :func:`sim.model.quality.prompt_complexity`).
     complexities: np.ndarray
     distances_m: np.ndarray
     thresholds: np.ndarray
@@ -77,7 +78,11 @@ class Provision:
         object.__setattr__(self, "power_w", np.asarray(self.power_w, dtype=float))
 
     def check(self, obs: ProvisioningObservation, agent_name: str) -> None:
-        """Raise ``ValueError`` naming the agent when the decision is malformed."""
+        """Raise ``ValueError`` naming the agent when the decision is malformed.
+
+        The power split may break the budget (eq. 22 penalises it and the
+        transmitter scales it down); :mod:`sim.agent_checker` checks feasibility.
+        """
         shape = (obs.n_users,)
         if self.n_images.shape != shape or self.power_w.shape != shape:
             raise ValueError(
@@ -133,86 +138,12 @@ class PromptAgent(ABC):
     def choose(self, obs: PromptObservation) -> int: ...
 
 
-_PROVISIONING: dict[str, type[ProvisioningAgent]] = {}
-_PROMPT: dict[str, type[PromptAgent]] = {}
-
-
-def register_provisioning(name: str) -> Callable[[type[ProvisioningAgent]], type[ProvisioningAgent]]:
-    """Class decorator adding a provisioning agent to the registry under ``name``."""
-
-    def add(cls: type[ProvisioningAgent]) -> type[ProvisioningAgent]:
-        if name in _PROVISIONING:
-            raise ValueError(f"provisioning agent {name!r} is already registered")
-        cls.name = name
-        _PROVISIONING[name] = cls
-        return cls
-
-    return add
-
-
-def register_prompt(name: str) -> Callable[[type[PromptAgent]], type[PromptAgent]]:
-    """Class decorator adding a prompt agent to the registry under ``name``."""
-
-    def add(cls: type[PromptAgent]) -> type[PromptAgent]:
-        if name in _PROMPT:
-            raise ValueError(f"prompt agent {name!r} is already registered")
-        cls.name = name
-        _PROMPT[name] = cls
-        return cls
-
-    return add
-
-
-def provisioning_agents() -> list[str]:
-    """Names of the registered provisioning agents."""
-    _load_builtin_agents()
-    return sorted(_PROVISIONING)
-
-
-def prompt_agents() -> list[str]:
-    """Names of the registered prompt agents."""
-    _load_builtin_agents()
-    return sorted(_PROMPT)
-
-
-class AgentError(ValueError):
-    """An agent that cannot be built (unknown name, bad parameters)."""
-
-
-def _build(kind: str, registry: dict[str, type], name: str, params: dict[str, Any], context, rng):
-    if name not in registry:
-        raise AgentError(f"unknown {kind} agent {name!r}; known: {', '.join(sorted(registry))}")
-    cls = registry[name]
-    accepted = [
-        p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "context", "rng")
-    ]
-    unknown = sorted(set(params) - set(accepted))
-    if unknown:
-        takes = ", ".join(accepted) or "no parameters"
-        raise AgentError(f"{kind} agent {name!r} does not take {', '.join(unknown)}; it takes {takes}")
-    try:
-        return cls(context, rng, **params)
-    except (TypeError, ValueError) as err:
-        raise AgentError(f"{kind} agent {name!r}: {err}") from None
-
-
-def make_provisioning_agent(
-    name: str, params: dict[str, Any], context: AgentContext, rng: np.random.Generator
-) -> ProvisioningAgent:
-    _load_builtin_agents()
-    return _build("provisioning", _PROVISIONING, name, params, context, rng)
-
-
-def make_prompt_agent(name: str, params: dict[str, Any], context: AgentContext, rng: np.random.Generator) -> PromptAgent:
-    _load_builtin_agents()
-    return _build("prompt", _PROMPT, name, params, context, rng)
-
-
-def _load_builtin_agents() -> None:
-    """Import the modules whose classes register themselves."""
-    import agents.oracle  # noqa: F401
-    import agents.prompt  # noqa: F401
-    import agents.random  # noqa: F401
-    import agents.learned  # noqa: F401
-    import agents.prompt_learned  # noqa: F401
-    import agents.static  # noqa: F401
+__all__ = [
+    "AgentContext",
+    "N_STRATEGIES",
+    "PromptAgent",
+    "PromptObservation",
+    "Provision",
+    "ProvisioningAgent",
+    "ProvisioningObservation",
+]

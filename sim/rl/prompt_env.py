@@ -3,14 +3,14 @@
 :class:`PromptEnv` is the IRL prompt agent's problem of the D3PG paper as a fast
 RL environment: every step is one service round of one user, the action is a
 prompt-engineering strategy (Table II, 0 raw ... 6 + negative effects), and the
-outcome is simulated with the world's models (:class:`~sim.quality.QualityModel`
-for the generation score and the bit-error damage, :class:`~sim.channel.Channel`
-for shadowing, fading and BER), as :class:`sim.envs.ProvisioningEnv` does.
+outcome is simulated with the world's models (:class:`~sim.model.quality.QualityModel`
+for the generation score and the bit-error damage, :class:`~sim.model.channel.Channel`
+for shadowing, fading and BER), as :class:`sim.rl.provisioning_env.ProvisioningEnv` does.
 
 The observation is built by one module-level function, :func:`prompt_observation`,
 from an :class:`ObservationSpec`; the prompt agent that runs a trained policy in
 the SimPy world (:class:`agents.prompt_learned.LearnedPrompt`) calls the same
-function with the world's :class:`~agents.base.PromptObservation`, so a policy
+function with the world's :class:`~sim.decisions.PromptObservation`, so a policy
 sees the same features in both.
 
 >>> from sim.config import parse_scenario
@@ -26,201 +26,22 @@ sees the same features in both.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from functools import lru_cache
 from typing import Any, Sequence
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sim.backends import build_channel, build_quality_model
+from sim.backends import build_service_models
 from sim.config import Scenario
-from sim.demo_dataset import DEFAULT_POWERS_W
-from sim.envs import received_scores
+from sim.dataset.demonstrations import DEFAULT_POWERS_W
+from sim.generation.surrogate import typical_image_bits
+from sim.model import service
+from sim.model.quality import N_STRATEGIES, SCORE_MAX
 from sim.prompting.prompts import load_prompts
-from sim.quality import N_STRATEGIES, SCORE_MAX, content_words, prompt_complexity
+from sim.rl.prompt_features import ObservationSpec, prefetch_prompt_vectors, prompt_observation
+from sim.rl.registration import PROMPT_ENV_ID as ENV_ID
 from sim.seeding import RandomStreams
-
-ENV_ID = "sim/Prompt-v0"
-
-#: Prompt representations: MiniLM ``tau(p)`` (384-d), a small hand-made vector, or both concatenated.
-EMBEDDINGS = ("minilm", "features", "minilm+features")
-#: Categories of the shipped prompt set, in this order in the feature vector, then ``other``.
-CATEGORIES: tuple[str, ...] = ("animals", "cities", "fantasy", "food", "interiors", "nature", "people", "vehicles", "other")
-#: Words at which the word-count feature saturates at 1.
-_WORDS_SATURATE = 24
-#: Upper Box bound of the normalised power ``P / power_scale_w`` (values are clipped into [0, this]).
-POWER_FEATURE_HIGH = 4.0
-
-
-# ---------------------------------------------------------------------------
-# the observation (shared with agents.prompt_learned)
-
-
-@lru_cache(maxsize=1)
-def _shipped_categories() -> dict[str, str]:
-    return {p.text.lower(): p.category for p in load_prompts()}
-
-
-def prompt_features(prompt: str) -> np.ndarray:
-    """The hand-made prompt vector (float32, ``len(CATEGORIES) + 3`` = 12 entries, all in [0, 1]).
-
-    ``[complexity, content words / 12, words / 24, category one-hot (9)]``:
-    :func:`sim.quality.prompt_complexity`, the content-word count and the
-    whitespace word count (both clipped at 1), and the prompt's category in the
-    shipped prompt set (:data:`CATEGORIES`; a prompt not in it is ``other``).
-
-    >>> v = prompt_features("A dog with a colorful collar")
-    >>> v.shape, round(float(v[0]), 6), int(v[3:].argmax()) == CATEGORIES.index("animals")
-    ((12,), 0.1, True)
-    """
-    c = prompt_complexity(prompt)
-    n_content = len(content_words(prompt))
-    n_words = len(prompt.split())
-    category = _shipped_categories().get(" ".join(prompt.lower().split()), "other")
-    onehot = np.zeros(len(CATEGORIES), dtype=np.float32)
-    onehot[CATEGORIES.index(category) if category in CATEGORIES else len(CATEGORIES) - 1] = 1.0
-    head = [c, min(1.0, n_content / 12.0), min(1.0, n_words / _WORDS_SATURATE)]
-    return np.concatenate([np.asarray(head, dtype=np.float32), onehot])
-
-
-_VECTORS: dict[tuple[str, str], np.ndarray] = {}
-
-
-def prompt_vector(prompt: str, embedding: str) -> np.ndarray:
-    """``tau(p)`` of ``prompt`` for ``embedding`` (see :data:`EMBEDDINGS`); cached per process.
-
-    ``minilm``: :func:`sim.prompting.embedding.embed` (384-d, unit norm; loads the
-    model on first use, ~10 s). ``features``: :func:`prompt_features` (12-d).
-    ``minilm+features``: both, concatenated (396-d).
-    """
-    if embedding not in EMBEDDINGS:
-        raise ValueError(f"embedding must be one of {', '.join(EMBEDDINGS)}, got {embedding!r}")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
-    key = (embedding, prompt)
-    hit = _VECTORS.get(key)
-    if hit is None:
-        prefetch_prompt_vectors([prompt], embedding)
-        hit = _VECTORS[key]
-    return hit
-
-
-def prefetch_prompt_vectors(prompts: Sequence[str], embedding: str) -> None:
-    """Compute and cache :func:`prompt_vector` of many prompts at once (one batched MiniLM call)."""
-    if embedding not in EMBEDDINGS:
-        raise ValueError(f"embedding must be one of {', '.join(EMBEDDINGS)}, got {embedding!r}")
-    todo = list(dict.fromkeys(p for p in prompts if (embedding, p) not in _VECTORS))
-    if not todo:
-        return
-    parts: list[np.ndarray] = []
-    if "minilm" in embedding:
-        from sim.prompting.embedding import embed
-
-        parts.append(np.asarray(embed(todo), dtype=np.float32))
-    if "features" in embedding:
-        parts.append(np.stack([prompt_features(p) for p in todo]))
-    rows = np.concatenate(parts, axis=1)
-    for p, row in zip(todo, rows):
-        row = row.astype(np.float32, copy=True)
-        row.setflags(write=False)
-        _VECTORS[(embedding, p)] = row
-
-
-def embedding_dim(embedding: str) -> int:
-    """Length of :func:`prompt_vector` for ``embedding``."""
-    if embedding not in EMBEDDINGS:
-        raise ValueError(f"embedding must be one of {', '.join(EMBEDDINGS)}, got {embedding!r}")
-    from sim.prompting.embedding import EMBEDDING_DIM
-
-    return (EMBEDDING_DIM if "minilm" in embedding else 0) + (len(CATEGORIES) + 3 if "features" in embedding else 0)
-
-
-@dataclass(frozen=True)
-class ObservationSpec:
-    """How :func:`prompt_observation` lays out the IRL state (saved in checkpoints).
-
-    ``embedding``: prompt representation (:data:`EMBEDDINGS`); ``history_len``:
-    past rounds encoded (H); ``power_scale_w``: the power that maps to 1.
-    """
-
-    embedding: str = "features"
-    history_len: int = 3
-    power_scale_w: float = max(DEFAULT_POWERS_W)
-
-    def __post_init__(self) -> None:
-        if self.embedding not in EMBEDDINGS:
-            raise ValueError(f"embedding must be one of {', '.join(EMBEDDINGS)}, got {self.embedding!r}")
-        if isinstance(self.history_len, bool) or int(self.history_len) != self.history_len or self.history_len < 0:
-            raise ValueError(f"history_len must be an integer >= 0, got {self.history_len!r}")
-        if not (math.isfinite(float(self.power_scale_w)) and float(self.power_scale_w) > 0):
-            raise ValueError(f"power_scale_w must be a positive number of watts, got {self.power_scale_w!r}")
-        object.__setattr__(self, "history_len", int(self.history_len))
-        object.__setattr__(self, "power_scale_w", float(self.power_scale_w))
-
-    @property
-    def dim(self) -> int:
-        """Length of the observation vector."""
-        return N_STRATEGIES * self.history_len + embedding_dim(self.embedding) + 1
-
-    def space(self) -> spaces.Box:
-        """The Box the observation lives in."""
-        n_hist = N_STRATEGIES * self.history_len
-        n_minilm = embedding_dim("minilm") if "minilm" in self.embedding else 0
-        n_features = len(CATEGORIES) + 3 if "features" in self.embedding else 0
-        low = np.concatenate([np.zeros(n_hist), -np.ones(n_minilm), np.zeros(n_features), [0.0]])
-        high = np.concatenate([np.ones(n_hist + n_minilm + n_features), [POWER_FEATURE_HIGH]])
-        return spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ObservationSpec":
-        return cls(**{k: data[k] for k in ("embedding", "history_len", "power_scale_w") if k in data})
-
-
-def history_onehot(history: Sequence[int], history_len: int) -> np.ndarray:
-    """One-hot strategies of the last ``history_len`` rounds, most recent first; zeros where none.
-
-    >>> history_onehot([0, 6], 3).reshape(3, 7).argmax(axis=1).tolist(), float(history_onehot([0, 6], 3)[14:].sum())
-    ([6, 0, 0], 0.0)
-    """
-    out = np.zeros((history_len, N_STRATEGIES), dtype=np.float32)
-    recent = list(history)[::-1][:history_len]
-    for slot, s in enumerate(recent):
-        s = int(s)
-        if not 0 <= s < N_STRATEGIES:
-            raise ValueError(f"history holds strategy {s}; expected 0-{N_STRATEGIES - 1}")
-        out[slot, s] = 1.0
-    return out.ravel()
-
-
-def prompt_observation(spec: ObservationSpec, prompt: str, power_w: float, history: Sequence[int] = ()) -> np.ndarray:
-    """The IRL state ``[history one-hots, tau(p), P / power_scale_w]`` as float32 (length ``spec.dim``).
-
-    * ``[0, 7 H)``: block ``k`` is the one-hot strategy of the user's ``k``-th
-      most recent round (:func:`history_onehot`); zeros before the first rounds.
-    * ``[7 H, 7 H + E)``: :func:`prompt_vector` (MiniLM entries in [-1, 1],
-      features in [0, 1]).
-    * ``7 H + E``: the round's transmit power ``P_i / spec.power_scale_w``,
-      clipped into [0, 4].
-
-    The env and :class:`agents.prompt_learned.LearnedPrompt` both build their
-    observations with this function.
-    """
-    p = float(power_w)
-    if not math.isfinite(p) or p < 0:
-        raise ValueError(f"power_w must be a finite number >= 0, got {power_w!r}")
-    power = min(POWER_FEATURE_HIGH, p / spec.power_scale_w)
-    return np.concatenate(
-        [history_onehot(history, spec.history_len), prompt_vector(prompt, spec.embedding), np.array([power], np.float32)]
-    ).astype(np.float32)
-
-
-# ---------------------------------------------------------------------------
-# one round's outcome (the world's models)
 
 
 # ---------------------------------------------------------------------------
@@ -241,7 +62,7 @@ class PromptEnv(gym.Env):
     one shadowing draw, the BER from ``Channel.ber_given_shadowing`` (per image
     from the instantaneous SNR under ``block_fading``), each image undecodable
     with ``QualityModel.p_undecodable`` (score 0), else scoring ``generation score
-    * QualityModel.retention`` (:func:`received_scores`). The user keeps the best
+    * QualityModel.retention`` (:func:`sim.model.service.received_scores`). The user keeps the best
     image; the user is served when it reaches the threshold.
 
     **Observation space.** ``Box(float32, (7 H + E + 1,))`` from
@@ -279,10 +100,10 @@ class PromptEnv(gym.Env):
 
     **Arguments.** ``scenario``; ``prompts`` (raw prompts to draw from, e.g. a
     training split); ``history_len`` (H, 3); ``embedding`` (``"features"``);
-    ``powers_w`` (default :data:`sim.demo_dataset.DEFAULT_POWERS_W`);
+    ``powers_w`` (default :data:`sim.dataset.demonstrations.DEFAULT_POWERS_W`);
     ``power_range_w`` (``(low, high)`` W, overrides ``powers_w``);
     ``power_scale_w``; ``max_rounds``; ``n_images`` (1); ``normalize_reward``
-    (False); ``image_bits`` (default :func:`sim.envs.typical_image_bits`);
+    (False); ``image_bits`` (default :func:`sim.generation.surrogate.typical_image_bits`);
     ``render_mode`` (``None`` or ``"ansi"``).
 
     **Info.** ``prompt``, ``threshold``, ``distance_m``, ``power_w`` (of the
@@ -341,12 +162,10 @@ class PromptEnv(gym.Env):
         self.n_images = int(n_images)
         self.normalize_reward = bool(normalize_reward)
         self.render_mode = render_mode
-        self.channel = build_channel(scenario)
-        self.quality = build_quality_model(scenario)
-        self.block_fading = scenario.channel.ber_model == "block_fading"
+        self.models = build_service_models(scenario)
+        self.channel = self.models.channel
+        self.quality = self.models.quality
         if image_bits is None:
-            from sim.envs import typical_image_bits
-
             image_bits = typical_image_bits(scenario)
         self.image_bits = float(image_bits)
         if not (math.isfinite(self.image_bits) and self.image_bits > 0):
@@ -446,9 +265,8 @@ class PromptEnv(gym.Env):
         shadow = float(ch.draw_shadowing_db(1, self._streams.rng("shadowing", r))[0])
         fading = np.asarray(ch.draw_fading_gain(k, self._streams.rng("fading", r)), dtype=float)
         uniforms = self._streams.rng("bit_errors", r).random(k)
-        received, ber = received_scores(
-            qm, ch, gen, self._power, distance, shadow, fading, uniforms, self.image_bits, self.block_fading
-        )
+        ber = self.models.image_ber(self._power, distance, shadow, fading)
+        received = service.received_scores(qm, ber, gen, uniforms, self.image_bits)
         best = int(np.argmax(received))
         score = float(received[best])
         round_power = self._power
@@ -483,25 +301,12 @@ class PromptEnv(gym.Env):
         )
 
 
-def register_envs() -> None:
-    """Register ``sim/Prompt-v0`` with gymnasium (idempotent)."""
-    if ENV_ID not in gym.envs.registry:
-        gym.register(id=ENV_ID, entry_point="sim.prompt_env:PromptEnv")
+def make_env(scenario: Scenario, prompts: Sequence[str] | None = None, **env_kwargs: Any) -> PromptEnv:
+    """A :class:`PromptEnv` on ``prompts`` with ``env_kwargs`` (``None`` values mean the default)."""
+    kwargs = {k: v for k, v in env_kwargs.items() if v is not None}
+    if "power_range_w" in kwargs:
+        kwargs["power_range_w"] = tuple(kwargs["power_range_w"])
+    return PromptEnv(scenario, prompts=prompts, **kwargs)
 
 
-register_envs()
-
-__all__ = [
-    "CATEGORIES",
-    "EMBEDDINGS",
-    "ENV_ID",
-    "ObservationSpec",
-    "PromptEnv",
-    "embedding_dim",
-    "history_onehot",
-    "prefetch_prompt_vectors",
-    "prompt_features",
-    "prompt_observation",
-    "prompt_vector",
-    "register_envs",
-]
+__all__ = ["ENV_ID", "PromptEnv", "make_env"]

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -41,6 +42,7 @@ from scipy import special
 
 __all__ = [
     "Channel",
+    "ChannelModel",
     "ChannelParams",
     "ber_awgn",
     "ber_nakagami",
@@ -605,6 +607,31 @@ class ChannelParams:
             check("bandwidth_hz", lambda v: v >= 0, ">= 0 (or None)")
 
 
+class ChannelModel(Protocol):
+    """What the simulator asks of a channel model; :class:`Channel` is the default one.
+
+    A channel model of one's own implements these (a subclass of :class:`Channel`
+    that overrides a few of them is the short way; docs/extending.md), and is
+    registered in :data:`sim.registry.CHANNEL_MODELS` or named in a scenario as
+    ``channel.model: "package.module:factory"``.
+    """
+
+    shadowing_sigma_db: float
+    mean_fading_gain: float
+
+    def mean_snr_db(self, power_w: ArrayLike, distance_m: ArrayLike) -> np.ndarray: ...
+
+    def draw_shadowing_db(self, n, rng: np.random.Generator) -> np.ndarray: ...
+
+    def draw_fading_gain(self, n, rng: np.random.Generator) -> np.ndarray: ...
+
+    def snr(self, power_w: ArrayLike, distance_m: ArrayLike, shadowing_db: ArrayLike, fading_gain: ArrayLike) -> np.ndarray: ...
+
+    def ber_given_shadowing(self, power_w: ArrayLike, distance_m: ArrayLike, shadowing_db: ArrayLike) -> np.ndarray: ...
+
+    def transmission_time_s(self, n_bits: ArrayLike, snr: ArrayLike) -> np.ndarray: ...
+
+
 class Channel:
     """A wireless channel bound to :class:`ChannelParams`; maths in module functions.
 
@@ -620,8 +647,37 @@ class Channel:
     def __init__(self, params: ChannelParams | None = None):
         self.params = ChannelParams() if params is None else params
 
+    @classmethod
+    def from_config(cls, config) -> Channel:
+        """The channel of a scenario's ``channel`` section (the registry's ``nakagami_lognormal`` model)."""
+        if getattr(config, "params", None):
+            raise ValueError(
+                f"channel.params {sorted(config.params)} given, but the nakagami_lognormal model takes none: its "
+                "parameters are the channel section's own keys"
+            )
+        return cls(
+            ChannelParams(
+                path_loss_exponent=config.path_loss_exponent,
+                shadowing_sigma_db=config.shadowing_sigma_db,
+                nakagami_m=config.nakagami_m,
+                nakagami_omega=config.nakagami_omega,
+                noise_power_w=config.noise_power_w,
+                bandwidth_hz=config.bandwidth_hz,
+            )
+        )
+
     def __repr__(self) -> str:
         return f"Channel({self.params!r})"
+
+    @property
+    def shadowing_sigma_db(self) -> float:
+        """Standard deviation of the log-normal shadowing, dB."""
+        return self.params.shadowing_sigma_db
+
+    @property
+    def mean_fading_gain(self) -> float:
+        """Mean small-scale power gain (Omega)."""
+        return self.params.nakagami_omega
 
     def mean_snr_db(self, power_w: ArrayLike, distance_m: ArrayLike) -> np.ndarray:
         """Mean SNR (dB) over small-scale fading, shadowing at its median: ``P d**-eps Omega / N0``."""

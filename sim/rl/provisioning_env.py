@@ -1,21 +1,14 @@
-"""Gymnasium environments built from the same parts as the SimPy world.
+"""``sim/Provisioning-v0``: the paper's one-epoch provisioning problem as a gymnasium environment.
 
-:class:`ProvisioningEnv` (registered as ``sim/Provisioning-v0``) is one MASP's
-provisioning problem as a fast RL environment: every step is one decision
-epoch for ``Q`` freshly drawn users. The outcome of a decision is simulated with
-the world's own code -- :class:`~sim.channel.Channel` for shadowing, fading, BER
-and transmission time, :class:`~sim.quality.QualityModel` for generation scores
-and bit-error damage, :func:`sim.qoe.utility` for eq. 22a -- but without
-rendering or assessing images (the quality model's damage part stands in for the
-assessor), which is what makes it cheap.
-
-Two module-level functions are shared with agents that run inside the world:
-
-* :func:`observation_vector` turns the world's
-  :class:`~agents.base.ProvisioningObservation` into the env's observation, so a
-  policy trained here sees the same features in the world;
-* :func:`action_to_provision` turns an action in ``[-1, 1]^(2Q)`` into a
-  :class:`~agents.base.Provision`.
+:class:`ProvisioningEnv` is one MASP's provisioning problem as a fast RL
+environment: every step is one decision epoch for ``Q`` freshly drawn users.
+The outcome of a decision is simulated with the world's own models and round
+rules -- :class:`~sim.model.service.ServiceModels` (the channel for shadowing,
+fading, BER and transmission time, the quality model for generation scores and
+bit-error damage) and :mod:`sim.model.service` (budget, GPU queue, BER model,
+damage), :func:`sim.model.qoe.utility` for eq. 22a -- but without rendering or
+assessing images (the quality model's damage part stands in for the assessor),
+which is what makes it cheap. Observations and actions are in :mod:`sim.rl.features`.
 
 >>> from sim.config import parse_scenario
 >>> env = ProvisioningEnv(parse_scenario({"name": "doc"}), episode_length=2)
@@ -30,175 +23,28 @@ Two module-level functions are shared with agents that run inside the world:
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from agents.base import Provision, ProvisioningObservation
-from sim.backends import build_channel, build_quality_model
-from sim.channel import ber_awgn
+from sim.backends import build_service_models
 from sim.config import Scenario
+from sim.decisions import Provision, ProvisioningObservation
+from sim.generation.surrogate import typical_image_bits
+from sim.model import service
+from sim.model.qoe import utility
+from sim.model.quality import N_STRATEGIES, prompt_complexity
 from sim.prompting.prompts import load_prompts
-from sim.qoe import QoEParams, utility
-from sim.quality import N_STRATEGIES, prompt_complexity
+from sim.rl.features import (
+    ACTION_MAPPINGS,
+    action_to_provision,
+    observation_space,
+    observation_vector,
+)
+from sim.rl.registration import PROVISIONING_ENV_ID as ENV_ID
 from sim.seeding import RandomStreams
-
-ENV_ID = "sim/Provisioning-v0"
-
-#: Features per user in :func:`observation_vector` (complexity, distance, threshold, mean SNR).
-FEATURES_PER_USER = 4
-#: Box bounds of the per-user features and of P_total (values are clipped into them).
-_USER_LOW = np.array([0.0, 0.0, 0.0, -2.0], dtype=np.float32)
-_USER_HIGH = np.array([1.0, 4.0, 1.0, 3.0], dtype=np.float32)
-_P_TOTAL_HIGH = 100.0
-#: Images rendered to measure the typical encoded image size (see :func:`typical_image_bits`).
-_SIZE_SAMPLES = 16
-
-ACTION_MAPPINGS = ("feasible", "penalised")
-
-
-# ---------------------------------------------------------------------------
-# shared helpers (used by agents running inside the world as well)
-
-
-def observation_vector(obs: ProvisioningObservation, scenario: Scenario, n_users: int | None = None) -> np.ndarray:
-    """The env's observation for the users of ``obs`` (float32, shape ``(4 * Q + 1,)``).
-
-    User-major layout, for user ``i`` (in the order of ``obs``, which is the GPU
-    queue order), ``obs[4 i : 4 i + 4]`` is
-
-    ====  ==============================  ======================================
-    k     feature                         normalisation (Box bounds)
-    ====  ==============================  ======================================
-    0     prompt complexity               as is, in [0, 1]
-    1     distance to the MASP            ``d / users.distance_m.high`` [0, 4]
-    2     quality threshold               ``threshold / 10`` [0, 1]
-    3     mean SNR at 1 W (dB)            ``mean_snr_db_at_1w / 100`` [-2, 3]
-    ====  ==============================  ======================================
-
-    and the last entry is ``P_total`` in watts ([0, 100]). Values are clipped into
-    the bounds. The prompt's random quality effect is not observed (nobody can
-    see it before generating). ``n_users`` pads a smaller batch with zero blocks
-    (the world may decide for fewer than ``max_users_per_epoch`` users).
-    """
-    q = obs.n_users
-    n = q if n_users is None else int(n_users)
-    if q > n:
-        raise ValueError(f"observation has {q} users, more than the {n} the vector holds")
-    block = np.zeros((n, FEATURES_PER_USER), dtype=np.float64)
-    if q:
-        block[:q, 0] = obs.complexities
-        block[:q, 1] = np.asarray(obs.distances_m, dtype=float) / scenario.users.distance_m.high
-        block[:q, 2] = np.asarray(obs.thresholds, dtype=float) / 10.0
-        block[:q, 3] = np.asarray(obs.mean_snr_db_at_1w, dtype=float) / 100.0
-        block[:q] = np.clip(block[:q], _USER_LOW, _USER_HIGH)
-    p_total = np.clip(float(obs.p_total_w), 0.0, _P_TOTAL_HIGH)
-    return np.concatenate([block.ravel(), [p_total]]).astype(np.float32)
-
-
-def observation_space(n_users: int) -> spaces.Box:
-    """The Box :func:`observation_vector` lives in, for ``n_users`` users."""
-    low = np.concatenate([np.tile(_USER_LOW, n_users), [0.0]]).astype(np.float32)
-    high = np.concatenate([np.tile(_USER_HIGH, n_users), [_P_TOTAL_HIGH]]).astype(np.float32)
-    return spaces.Box(low, high, dtype=np.float32)
-
-
-def action_to_provision(action, n_max: int, p_total_w: float, mapping: str = "feasible") -> Provision:
-    """Map an action in ``[-1, 1]^(2Q)`` (clipped into it) to a :class:`Provision`.
-
-    The first ``Q`` entries give ``N_i = 1 + round((a_i + 1) / 2 * (N_max - 1))``.
-    The last ``Q`` give the power:
-
-    * ``"feasible"``: ``P_i = P_total * exp(2 a_i) / sum_j exp(2 a_j)`` (always
-      sums to ``P_total``; equal split at ``a = 0``);
-    * ``"penalised"`` (the paper's raw action): ``P_i = (a_i + 1) / 2 * P_total``;
-      the sum may exceed ``P_total``, and eq. 22's power penalty then applies.
-    """
-    if mapping not in ACTION_MAPPINGS:
-        raise ValueError(f"mapping must be one of {', '.join(ACTION_MAPPINGS)}, got {mapping!r}")
-    a = np.asarray(action, dtype=float).ravel()
-    if a.size % 2 or a.size == 0:
-        raise ValueError(f"action must have 2 Q entries, got {a.size}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError("action must be finite")
-    a = np.clip(a, -1.0, 1.0)
-    q = a.size // 2
-    n = 1 + np.rint((a[:q] + 1.0) / 2.0 * (int(n_max) - 1)).astype(int)
-    if mapping == "feasible":
-        z = 2.0 * a[q:]
-        w = np.exp(z - z.max())
-        power = float(p_total_w) * w / w.sum()
-    else:
-        power = (a[q:] + 1.0) / 2.0 * float(p_total_w)
-    return Provision(np.clip(n, 1, int(n_max)), power)
-
-
-def received_scores(
-    quality,
-    channel,
-    generation_scores: np.ndarray,
-    power_w,
-    distance_m,
-    shadowing_db,
-    fading_gains: np.ndarray,
-    uniforms: np.ndarray,
-    image_bits: float,
-    block_fading: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Received scores and BERs of a round's images: the one damage step of both gymnasium envs.
-
-    Arrays broadcast (``ProvisioningEnv`` passes users x images, ``PromptEnv`` one
-    user's images). BER from ``Channel.ber_given_shadowing`` (or ``ber_awgn`` of the instantaneous
-    SNR under block fading); an image is undecodable (score 0) when its uniform
-    draw is below ``QualityModel.p_undecodable``, else it keeps
-    ``generation score * QualityModel.retention``.
-    """
-    gen = np.asarray(generation_scores, dtype=float)
-    if block_fading:
-        ber = np.asarray(ber_awgn(channel.snr(power_w, distance_m, shadowing_db, np.asarray(fading_gains))), dtype=float)
-    else:
-        ber = np.broadcast_to(np.asarray(channel.ber_given_shadowing(power_w, distance_m, shadowing_db), dtype=float), gen.shape)
-    undecodable = np.asarray(uniforms) < quality.p_undecodable(ber, image_bits)
-    return np.where(undecodable, 0.0, gen * quality.retention(ber, image_bits)), ber
-
-
-@lru_cache(maxsize=8)
-def _measure_image_bits(size: int, image_format: str, jpeg_quality: int, prompt_set: str) -> float:
-    from sim.generation.surrogate import render_encoded
-
-    pool = load_prompts(None if prompt_set == "default" else prompt_set)
-    step = max(1, len(pool) // _SIZE_SAMPLES)
-    texts = [pool[(k * step) % len(pool)].text for k in range(_SIZE_SAMPLES)]
-    sizes = [len(render_encoded(t, k, size, image_format, jpeg_quality)[0]) * 8 for k, t in enumerate(texts)]
-    return float(np.mean(sizes))
-
-
-def typical_image_bits(scenario: Scenario) -> float:
-    """Mean encoded size (bits) of a surrogate image at the scenario's image settings.
-
-    Measured once per (size, format, JPEG quality, prompt set) by rendering 16
-    images of prompts spread over the prompt set with
-    :func:`sim.generation.surrogate.render_encoded` (cached; ~0.1 s). The world
-    uses each image's own size; the env and the oracle use this one number.
-    """
-    g = scenario.generator
-    return _measure_image_bits(g.image_size, g.image_format, g.jpeg_quality, scenario.users.prompt_set)
-
-
-def gpu_completion_times(n_images, gpus: int, inference_time_s: float) -> np.ndarray:
-    """Completion time of every user's last image on a FIFO queue of ``gpus`` GPUs.
-
-    Images are queued user by user (the world's order); image ``j`` (0-based,
-    over the whole queue) finishes at ``(j // gpus + 1) * T``. A user with no
-    image finishes at 0.
-    """
-    n = np.asarray(n_images, dtype=int)
-    last = np.cumsum(n) - 1
-    return np.where(n > 0, (last // int(gpus) + 1) * float(inference_time_s), 0.0)
-
 
 # ---------------------------------------------------------------------------
 # the environment
@@ -246,7 +92,7 @@ class ProvisioningEnv(gym.Env):
     penalty ``Q rho`` (transmission then uses the powers scaled down to the
     budget, as in the world; the cost uses the requested powers).
 
-    **Reward.** ``sim.qoe.utility(...).total``: eq. 22a,
+    **Reward.** ``sim.model.qoe.utility(...).total``: eq. 22a,
     ``sum_i (eta_q QoE_i - eta_c N_i (c_zeta + P_i)) - J rho - Q rho [sum P > P_total]``.
 
     **Starting state.** ``reset(seed=s)`` rebuilds every random stream from
@@ -303,13 +149,12 @@ class ProvisioningEnv(gym.Env):
         self.strategy = int(strategy)
         self.render_mode = render_mode
         self.p_total_w = float(masp.p_total_w)
-        self.gpus = int(masp.gpus)
         self.n_max = int(scenario.service.max_images_per_round)
-        self.inference_time_s = float(scenario.generator.inference_time_s)
-        self.block_fading = scenario.channel.ber_model == "block_fading"
-        self.channel = build_channel(scenario)
-        self.quality = build_quality_model(scenario)
-        self.qoe_params = QoEParams(**scenario.qoe.model_dump())
+        #: The models every round runs on (shared with agents evaluated here, such as the oracle).
+        self.models = build_service_models(scenario)
+        self.channel = self.models.channel
+        self.quality = self.models.quality
+        self.qoe_params = self.models.qoe
         self.image_bits = float(image_bits) if image_bits is not None else typical_image_bits(scenario)
         if not (math.isfinite(self.image_bits) and self.image_bits > 0):
             raise ValueError(f"image_bits must be a positive number, got {image_bits!r}")
@@ -378,14 +223,13 @@ class ProvisioningEnv(gym.Env):
         average over prompts' random effects.
         """
         key = self._key if key is None else int(key)
-        qm, ch, params = self.quality, self.channel, self.qoe_params
+        models = self.models
+        qm, ch, params = models.quality, models.channel, models.qoe
         q = obs.n_users
         n = provision.n_images
         requested = provision.power_w
-        total = float(requested.sum())
-        violation = total > self.p_total_w * (1 + 1e-9)
-        power = requested * (self.p_total_w / total) if violation else requested
-        gen_done = gpu_completion_times(n, self.gpus, self.inference_time_s)
+        power, _ = service.transmitted_powers(requested, self.p_total_w)
+        gen_done = models.gpu_completion_times(n)
         k_max = self.n_max
         # One stream per component and epoch; every user draws N_max images' worth, of which the
         # first N_i are used, so a decision never shifts anyone's draws (common random numbers).
@@ -396,14 +240,10 @@ class ProvisioningEnv(gym.Env):
         gen = np.stack([qm.sample_scores(obs.prompts[i], self.strategy, g_rng, k_max, key=key) for i in range(q)])
         d = np.asarray(obs.distances_m, dtype=float)
         snr = np.asarray(ch.snr(power[:, None], d[:, None], shadow[:, None], fading), dtype=float)
-        received, ber = received_scores(qm, ch, gen, power[:, None], d[:, None], shadow[:, None], fading, u_bits,
-                                        self.image_bits, self.block_fading)
-        with np.errstate(divide="ignore"):
-            tx = np.asarray(ch.transmission_time_s(self.image_bits, snr), dtype=float)
-        tx = np.where(np.isfinite(tx) & (power[:, None] > 0), tx, 0.0)  # the world never waits for an infinite one
-        # FIFO over the whole queue: image j (0-based) leaves the GPUs at (j // gpus + 1) T
-        first = np.concatenate([[0], np.cumsum(n)[:-1]])
-        done = ((first[:, None] + np.arange(k_max)) // self.gpus + 1) * self.inference_time_s
+        ber = models.image_ber(power[:, None], d[:, None], shadow[:, None], fading)
+        received = service.received_scores(qm, ber, gen, u_bits, self.image_bits)
+        tx = service.delivery_delay_s(service.transmission_time_s(ch, self.image_bits, snr, power[:, None]))
+        done = models.image_done_times(n, k_max)
         used = np.arange(k_max)[None, :] < n[:, None]
         best = np.where(used, received, -np.inf).max(axis=1)
         best = np.where(n > 0, best, 0.0)
@@ -431,7 +271,7 @@ class ProvisioningEnv(gym.Env):
         return self.step_provision(action_to_provision(action, self.n_max, self.p_total_w, self.action_mapping))
 
     def step_provision(self, provision: Provision):
-        """:meth:`step` with the decision given as a :class:`~agents.base.Provision` (no action mapping).
+        """:meth:`step` with the decision given as a :class:`~sim.decisions.Provision` (no action mapping).
 
         This is how agents that decide in the world's terms (static, random, the
         oracle) are evaluated on exactly the episodes the learners see.
@@ -468,23 +308,12 @@ class ProvisioningEnv(gym.Env):
         return "\n".join(lines) + "\n"
 
 
-def register_envs() -> None:
-    """Register ``sim/Provisioning-v0`` with gymnasium (idempotent)."""
-    if ENV_ID not in gym.envs.registry:
-        gym.register(id=ENV_ID, entry_point="sim.envs:ProvisioningEnv")
+def make_env(scenario: Scenario) -> ProvisioningEnv:
+    """The environment ``python -m sim train`` trains on: the scenario with its ``training`` settings."""
+    t = scenario.training
+    return ProvisioningEnv(
+        scenario, episode_length=t.episode_length, action_mapping=t.action_mapping, strategy=t.strategy
+    )
 
 
-register_envs()
-
-__all__ = [
-    "ACTION_MAPPINGS",
-    "ENV_ID",
-    "ProvisioningEnv",
-    "action_to_provision",
-    "gpu_completion_times",
-    "observation_space",
-    "received_scores",
-    "observation_vector",
-    "register_envs",
-    "typical_image_bits",
-]
+__all__ = ["ENV_ID", "ProvisioningEnv", "make_env"]

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from sim.config import Scenario, scenario_to_yaml
 from sim.progress import user_progress
-from sim.report import write_run_report
-from sim.results import UserRecord, records_frame, trace_frame, write_json, write_parquet
-from sim.world import World, WorldResult
+from sim.world.report import write_run_report
+from sim.io import write_json, write_parquet
+from sim.world.records import UserRecord, records_frame, trace_frame
+from sim.world.simulation import World, WorldResult
 
 
 @dataclass(frozen=True)

@@ -35,26 +35,26 @@ from typing import Callable
 import numpy as np
 import simpy
 
-from agents.base import (
-    AgentContext,
-    PromptAgent,
-    PromptObservation,
-    Provision,
-    ProvisioningAgent,
-    ProvisioningObservation,
-    make_prompt_agent,
-    make_provisioning_agent,
-)
 from sim.assessment.base import Assessor
-from sim.backends import build_assessor, build_channel, build_corpus, build_generator, build_quality_model
-from sim.channel import Channel, ber_awgn, flip_bits, linear_to_db
+from sim.backends import (
+    agent_context,
+    build_assessor,
+    build_corpus,
+    build_generator,
+    build_prompt_agent,
+    build_provisioning_agent,
+    build_service_models,
+)
 from sim.config import Scenario
+from sim.decisions import PromptAgent, PromptObservation, Provision, ProvisioningAgent, ProvisioningObservation
 from sim.generation.base import GenerationRequest, Generator
+from sim.model import service
+from sim.model.channel import flip_bits, linear_to_db
+from sim.model.qoe import QoEFunction, qoe, user_utility, utility
+from sim.model.quality import N_STRATEGIES, prompt_complexity
 from sim.prompting.prompts import Prompt, load_prompts
 from sim.prompting.strategies import apply_strategy
-from sim.qoe import QoEFunction, QoEParams, qoe, utility
-from sim.quality import N_STRATEGIES, QualityModel, prompt_complexity
-from sim.results import ImageRecord, RoundRecord, UserRecord, summarise
+from sim.world.records import ImageRecord, RoundRecord, UserRecord, summarise
 from sim.seeding import RandomStreams
 
 
@@ -123,26 +123,24 @@ class World:
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else int(seed)
         self.streams = RandomStreams(self.seed)
-        self.channel: Channel = build_channel(scenario)
-        self.quality: QualityModel = build_quality_model(scenario)
+        #: The models every service round runs on; agents that model the world get these same objects.
+        self.models = build_service_models(scenario)
+        self.channel = self.models.channel
+        self.quality = self.models.quality
+        self.qoe_params = self.models.qoe
         self.generator: Generator = build_generator(scenario, self.quality, self.streams.integer_seed("prompt_effect"))
         self.assessor: Assessor = build_assessor(scenario, self.quality)
         self.corpus = build_corpus(scenario)
-        self.qoe_params = QoEParams(**scenario.qoe.model_dump())
         self.qoe_fn = qoe_fn
         self.on_user_done = on_user_done
         if len({m.p_total_w for m in scenario.masps}) > 1:
             raise ValueError("agents are built for one P_total; give every MASP the same p_total_w")
-        context = AgentContext(
-            p_total_w=scenario.masps[0].p_total_w,
-            max_images=scenario.service.max_images_per_round,
-            scenario=scenario,
-        )
+        context = agent_context(scenario, self.models)
         pa, pr = scenario.provisioning_agent, scenario.prompt_agent
-        self.provisioning_agent = provisioning_agent or make_provisioning_agent(
+        self.provisioning_agent = provisioning_agent or build_provisioning_agent(
             pa.name, pa.params, context, self.streams.rng("provisioning_agent")
         )
-        self.prompt_agent = prompt_agent or make_prompt_agent(pr.name, pr.params, context, self.streams.rng("prompt_agent"))
+        self.prompt_agent = prompt_agent or build_prompt_agent(pr.name, pr.params, context, self.streams.rng("prompt_agent"))
 
         self.env = simpy.Environment()
         self.masps = [
@@ -252,9 +250,7 @@ class World:
         decision: Provision = self.provisioning_agent.decide(obs)
         decision.check(obs, self.provisioning_agent.name)
         requested = decision.power_w
-        total = float(requested.sum())
-        power_violation = total > masp.p_total_w * (1 + 1e-9)
-        power = requested * (masp.p_total_w / total) if power_violation else requested
+        power, _ = service.transmitted_powers(requested, masp.p_total_w)
         t_decision = self.env.now
         rounds = []
         for i, user in enumerate(batch):
@@ -292,11 +288,8 @@ class World:
             params=self.qoe_params,
             qoe_fn=self.qoe_fn,
         )
-        power_share = self.qoe_params.penalty if breakdown.power_violation else 0.0
         for i, (user, out) in enumerate(zip(batch, outcomes)):
             n_i = int(decision.n_images[i])
-            own_violation = out["best_round_score"] < user.threshold or n_i < 1
-            round_utility = float(breakdown.per_user[i]) - self.qoe_params.penalty * own_violation - power_share
             self.round_records.append(
                 RoundRecord(
                     user_id=user.user_id,
@@ -322,7 +315,7 @@ class World:
                     latency_s=out["latency_s"],
                     qoe=float(breakdown.qoe[i]),
                     cost=float(breakdown.cost[i]),
-                    utility=round_utility,
+                    utility=float(breakdown.per_user_penalised[i]),
                 )
             )
             user.rounds_done += 1
@@ -387,14 +380,10 @@ class World:
         r = user.rounds_done
         fading = float(self.channel.draw_fading_gain(1, self.streams.rng("fading", user.user_id, r, k))[0])
         snr = float(self.channel.snr(power_w, user.distance_m, shadow_db, fading))
-        if self.scenario.channel.ber_model == "block_fading":
-            ber = float(ber_awgn(snr))
-        else:
-            ber = float(self.channel.ber_given_shadowing(power_w, user.distance_m, shadow_db))
+        ber = float(self.models.image_ber(power_w, user.distance_m, shadow_db, fading))
         received, flipped = flip_bits(image.data, ber, self.streams.rng("bit_errors", user.user_id, r, k))
-        tx_time = float(self.channel.transmission_time_s(image.n_bits, snr)) if power_w > 0 else math.inf
-        if math.isfinite(tx_time):
-            yield self.env.timeout(tx_time)
+        tx_time = float(service.transmission_time_s(self.channel, image.n_bits, snr, power_w))
+        yield self.env.timeout(float(service.delivery_delay_s(tx_time)))
         verdict = self.assessor.assess(image, received, user.prompt, user_id=user.user_id)
         return ImageRecord(
             user_id=user.user_id,
@@ -430,7 +419,6 @@ class World:
     def _depart(self, user: User) -> None:
         latency = self.env.now - user.arrival_s
         q = float(self.qoe_fn(user.best_score, user.threshold, latency, max(user.images, 1), self.qoe_params))
-        miss_penalty = self.qoe_params.penalty * (not user.satisfied)
         self.user_records.append(
             UserRecord(
                 user_id=user.user_id,
@@ -449,7 +437,7 @@ class World:
                 latency_s=latency,
                 qoe=q,
                 cost=user.total_cost,
-                utility=self.qoe_params.eta_q * q - self.qoe_params.eta_c * user.total_cost - miss_penalty,
+                utility=float(user_utility(q, user.total_cost, not user.satisfied, self.qoe_params)),
             )
         )
         if self.on_user_done is not None:

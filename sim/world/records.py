@@ -17,13 +17,10 @@ the user records to the metrics agents are compared on.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 
@@ -193,24 +190,3 @@ def summarise(users: list[UserRecord], images: list[ImageRecord], n_arrived: int
     }
     assert tuple(summary) == SUMMARY_METRICS
     return summary
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (np.floating, np.integer)):
-        return _json_safe(value.item())
-    return value
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON atomically (NaN as null), so a crash never leaves half a file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps({k: _json_safe(v) for k, v in data.items()}, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
-def write_parquet(path: Path, frame: pd.DataFrame) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(path)

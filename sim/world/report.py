@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import matplotlib
@@ -13,27 +12,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from scipy import stats  # noqa: E402
 
-from sim.results import SUMMARY_METRICS  # noqa: E402
-
-
-def mean_ci(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean and Student-t confidence interval ``(mean, low, high)``; NaNs are dropped.
-
-    >>> m, lo, hi = mean_ci(np.array([1.0, 2.0, 3.0]))
-    >>> m, round(lo, 3), round(hi, 3)
-    (2.0, -0.484, 4.484)
-    """
-    x = np.asarray(values, dtype=float)
-    x = x[np.isfinite(x)]
-    if len(x) == 0:
-        return math.nan, math.nan, math.nan
-    m = float(x.mean())
-    if len(x) < 2:
-        return m, math.nan, math.nan
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return m, m - half, m + half
+from sim.stats import mean_ci, paired_difference  # noqa: E402
+from sim.world.records import SUMMARY_METRICS  # noqa: E402
 
 
 def _fmt(x: float, digits: int = 3) -> str:
@@ -157,8 +138,7 @@ def paired_differences(runs: pd.DataFrame, baseline: str, confidence: float = 0.
         g = group.set_index("seed")
         seeds = g.index.intersection(base.index)
         for metric in COMPARE_METRICS:
-            diff = g.loc[seeds, metric].to_numpy(dtype=float) - base.loc[seeds, metric].to_numpy(dtype=float)
-            m, lo, hi = mean_ci(diff, confidence)
+            m, lo, hi = paired_difference(g.loc[seeds, metric], base.loc[seeds, metric], confidence)
             rows.append({"agent": agent, "metric": metric, "diff": m, "ci_low": lo, "ci_high": hi, "n": len(seeds)})
     return pd.DataFrame(rows)
 

@@ -11,11 +11,13 @@ from typing import Any
 
 import pandas as pd
 
-from agents.base import AgentError, prompt_agents, provisioning_agents, _load_builtin_agents
+from sim.backends import AgentError
 from sim.config import AgentConfig, Scenario, scenario_to_yaml
+from sim.io import write_csv
 from sim.progress import count_progress
-from sim.report import write_compare_report
-from sim.world import World
+from sim.registry import PROMPT_AGENTS, PROVISIONING_AGENTS, RegistryError
+from sim.world.report import write_compare_report
+from sim.world.simulation import World
 
 
 @dataclass(frozen=True)
@@ -29,14 +31,14 @@ class Arm:
 
 def make_arms(scenario: Scenario, provisioning: list[str], prompt: list[str] | None) -> list[Arm]:
     """Every provisioning x prompt agent pair; names are checked against the registries."""
-    _load_builtin_agents()
     prompt = prompt or [scenario.prompt_agent.name]
-    for name in provisioning:
-        if name not in provisioning_agents():
-            raise AgentError(f"unknown provisioning agent {name!r}; known: {', '.join(provisioning_agents())}")
-    for name in prompt:
-        if name not in prompt_agents():
-            raise AgentError(f"unknown prompt agent {name!r}; known: {', '.join(prompt_agents())}")
+    try:
+        for name in provisioning:
+            PROVISIONING_AGENTS.check_name(name)
+        for name in prompt:
+            PROMPT_AGENTS.check_name(name)
+    except RegistryError as err:
+        raise AgentError(str(err)) from None
     several_prompts = len(prompt) > 1
     return [
         Arm(f"{p}+{q}" if several_prompts else p, p, q)
@@ -98,8 +100,6 @@ def compare(
     order = {arm.label: i for i, arm in enumerate(arms)}
     runs = pd.DataFrame(rows).sort_values(["agent", "seed"], key=lambda c: c.map(order) if c.name == "agent" else c)
     runs = runs.reset_index(drop=True)
-    tmp = out / "runs.csv.tmp"
-    runs.to_csv(tmp, index=False)
-    tmp.replace(out / "runs.csv")
+    write_csv(out / "runs.csv", runs)
     write_compare_report(out, scenario.name, runs)
     return out, runs

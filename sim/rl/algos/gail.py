@@ -19,14 +19,14 @@ agent uses it, in own PyTorch around stable-baselines3's PPO:
 * **Behaviour-cloning warm start** (optional, ``bc_epochs``): before the first rollout,
   minimise the cross-entropy of PPO's action logits on the expert pairs.
 
-``gamma`` defaults to 0: in :class:`sim.prompt_env.PromptEnv` a round's outcome does not depend
+``gamma`` defaults to 0: in :class:`sim.rl.prompt_env.PromptEnv` a round's outcome does not depend
 on earlier actions, and with ``gamma > 0`` the always-positive GAIL reward would pay the policy
 for making episodes longer (the survival bias of ``-log(1 - D)``).
 
 Usage::
 
     env = PromptEnv(scenario, prompts=train_prompts)
-    obs, actions = expert_pairs(expert, scenario, train_prompts)      # sim.prompt_training
+    obs, actions = expert_pairs(expert, scenario, train_prompts)      # sim.rl.prompt_training
     gail = GAIL(env, obs, actions, GAILConfig(seed=0, bc_epochs=20))
     gail.learn(20_000)
     action, _ = gail.predict(obs[0], deterministic=True)
@@ -47,6 +47,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from sim.io import write_with
 
 try:  # the learn extra; without it the module imports and GAIL() says what to install
     import torch
@@ -339,9 +341,7 @@ class GAIL:
             "bc_done": self.bc_done,
             "bc_loss": self.bc_loss,
         }
-        tmp = directory / (DISCRIMINATOR_FILE + ".tmp")
-        torch.save(state, tmp)
-        tmp.replace(directory / DISCRIMINATOR_FILE)
+        write_with(directory / DISCRIMINATOR_FILE, lambda tmp: torch.save(state, tmp))
 
     @classmethod
     def load(cls, directory: str | Path, env=None) -> "GAIL":

@@ -1,10 +1,10 @@
-"""Fit the quality model (``sim/quality.py``) from a demonstration dataset D.
+"""Fit the quality model (``sim/model/quality.py``) from a demonstration dataset D.
 
-D (``sim/demo_dataset.py``) holds one row per (prompt, strategy, seed, power
+D (``sim/dataset/demonstrations.py``) holds one row per (prompt, strategy, seed, power
 level): the assessor's score of the intact image (``generation_score``) and of
 the image as received after bit errors (``received_score``), with the prompt's
 complexity, the BER and the image's size in bits. :func:`calibrate` turns it into
-the two YAML files :meth:`sim.quality.QualityModel.from_yaml` reads:
+the two YAML files :meth:`sim.model.quality.QualityModel.from_yaml` reads:
 
 * ``<out>``: the **generation** part (same schema as
   ``sim/data/quality_generation.yaml``);
@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,8 +72,9 @@ import yaml
 from scipy import stats
 from scipy.optimize import curve_fit, minimize_scalar
 
+from sim.io import write_text
 from sim.prompting.strategies import STRATEGIES
-from sim.quality import N_STRATEGIES, SCORE_MAX, SCORE_MIN, DamageParams, QualityModel
+from sim.model.quality import N_STRATEGIES, SCORE_MAX, SCORE_MIN, DamageParams, QualityModel
 
 #: e50 written when no decodable image showed damage (PNG: any bit error breaks a CRC).
 E50_NO_DAMAGE = 1.0e9
@@ -599,15 +599,8 @@ def _g(x: float, digits: int = 4) -> float:
     return float(f"{x:.{digits}g}")
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _describe_source(result: CalibrationResult, meta: dict[str, Any]) -> list[str]:
-    lines = [f"# Fitted by sim/calibration.py from the demonstration dataset {result.source}"]
+    lines = [f"# Fitted by sim/dataset/calibration.py from the demonstration dataset {result.source}"]
     if meta:
         what = ", ".join(
             f"{k}={meta[k]}" for k in ("scenario", "generator", "model", "assessor", "image_size", "image_format")
@@ -636,9 +629,9 @@ def _write_generation_yaml(path: Path, result: CalibrationResult, meta: dict[str
         )
     body = {
         "schema": 1,
-        "generated_by": "sim/calibration.py",
+        "generated_by": "sim/dataset/calibration.py",
         "source": result.source,
-        "complexity": {"function": "sim.quality.prompt_complexity"},
+        "complexity": {"function": "sim.model.quality.prompt_complexity"},
         "mapping": {
             "anchor": _g(g.anchor, 5),
             "scale": 1.0,
@@ -671,7 +664,7 @@ def _write_generation_yaml(path: Path, result: CalibrationResult, meta: dict[str
         "warnings": list(result.warnings),
     }
     header = [
-        "# Generation part of a quality model (sim/quality.py), calibrated on a demonstration dataset D.",
+        "# Generation part of a quality model (sim/model/quality.py), calibrated on a demonstration dataset D.",
         *_describe_source(result, meta),
         "# score = clip(mu(s, c) + u_p + eps, 0, 10), mu(s, c) = anchor + scale * (complexity_slope_z * (c - c_ref)",
         "#   + offset_z[s] + slope_z[s] * (c - c_ref)), with scale = 1 (z-units are score points).",
@@ -682,7 +675,7 @@ def _write_generation_yaml(path: Path, result: CalibrationResult, meta: dict[str
         f"# Damage part: {result.damage_path.name}. Use with quality: {{generation: {path.name}, damage: {result.damage_path.name}}}",
         "",
     ]
-    _atomic_write_text(path, "\n".join(header) + yaml.safe_dump(body, sort_keys=False, default_flow_style=None, width=110))
+    write_text(path, "\n".join(header) + yaml.safe_dump(body, sort_keys=False, default_flow_style=None, width=110))
 
 
 def damage_yaml_entry(
@@ -716,7 +709,7 @@ def _write_damage_yaml(path: Path, result: CalibrationResult, meta: dict[str, An
     )
     entry["fit"]["errors_range"] = [_g(v, 3) for v in d["errors_range"]]
     lines = [
-        "# Damage part of a quality model (sim/quality.py), calibrated on a demonstration dataset D.",
+        "# Damage part of a quality model (sim/model/quality.py), calibrated on a demonstration dataset D.",
         *_describe_source(result, meta),
         "# With e = ber * n_bits the expected bit errors in an image:",
         "#   retention(e)     = 1 / (1 + (e / e50) ** k)        score share kept by images that decode",
@@ -737,7 +730,7 @@ def _write_damage_yaml(path: Path, result: CalibrationResult, meta: dict[str, An
         )
     lines.append("")
     body = {"default_format": f.image_format, "formats": {f.image_format: entry}}
-    _atomic_write_text(path, "\n".join(lines) + yaml.safe_dump(body, sort_keys=False, default_flow_style=None))
+    write_text(path, "\n".join(lines) + yaml.safe_dump(body, sort_keys=False, default_flow_style=None))
 
 
 def format_report(result: CalibrationResult) -> str:
@@ -862,7 +855,7 @@ def damage_reference(
     """Damage parameters by the Monte Carlo of ``scripts/fit_damage_model.py`` on the given images.
 
     Every image (``GeneratedImage`` with a positive generation score) goes through
-    :func:`sim.channel.flip_bits` ``repeats`` times at each BER, is scored by the
+    :func:`sim.model.channel.flip_bits` ``repeats`` times at each BER, is scored by the
     fidelity assessor, and the same estimators as :func:`fit_damage` are applied.
     It is the truth a calibration of the surrogate + fidelity pair should recover
     for images of that size and format.

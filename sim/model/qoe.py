@@ -45,6 +45,8 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import ArrayLike
 
+from sim.model.service import exceeds_budget
+
 
 @dataclass(frozen=True)
 class QoEParams:
@@ -105,6 +107,22 @@ def cost(n_images: ArrayLike, power_w: ArrayLike, params: QoEParams) -> np.ndarr
     return np.asarray(n_images, dtype=float) * (params.cost_per_image + np.asarray(power_w, dtype=float))
 
 
+def user_utility(qoe_value: ArrayLike, cost_value: ArrayLike, violated: ArrayLike, params: QoEParams) -> np.ndarray:
+    """One user's utility: ``eta_q QoE - eta_c C - rho [violated]``.
+
+    ``violated`` is 1 when the user missed its threshold (or got no image), or a
+    probability of that: the expression is linear, so expected QoE, cost and
+    violation probability give the expected utility (the oracle uses it so).
+    The world scores a user's whole stay with it, and :func:`utility` each
+    epoch's users.
+    """
+    return (
+        params.eta_q * np.asarray(qoe_value, dtype=float)
+        - params.eta_c * np.asarray(cost_value, dtype=float)
+        - params.penalty * np.asarray(violated, dtype=float)
+    )
+
+
 @dataclass(frozen=True)
 class UtilityBreakdown:
     """Utility of one decision and its parts (per-user arrays and totals)."""
@@ -113,6 +131,9 @@ class UtilityBreakdown:
     cost: np.ndarray
     #: Per-user utility before penalties: eta_q QoE_i - eta_c C_i.
     per_user: np.ndarray
+    #: Per-user utility with penalties: ``per_user - rho [own violation] - rho [budget broken]``
+    #: (sums to ``total``).
+    per_user_penalised: np.ndarray
     #: Users that missed their threshold or got N_i < 1 (J in eq. 22).
     violations: int
     power_violation: bool
@@ -139,14 +160,16 @@ def utility(
         raise ValueError("transmit powers must be >= 0 W")
     q = qoe_fn(best, thr, latency_s, np.maximum(n, 1.0), params)
     c = cost(n, power, params)
-    per_user = params.eta_q * q - params.eta_c * c
-    violations = int(np.sum((best < thr) | (n < 1)))
-    power_violation = bool(power.sum() > p_total_w * (1 + 1e-9))
+    per_user = user_utility(q, c, 0.0, params)
+    violated = (best < thr) | (n < 1)
+    violations = int(np.sum(violated))
+    power_violation = exceeds_budget(power, p_total_w)
     pen = params.penalty * (violations + (len(n) if power_violation else 0))
     return UtilityBreakdown(
         qoe=q,
         cost=c,
         per_user=per_user,
+        per_user_penalised=per_user - params.penalty * (violated + float(power_violation)),
         violations=violations,
         power_violation=power_violation,
         penalty=float(pen),

@@ -1,0 +1,188 @@
+r"""The rules of one service round: the one home of what happens between a decision and its outcome.
+
+A provisioning decision gives user ``i`` of an epoch ``N_i`` images and a
+requested transmit power ``P_i``. These functions say what that decision
+becomes, and every part of the simulator that plays a round calls them: the
+SimPy world (:mod:`sim.world.simulation`), the gymnasium environments
+(:mod:`sim.rl`), the model-based oracle (:mod:`agents.oracle`) and the
+demonstration-dataset builder (:mod:`sim.dataset.demonstrations`).
+
+1. **Power budget** (eq. 22c): a decision breaks the budget when
+   ``sum_i P_i > P_total`` (:func:`exceeds_budget`, with a relative tolerance of
+   :data:`BUDGET_TOLERANCE` for rounding). The transmitter cannot exceed it, so
+   the powers it *sends* with are scaled down in proportion
+   (:func:`transmitted_powers`); eq. 22's penalty and the cost (eq. 24) use the
+   *requested* powers.
+2. **GPU queue**: images queue first come, first served, user by user in the
+   order of the decision, on ``gpus`` identical GPUs taking ``T`` seconds each;
+   image ``j`` of the queue (0-based) leaves the GPUs at ``(j // gpus + 1) T``
+   (:func:`image_done_times`, :func:`gpu_completion_times`).
+3. **Bit error rate** of one image (:func:`image_ber`): ``average_fading`` (the
+   image spans many fading coherence times) is the Nakagami-averaged BER at the
+   round's shadowed SNR, ``Channel.ber_given_shadowing``; ``block_fading`` (one
+   fading draw holds for the whole image) is ``ber_awgn`` of the instantaneous SNR.
+4. **Transmission**: an image takes ``n_bits`` over the Shannon rate
+   (:func:`transmission_time_s`); with zero power nothing is sent, the time is
+   infinite, and nobody waits for it (:func:`delivery_delay_s` is then 0, and
+   the image arrives as bit noise: BER 1/2).
+5. **Damage** in the statistical delivery mode (:func:`received_scores`): an
+   image is undecodable (score 0) with ``QualityModel.p_undecodable(ber, bits)``,
+   else it keeps ``generation score * QualityModel.retention(ber, bits)``; the
+   bytes mode flips real bits instead (:func:`sim.model.channel.flip_bits`) and
+   lets the assessor score what arrives.
+6. **Utility** of the round: :func:`sim.model.qoe.utility` (eq. 22a with its
+   penalties) over the epoch's users, and :func:`sim.model.qoe.user_utility` for
+   one user's whole stay.
+
+:class:`ServiceModels` bundles the models one round needs (channel, quality
+model, QoE parameters, BER model, the GPU queue) so that every caller uses the
+same objects; :func:`sim.backends.build_service_models` builds them from a scenario.
+
+>>> requested = np.array([0.6, 0.6])
+>>> bool(exceeds_budget(requested, 1.0)), transmitted_powers(requested, 1.0)[0].tolist()
+(True, [0.5, 0.5])
+>>> gpu_completion_times([2, 1, 3], gpus=2, inference_time_s=5.0).tolist()
+[5.0, 10.0, 15.0]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+import numpy as np
+from numpy.typing import ArrayLike
+
+from sim.model.channel import ChannelModel, ber_awgn
+
+#: Relative tolerance of the power-budget test (a sum within it of ``P_total`` is within budget).
+BUDGET_TOLERANCE = 1e-9
+#: How the BER of one image is set (see :func:`image_ber`).
+BER_MODELS = ("average_fading", "block_fading")
+
+
+def exceeds_budget(power_w: ArrayLike, p_total_w: float) -> bool:
+    """Whether requested powers break the budget: ``sum P_i > P_total`` (relative tolerance 1e-9)."""
+    return bool(float(np.sum(power_w)) > float(p_total_w) * (1.0 + BUDGET_TOLERANCE))
+
+
+def transmitted_powers(requested_w: ArrayLike, p_total_w: float) -> tuple[np.ndarray, bool]:
+    """``(powers sent, budget broken)``: the requested powers, scaled down to ``P_total`` when they exceed it."""
+    requested = np.asarray(requested_w, dtype=float)
+    if exceeds_budget(requested, p_total_w):
+        return requested * (float(p_total_w) / float(requested.sum())), True
+    return requested, False
+
+
+def image_done_times(n_images: ArrayLike, gpus: int, inference_time_s: float, k_max: int | None = None) -> np.ndarray:
+    """When each image leaves the FIFO GPU queue: shape ``(users, k_max)``; column ``k`` is image ``k`` of a user.
+
+    Entries past a user's ``N_i`` images are what an ``N_i + 1``-th image would
+    get if it were queued right after them (callers mask them out).
+    """
+    n = np.asarray(n_images, dtype=int)
+    k = int(n.max(initial=0) if k_max is None else k_max)
+    first = np.concatenate([[0], np.cumsum(n)[:-1]])
+    return ((first[:, None] + np.arange(k)) // int(gpus) + 1) * float(inference_time_s)
+
+
+def gpu_completion_times(n_images: ArrayLike, gpus: int, inference_time_s: float) -> np.ndarray:
+    """When every user's last image leaves the FIFO queue of ``gpus`` GPUs (0 for a user with no image)."""
+    n = np.asarray(n_images, dtype=int)
+    last = np.cumsum(n, axis=-1) - 1
+    return np.where(n > 0, (last // int(gpus) + 1) * float(inference_time_s), 0.0)
+
+
+def image_ber(
+    channel: ChannelModel,
+    ber_model: str,
+    power_w: ArrayLike,
+    distance_m: ArrayLike,
+    shadowing_db: ArrayLike,
+    fading_gain: ArrayLike,
+) -> np.ndarray:
+    """BER of images sent with ``power_w`` (arrays broadcast; the result has the broadcast shape)."""
+    if ber_model == "block_fading":
+        return np.asarray(ber_awgn(channel.snr(power_w, distance_m, shadowing_db, fading_gain)), dtype=float)
+    if ber_model != "average_fading":
+        raise ValueError(f"ber_model must be one of {', '.join(BER_MODELS)}, got {ber_model!r}")
+    shape = np.broadcast_shapes(*(np.shape(x) for x in (power_w, distance_m, shadowing_db, fading_gain)))
+    return np.broadcast_to(np.asarray(channel.ber_given_shadowing(power_w, distance_m, shadowing_db), dtype=float), shape)
+
+
+def transmission_time_s(channel: ChannelModel, n_bits: ArrayLike, snr: ArrayLike, power_w: ArrayLike) -> np.ndarray:
+    """Seconds to send ``n_bits`` at the Shannon rate of ``snr``; infinite where the power is zero."""
+    with np.errstate(divide="ignore"):
+        t = np.asarray(channel.transmission_time_s(n_bits, snr), dtype=float)
+    return np.where(np.asarray(power_w, dtype=float) > 0, t, np.inf)
+
+
+def delivery_delay_s(tx_time_s: ArrayLike) -> np.ndarray:
+    """How long a round waits for a transmission: its time, or 0 when nothing could be sent (infinite time)."""
+    t = np.asarray(tx_time_s, dtype=float)
+    return np.where(np.isfinite(t), t, 0.0)
+
+
+def received_scores(quality, ber: ArrayLike, generation_scores: ArrayLike, uniforms: ArrayLike, image_bits: float) -> np.ndarray:
+    """Scores of images after the channel in the statistical delivery mode (arrays broadcast).
+
+    Undecodable (score 0) when the uniform draw is below
+    ``quality.p_undecodable(ber, image_bits)``, else ``generation score *
+    quality.retention(ber, image_bits)``.
+    """
+    gen = np.asarray(generation_scores, dtype=float)
+    undecodable = np.asarray(uniforms) < quality.p_undecodable(ber, image_bits)
+    return np.where(undecodable, 0.0, gen * quality.retention(ber, image_bits))
+
+
+@dataclass(frozen=True)
+class ServiceModels:
+    """The models one service round runs on, built once per world or environment and shared with its agents.
+
+    ``channel`` (a :class:`ChannelModel`), ``quality`` (a
+    :class:`sim.model.quality.QualityModel`), ``qoe`` (the QoE, cost and
+    utility constants), ``ber_model`` (:data:`BER_MODELS`), and the MASP's GPU
+    queue (``gpus``, ``inference_time_s`` per image).
+    """
+
+    channel: ChannelModel
+    #: A :class:`sim.model.quality.QualityModel`.
+    quality: Any
+    #: A :class:`sim.model.qoe.QoEParams` (QoE, cost and utility constants).
+    qoe: Any
+    ber_model: str = "average_fading"
+    gpus: int = 1
+    inference_time_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.ber_model not in BER_MODELS:
+            raise ValueError(f"ber_model must be one of {', '.join(BER_MODELS)}, got {self.ber_model!r}")
+        if int(self.gpus) < 1:
+            raise ValueError(f"gpus must be >= 1, got {self.gpus}")
+
+    def image_ber(self, power_w, distance_m, shadowing_db, fading_gain) -> np.ndarray:
+        """:func:`image_ber` with this world's channel and BER model."""
+        return image_ber(self.channel, self.ber_model, power_w, distance_m, shadowing_db, fading_gain)
+
+    def gpu_completion_times(self, n_images) -> np.ndarray:
+        """:func:`gpu_completion_times` on this MASP's queue."""
+        return gpu_completion_times(n_images, self.gpus, self.inference_time_s)
+
+    def image_done_times(self, n_images, k_max: int | None = None) -> np.ndarray:
+        """:func:`image_done_times` on this MASP's queue."""
+        return image_done_times(n_images, self.gpus, self.inference_time_s, k_max)
+
+
+__all__ = [
+    "BER_MODELS",
+    "BUDGET_TOLERANCE",
+    "ChannelModel",
+    "ServiceModels",
+    "delivery_delay_s",
+    "exceeds_budget",
+    "gpu_completion_times",
+    "image_ber",
+    "image_done_times",
+    "received_scores",
+    "transmission_time_s",
+    "transmitted_powers",
+]

@@ -1,0 +1,105 @@
+"""Observations and actions of ``sim/Provisioning-v0``, shared with the agents that run trained policies in the world.
+
+* :func:`observation_vector` turns the world's
+  :class:`~sim.decisions.ProvisioningObservation` into the env's observation, so a
+  policy trained in the env sees the same features in the world;
+* :func:`action_to_provision` turns an action in ``[-1, 1]^(2Q)`` into a
+  :class:`~sim.decisions.Provision`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+
+from sim.config import Scenario
+from sim.decisions import Provision, ProvisioningObservation
+
+#: Features per user in :func:`observation_vector` (complexity, distance, threshold, mean SNR).
+FEATURES_PER_USER = 4
+#: Box bounds of the per-user features and of P_total (values are clipped into them).
+_USER_LOW = np.array([0.0, 0.0, 0.0, -2.0], dtype=np.float32)
+_USER_HIGH = np.array([1.0, 4.0, 1.0, 3.0], dtype=np.float32)
+_P_TOTAL_HIGH = 100.0
+ACTION_MAPPINGS = ("feasible", "penalised")
+
+
+def observation_vector(obs: ProvisioningObservation, scenario: Scenario, n_users: int | None = None) -> np.ndarray:
+    """The env's observation for the users of ``obs`` (float32, shape ``(4 * Q + 1,)``).
+
+    User-major layout, for user ``i`` (in the order of ``obs``, which is the GPU
+    queue order), ``obs[4 i : 4 i + 4]`` is
+
+    ====  ==============================  ======================================
+    k     feature                         normalisation (Box bounds)
+    ====  ==============================  ======================================
+    0     prompt complexity               as is, in [0, 1]
+    1     distance to the MASP            ``d / users.distance_m.high`` [0, 4]
+    2     quality threshold               ``threshold / 10`` [0, 1]
+    3     mean SNR at 1 W (dB)            ``mean_snr_db_at_1w / 100`` [-2, 3]
+    ====  ==============================  ======================================
+
+    and the last entry is ``P_total`` in watts ([0, 100]). Values are clipped into
+    the bounds. The prompt's random quality effect is not observed (nobody can
+    see it before generating). ``n_users`` pads a smaller batch with zero blocks
+    (the world may decide for fewer than ``max_users_per_epoch`` users).
+    """
+    q = obs.n_users
+    n = q if n_users is None else int(n_users)
+    if q > n:
+        raise ValueError(f"observation has {q} users, more than the {n} the vector holds")
+    block = np.zeros((n, FEATURES_PER_USER), dtype=np.float64)
+    if q:
+        block[:q, 0] = obs.complexities
+        block[:q, 1] = np.asarray(obs.distances_m, dtype=float) / scenario.users.distance_m.high
+        block[:q, 2] = np.asarray(obs.thresholds, dtype=float) / 10.0
+        block[:q, 3] = np.asarray(obs.mean_snr_db_at_1w, dtype=float) / 100.0
+        block[:q] = np.clip(block[:q], _USER_LOW, _USER_HIGH)
+    p_total = np.clip(float(obs.p_total_w), 0.0, _P_TOTAL_HIGH)
+    return np.concatenate([block.ravel(), [p_total]]).astype(np.float32)
+
+
+def observation_space(n_users: int) -> spaces.Box:
+    """The Box :func:`observation_vector` lives in, for ``n_users`` users."""
+    low = np.concatenate([np.tile(_USER_LOW, n_users), [0.0]]).astype(np.float32)
+    high = np.concatenate([np.tile(_USER_HIGH, n_users), [_P_TOTAL_HIGH]]).astype(np.float32)
+    return spaces.Box(low, high, dtype=np.float32)
+
+
+def action_to_provision(action, n_max: int, p_total_w: float, mapping: str = "feasible") -> Provision:
+    """Map an action in ``[-1, 1]^(2Q)`` (clipped into it) to a :class:`Provision`.
+
+    The first ``Q`` entries give ``N_i = 1 + round((a_i + 1) / 2 * (N_max - 1))``.
+    The last ``Q`` give the power:
+
+    * ``"feasible"``: ``P_i = P_total * exp(2 a_i) / sum_j exp(2 a_j)`` (always
+      sums to ``P_total``; equal split at ``a = 0``);
+    * ``"penalised"`` (the paper's raw action): ``P_i = (a_i + 1) / 2 * P_total``;
+      the sum may exceed ``P_total``, and eq. 22's power penalty then applies.
+    """
+    if mapping not in ACTION_MAPPINGS:
+        raise ValueError(f"mapping must be one of {', '.join(ACTION_MAPPINGS)}, got {mapping!r}")
+    a = np.asarray(action, dtype=float).ravel()
+    if a.size % 2 or a.size == 0:
+        raise ValueError(f"action must have 2 Q entries, got {a.size}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError("action must be finite")
+    a = np.clip(a, -1.0, 1.0)
+    q = a.size // 2
+    n = 1 + np.rint((a[:q] + 1.0) / 2.0 * (int(n_max) - 1)).astype(int)
+    if mapping == "feasible":
+        z = 2.0 * a[q:]
+        w = np.exp(z - z.max())
+        power = float(p_total_w) * w / w.sum()
+    else:
+        power = (a[q:] + 1.0) / 2.0 * float(p_total_w)
+    return Provision(np.clip(n, 1, int(n_max)), power)
+
+
+__all__ = [
+    "ACTION_MAPPINGS",
+    "FEATURES_PER_USER",
+    "action_to_provision",
+    "observation_space",
+    "observation_vector",
+]
