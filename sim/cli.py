@@ -1,4 +1,4 @@
-"""Command line: ``python -m sim run|compare|validate|train|train-prompt|paper|models|cache|demo-dataset|calibrate``.
+"""Command line: ``python -m sim run|compare|validate|check-agent|train|train-prompt|paper|models|cache|demo-dataset|calibrate``.
 
 Bad input (a missing or broken scenario, an unknown agent, a bad parameter, a
 cache miss, a malformed dataset) prints one line per problem to stderr and
@@ -10,6 +10,7 @@ tracebacks.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -66,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", type=Path, help="results directory (default results/<scenario>/compare-<time>)")
     c.add_argument("--workers", type=int, help="parallel processes (default: CPU count)")
     c.add_argument("--quiet", action="store_true")
+
+    ca = sub.add_parser("check-agent", help="check that an agent keeps the decision contract (shapes, bounds, budget, "
+                        "determinism under a seed)")
+    ca.add_argument("name", help="a registered agent name or package.module:Class")
+    ca.add_argument("--kind", choices=["provisioning", "prompt"], default="provisioning")
+    ca.add_argument("--params", type=_json_object, default={}, help="the agent's parameters as a JSON object")
+    ca.add_argument("--scenario", type=Path, help="scenario to draw observations from (default: the built-in one)")
+    ca.add_argument("--seed", type=int, default=0)
 
     m = sub.add_parser("models", help="local model helpers")
     msub = m.add_subparsers(dest="models_command", required=True)
@@ -137,6 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r} ({err.msg})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
 def _generating_backends() -> list[str]:
     """Generator backends that make images (every registered one but the cache itself)."""
     return [name for name in registry.GENERATORS.names() if name != "cache"]
@@ -163,6 +182,20 @@ def _load(path: Path) -> Scenario:
 def _cmd_validate(args) -> int:
     scenario = _load(args.scenario)
     print(f"{args.scenario}: ok (scenario {scenario.name!r})")
+    return 0
+
+
+def _cmd_check_agent(args) -> int:
+    from sim.agent_checker import AgentContractError, check_prompt_agent, check_provisioning_agent
+
+    scenario = _load(args.scenario) if args.scenario is not None else None
+    check = check_provisioning_agent if args.kind == "provisioning" else check_prompt_agent
+    try:
+        check(args.name, args.params, scenario, seed=args.seed)
+    except AgentContractError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"{args.kind} agent {args.name!r}: keeps the contract")
     return 0
 
 
@@ -334,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {
         "validate": _cmd_validate,
+        "check-agent": _cmd_check_agent,
         "run": _cmd_run,
         "compare": _cmd_compare,
         "models": _cmd_models,
@@ -351,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{err.source}: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except RegistryError as err:  # an unknown or unbuildable agent or backend (AgentError is one)
-        print(f"{args.scenario}: {err}", file=sys.stderr)
+        print(f"{getattr(args, 'scenario', None) or args.name}: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ModuleNotFoundError as err:
         if os.environ.get("SIM_DEBUG"):
