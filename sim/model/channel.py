@@ -647,24 +647,31 @@ class Channel:
     def __init__(self, params: ChannelParams | None = None):
         self.params = ChannelParams() if params is None else params
 
+    @staticmethod
+    def params_from_config(config) -> ChannelParams:
+        """The :class:`ChannelParams` of a scenario's ``channel`` section."""
+        return ChannelParams(
+            path_loss_exponent=config.path_loss_exponent,
+            shadowing_sigma_db=config.shadowing_sigma_db,
+            nakagami_m=config.nakagami_m,
+            nakagami_omega=config.nakagami_omega,
+            noise_power_w=config.noise_power_w,
+            bandwidth_hz=config.bandwidth_hz,
+        )
+
     @classmethod
     def from_config(cls, config) -> Channel:
-        """The channel of a scenario's ``channel`` section (the registry's ``nakagami_lognormal`` model)."""
-        if getattr(config, "params", None):
-            raise ValueError(
-                f"channel.params {sorted(config.params)} given, but the nakagami_lognormal model takes none: its "
-                "parameters are the channel section's own keys"
-            )
-        return cls(
-            ChannelParams(
-                path_loss_exponent=config.path_loss_exponent,
-                shadowing_sigma_db=config.shadowing_sigma_db,
-                nakagami_m=config.nakagami_m,
-                nakagami_omega=config.nakagami_omega,
-                noise_power_w=config.noise_power_w,
-                bandwidth_hz=config.bandwidth_hz,
-            )
-        )
+        """The channel of a scenario's ``channel`` section: ``cls(params, **channel.params)``.
+
+        The registry's ``nakagami_lognormal`` model is ``Channel.from_config``; a
+        subclass with parameters of its own (keyword arguments after ``params``)
+        gets them from ``channel.params`` with no code of its own.
+        """
+        extra = dict(getattr(config, "params", None) or {})
+        try:
+            return cls(cls.params_from_config(config), **extra)
+        except TypeError as err:
+            raise ValueError(f"channel model {cls.__name__}: bad channel.params {sorted(extra)} ({err})") from None
 
     def __repr__(self) -> str:
         return f"Channel({self.params!r})"
