@@ -57,7 +57,7 @@ from sim.config import Scenario
 from sim.decisions import AgentContext, Provision, ProvisioningAgent, ProvisioningObservation
 from sim.generation.surrogate import typical_image_bits
 from sim.model import service
-from sim.model.qoe import cost, latency_term, user_utility
+from sim.model.qoe import cost, expected_user_utility, latency_term
 from sim.model.quality import N_STRATEGIES, SCORE_MAX
 from sim.model.service import ServiceModels
 
@@ -202,7 +202,7 @@ class OracleProvisioning(ProvisioningAgent):
             else:  # no image: best score 0, a violation; the world's latency is then 0
                 eh, ps = math.log(self.params.quality_floor / thr[i]), 0.0
                 lt = float(latency_term(0.0, 1, self.params.max_latency_s))
-            value += float(user_utility(lt * eh, cost(n[i], requested[i], self.params), 1.0 - ps, self.params))
+            value += float(expected_user_utility(lt, eh, float(cost(n[i], requested[i], self.params)), 1.0 - ps, self.params))
         if violation:
             value -= self.params.penalty * obs.n_users
         return float(value)
@@ -236,7 +236,7 @@ class OracleProvisioning(ProvisioningAgent):
         users = np.arange(q)
         e = eh[users[None, :], combos - 1]  # (C, Q, G)
         s = ps[users[None, :], combos - 1]
-        f = user_utility(lt * e, cost(combos[..., None], grid, prm), 1.0 - s, prm)
+        f = expected_user_utility(lt, e, cost(combos[..., None], grid, prm), 1.0 - s, prm)
         f[..., 0] = -np.inf  # no zero power: it never helps the expected utility but confuses the latency model
         # max-plus DP over users on the budget grid (index = grid steps used)
         best = f[:, 0, :].copy()

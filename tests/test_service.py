@@ -121,3 +121,11 @@ def test_service_models_are_built_once_from_the_scenario():
     assert models.qoe == QoEParams(**sc.qoe.model_dump())
     with pytest.raises(ValueError, match="ber_model"):
         service.ServiceModels(models.channel, models.quality, models.qoe, ber_model="nope")
+
+
+def test_expected_utility_of_a_known_latency_is_the_utility_of_the_expected_qoe():
+    from sim.model.qoe import expected_user_utility
+
+    prm = QoEParams()
+    lt, eq, c, pv = np.array([0.8, 1.3]), np.array([-0.2, 0.05]), np.array([2.0, 3.5]), np.array([0.9, 0.1])
+    assert np.allclose(expected_user_utility(lt, eq, c, pv, prm), user_utility(lt * eq, c, pv, prm), rtol=1e-13)

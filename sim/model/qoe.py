@@ -123,6 +123,27 @@ def user_utility(qoe_value: ArrayLike, cost_value: ArrayLike, violated: ArrayLik
     )
 
 
+def expected_user_utility(
+    latency_term_value: ArrayLike,
+    expected_quality_term: ArrayLike,
+    cost_value: ArrayLike,
+    p_violation: ArrayLike,
+    params: QoEParams,
+) -> np.ndarray:
+    """Expected :func:`user_utility` of a user whose latency term is known and whose quality is uncertain.
+
+    QoE is the product of the latency term and the quality term, so with a
+    known latency term ``L`` its expectation is ``L E[quality term]``:
+    ``eta_q L E[q] - eta_c C - rho P(violation)`` (what the oracle maximises).
+    Equal to ``user_utility(L * E[q], C, P(violation))`` up to rounding.
+    """
+    return (
+        params.eta_q * np.asarray(latency_term_value, dtype=float) * np.asarray(expected_quality_term, dtype=float)
+        - params.eta_c * np.asarray(cost_value, dtype=float)
+        - params.penalty * np.asarray(p_violation, dtype=float)
+    )
+
+
 @dataclass(frozen=True)
 class UtilityBreakdown:
     """Utility of one decision and its parts (per-user arrays and totals)."""
