@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import stats
+from scipy.special import stdtrit
 
 
 def mean_ci(values: ArrayLike, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -33,7 +33,8 @@ def mean_ci(values: ArrayLike, confidence: float = 0.95) -> tuple[float, float, 
     m = float(x.mean())
     if len(x) < 2:
         return m, math.nan, math.nan
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    # Student-t quantile (scipy.stats.t.ppf calls the same stdtrit; scipy.stats itself takes 0.6 s to import)
+    half = float(stdtrit(len(x) - 1, 0.5 + confidence / 2) * x.std(ddof=1) / math.sqrt(len(x)))
     return m, m - half, m + half
 
 

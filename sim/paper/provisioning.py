@@ -9,7 +9,7 @@
    resume from their latest checkpoint.
 2. **Levels** (:func:`baseline_levels`): static (4 images, equal power), random
    and the oracle on each seed's evaluation episodes, the same episodes the
-   learners' curves are evaluated on (:func:`sim.rl.training.evaluate_policy`).
+   learners' curves are evaluated on (:func:`sim.rl.evaluation.evaluate_policy`).
 3. **Fig. 14** (``fig14_training_curves.png``, ``curves.csv``): each learner's
    evaluation utility per decision against environment steps, mean and 95% CI
    over seeds, with the levels of static, random and the oracle drawn.
