@@ -18,16 +18,17 @@ Expected per-user terms, for user ``i`` with ``N`` images and power ``P``
   score has CDF ``F(b) = p_u + (1 - p_u) Phi((b / r - mu - u) / s)`` on
   ``[0, 10 r)`` and the best of ``N`` has ``F^N``;
 * ``P(satisfied) = 1 - F(thr)^N`` (0 when ``thr > 10 r``);
-* ``E[ln(max(B, floor) / thr)] = ln(floor / thr) + int_floor^{10 r} (1 - F(b)^N) / b db``
-  (Gauss-Legendre in ``b``);
+* ``E[q] = E[ln(max(B, floor) / thr)] = ln(floor / thr) + int_floor^{10 r} (1 - F(b)^N) / b db``
+  (Gauss-Legendre in ``b``), and for the gated QoE also ``E[max(q, 0)]``, the
+  same integral from ``max(floor, thr)``;
 * latency: the user's last image leaves the FIFO GPU queue at
   ``(S_i - 1) // gpus + 1`` inference times (``S_i`` images queued up to and
   including user ``i``), plus its transmission time at the median SNR
   (no shadowing, mean fading) -- milliseconds against seconds of generation;
-* ``E[U_i] = eta_q * latency_term * E[quality term] - eta_c * cost - rho * (1 - P(satisfied))``
-  (``sim.model.qoe.latency_term`` and ``sim.model.qoe.cost``), and ``Q rho`` more if the
-  powers exceed ``P_total`` (transmission then at the scaled-down powers, as in
-  the world and the env).
+* ``E[U_i]`` is :func:`sim.model.qoe.expected_user_utility` of these (the
+  scenario's QoE form; ``eta_q l E[q] - eta_c C - rho (1 - P(satisfied))`` for
+  the paper's product), and ``Q rho`` more if the powers exceed ``P_total``
+  (transmission then at the scaled-down powers, as in the world and the env).
 
 Search: every ``N`` combination (``itertools.product``, up to ``max_combos``;
 beyond that coordinate ascent from the best uniform ``N``); for each, the
@@ -35,7 +36,7 @@ power split is the exact maximum on a uniform grid of ``P_total / power_grid``
 steps (a max-plus dynamic programme over users, using per-user tables
 interpolated in ``log P`` from an exact log-spaced table), and the best
 combination's split is polished with SLSQP on the exact objective. The oracle
-assumes the default QoE function and the ``average_fading`` BER model.
+assumes the scenario's QoE form (not a custom QoE function) and the ``average_fading`` BER model.
 
 Known gap: being myopic, it maximises each round's eq. 22a utility (the env's
 reward, and the world's ``RoundRecord.utility``), where it beats the static
@@ -57,7 +58,7 @@ from sim.config import Scenario
 from sim.decisions import AgentContext, Provision, ProvisioningAgent, ProvisioningObservation
 from sim.generation.surrogate import typical_image_bits
 from sim.model import service
-from sim.model.qoe import cost, expected_user_utility, latency_term
+from sim.model.qoe import cost, expected_user_utility
 from sim.model.quality import N_STRATEGIES, SCORE_MAX
 from sim.model.service import ServiceModels
 
@@ -137,8 +138,15 @@ class OracleProvisioning(ProvisioningAgent):
 
     # -- expected per-user terms -------------------------------------------------------------------
 
-    def quality_terms(self, complexity: float, distance_m: float, threshold: float, power_w) -> tuple[np.ndarray, np.ndarray]:
-        """``(E[quality term], P(satisfied))`` for ``N = 1..n_max`` (rows) at each power (columns)."""
+    def quality_terms(
+        self, complexity: float, distance_m: float, threshold: float, power_w
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(E[q], E[max(q, 0)], P(satisfied))`` for ``N = 1..n_max`` (rows) at each power (columns).
+
+        ``q`` is the quality term ``ln(max(B, floor) / thr)`` of the best received
+        score ``B``. ``E[max(q, 0)]`` is needed by the gated QoE only (it is
+        ``E[q]`` again for the other forms, unused).
+        """
         qm, ch = self.quality, self.channel
         p = np.atleast_1d(np.asarray(power_w, dtype=float))
         mu = float(qm.mean_score(complexity, self.strategy))
@@ -150,24 +158,29 @@ class OracleProvisioning(ProvisioningAgent):
         pu = np.asarray(qm.p_undecodable(ber, self.image_bits), dtype=float)
         mu_u = mu + qm.prompt_sd * self._u  # (U,)
         top = SCORE_MAX * ret  # (P, X)
-        # score integral nodes: b in [floor, top] (empty when top <= floor)
-        width = np.maximum(top - floor, 0.0)
-        b = floor + width[..., None] * self._t  # (P, X, B)
-        z = (b[:, :, None, :] / ret[:, :, None, None] - mu_u[None, None, :, None]) / sd  # (P, X, U, B)
-        f = pu[:, :, None, None] + (1 - pu[:, :, None, None]) * special.ndtr(z)
-        log_f = np.log(np.maximum(f, 1e-300))
+        wq = (self._wx[:, None] * self._wu[None, :])  # (X, U)
+        n = np.arange(1, self.n_max + 1)
+
+        def expected_log(lower: float) -> np.ndarray:
+            """``E[ln(max(B, lower) / thr)]`` = ``ln(lower / thr) + int_lower^top (1 - F(b)^N) / b db`` (N rows)."""
+            width = np.maximum(top - lower, 0.0)  # score integral nodes: b in [lower, top] (empty when top <= lower)
+            b = lower + width[..., None] * self._t  # (P, X, B)
+            z = (b[:, :, None, :] / ret[:, :, None, None] - mu_u[None, None, :, None]) / sd  # (P, X, U, B)
+            f = pu[:, :, None, None] + (1 - pu[:, :, None, None]) * special.ndtr(z)
+            log_f = np.log(np.maximum(f, 1e-300))
+            kernel = (width[..., None] * self._wt / b)[:, :, None, :]  # (P, X, 1, B): d b / b
+            out = np.empty((len(n), len(p)))
+            for k, nk in enumerate(n):
+                integral = np.sum((1.0 - np.exp(nk * log_f)) * kernel, axis=-1)  # (P, X, U)
+                out[k] = math.log(lower / thr) + np.einsum("pxu,xu->p", integral, wq)
+            return out
+
+        eh = expected_log(floor)
+        eh_pos = expected_log(max(floor, thr)) if self.params.form == "gated" else eh
         z_thr = (thr / ret[:, :, None] - mu_u[None, None, :]) / sd  # (P, X, U)
         f_thr = np.where(thr > top[:, :, None], 1.0, pu[:, :, None] + (1 - pu[:, :, None]) * special.ndtr(z_thr))
-        wq = (self._wx[:, None] * self._wu[None, :])  # (X, U)
-        kernel = (width[..., None] * self._wt / b)[:, :, None, :]  # (P, X, 1, B): d b / b
-        n = np.arange(1, self.n_max + 1)
-        eh = np.empty((len(n), len(p)))
-        ps = np.empty((len(n), len(p)))
-        for k, nk in enumerate(n):
-            integral = np.sum((1.0 - np.exp(nk * log_f)) * kernel, axis=-1)  # (P, X, U)
-            eh[k] = math.log(floor / thr) + np.einsum("pxu,xu->p", integral, wq)
-            ps[k] = 1.0 - np.einsum("pxu,xu->p", f_thr**nk, wq)
-        return eh, ps
+        ps = np.stack([1.0 - np.einsum("pxu,xu->p", f_thr**nk, wq) for nk in n])
+        return eh, eh_pos, ps
 
     def _latency(self, n_images: np.ndarray, power_w: np.ndarray, distances: np.ndarray) -> np.ndarray:
         """Latency per user (broadcasts over leading axes of ``n_images``): FIFO GPU time + median-SNR transmission."""
@@ -194,15 +207,16 @@ class OracleProvisioning(ProvisioningAgent):
         value = 0.0
         for i in range(obs.n_users):
             if n[i] >= 1:
-                eh, ps = self.quality_terms(float(obs.complexities[i]), d[i], thr[i], power[i])
                 if n[i] > self.n_max:
                     raise ValueError(f"n_images {n[i]} above the oracle's n_max {self.n_max}")
-                eh, ps = float(eh[n[i] - 1, 0]), float(ps[n[i] - 1, 0])
-                lt = float(latency_term(latency[i], n[i], self.params.max_latency_s))
+                eh, eh_pos, ps = (float(t[n[i] - 1, 0]) for t in self.quality_terms(
+                    float(obs.complexities[i]), d[i], thr[i], power[i]))
+                lat, n_i = latency[i], n[i]
             else:  # no image: best score 0, a violation; the world's latency is then 0
-                eh, ps = math.log(self.params.quality_floor / thr[i]), 0.0
-                lt = float(latency_term(0.0, 1, self.params.max_latency_s))
-            value += float(expected_user_utility(lt, eh, float(cost(n[i], requested[i], self.params)), 1.0 - ps, self.params))
+                eh = eh_pos = math.log(self.params.quality_floor / thr[i])
+                ps, lat, n_i = 0.0, 0.0, 1
+            c = float(cost(n[i], requested[i], self.params))
+            value += float(expected_user_utility(lat, n_i, eh, eh_pos, c, 1.0 - ps, self.params))
         if violation:
             value -= self.params.penalty * obs.n_users
         return float(value)
@@ -213,17 +227,17 @@ class OracleProvisioning(ProvisioningAgent):
         """Per user: E[quality term] and P(sat) on ``grid`` (N rows), interpolated in log P from an exact table."""
         p_total = float(obs.p_total_w)
         table_p = p_total * np.logspace(-4, 0, _LOG_TABLE_POINTS)
-        eh_all, ps_all = [], []
+        tables = []
+        lg = np.log(np.maximum(grid, table_p[0]))
         for i in range(obs.n_users):
-            eh, ps = self.quality_terms(
+            terms = self.quality_terms(
                 float(obs.complexities[i]), float(obs.distances_m[i]), float(obs.thresholds[i]), table_p
             )
-            lg = np.log(np.maximum(grid, table_p[0]))
-            eh_all.append(np.stack([np.interp(lg, np.log(table_p), row) for row in eh]))
-            ps_all.append(np.stack([np.interp(lg, np.log(table_p), row) for row in ps]))
-        return np.stack(eh_all), np.stack(ps_all)  # (Q, N, G)
+            tables.append([np.stack([np.interp(lg, np.log(table_p), row) for row in t]) for t in terms])
+        eh, eh_pos, ps = (np.stack([t[k] for t in tables]) for k in range(3))
+        return eh, eh_pos, ps  # each (Q, N, G)
 
-    def _combo_values(self, combos: np.ndarray, eh, ps, grid, obs) -> tuple[np.ndarray, np.ndarray]:
+    def _combo_values(self, combos: np.ndarray, eh, eh_pos, ps, grid, obs) -> tuple[np.ndarray, np.ndarray]:
         """Best grid value and grid power indices for each N combination (rows of ``combos``)."""
         prm = self.params
         q = obs.n_users
@@ -232,11 +246,12 @@ class OracleProvisioning(ProvisioningAgent):
         # latency: FIFO GPU completion (C, Q) + transmission at the median SNR of each grid power (Q, G)
         gen = self.models.gpu_completion_times(combos)
         tx = self._median_delay(grid[None, :], d[:, None])
-        lt = latency_term(np.maximum(gen[..., None] + tx[None], 1e-9), combos[..., None], prm.max_latency_s)
+        latency = gen[..., None] + tx[None]  # (C, Q, G)
         users = np.arange(q)
         e = eh[users[None, :], combos - 1]  # (C, Q, G)
+        e_pos = eh_pos[users[None, :], combos - 1]
         s = ps[users[None, :], combos - 1]
-        f = expected_user_utility(lt, e, cost(combos[..., None], grid, prm), 1.0 - s, prm)
+        f = expected_user_utility(latency, combos[..., None], e, e_pos, cost(combos[..., None], grid, prm), 1.0 - s, prm)
         f[..., 0] = -np.inf  # no zero power: it never helps the expected utility but confuses the latency model
         # max-plus DP over users on the budget grid (index = grid steps used)
         best = f[:, 0, :].copy()
@@ -274,16 +289,16 @@ class OracleProvisioning(ProvisioningAgent):
         p_total = float(obs.p_total_w)
         g = self.power_grid
         grid = np.linspace(0.0, p_total, g + 1)
-        eh, ps = self._objective_tables(obs, grid)
+        eh, eh_pos, ps = self._objective_tables(obs, grid)
         n_range = np.arange(1, self.n_max + 1)
         if self.n_max**q <= self.max_combos:
             combos = np.array(list(itertools.product(n_range, repeat=q)), dtype=int)
-            values, idx = self._chunked(combos, eh, ps, grid, obs)
+            values, idx = self._chunked(combos, eh, eh_pos, ps, grid, obs)
             j = int(np.argmax(values))
             n_best, p_idx = combos[j], idx[j]
         else:  # coordinate ascent from the best uniform N
             uniform = np.repeat(n_range[:, None], q, axis=1)
-            values, idx = self._chunked(uniform, eh, ps, grid, obs)
+            values, idx = self._chunked(uniform, eh, eh_pos, ps, grid, obs)
             j = int(np.argmax(values))
             n_best, p_idx, v_best = uniform[j].copy(), idx[j], values[j]
             for _ in range(4):
@@ -291,7 +306,7 @@ class OracleProvisioning(ProvisioningAgent):
                 for i in range(q):
                     cands = np.repeat(n_best[None, :], self.n_max, axis=0)
                     cands[:, i] = n_range
-                    values, idx = self._chunked(cands, eh, ps, grid, obs)
+                    values, idx = self._chunked(cands, eh, eh_pos, ps, grid, obs)
                     k = int(np.argmax(values))
                     if values[k] > v_best + 1e-12:
                         n_best, p_idx, v_best, improved = cands[k].copy(), idx[k], values[k], True
@@ -303,10 +318,10 @@ class OracleProvisioning(ProvisioningAgent):
             decision = self._polish(obs, decision)
         return decision
 
-    def _chunked(self, combos, eh, ps, grid, obs, chunk: int = 64):
+    def _chunked(self, combos, eh, eh_pos, ps, grid, obs, chunk: int = 64):
         vals, idxs = [], []
         for s in range(0, len(combos), chunk):
-            v, i = self._combo_values(combos[s : s + chunk], eh, ps, grid, obs)
+            v, i = self._combo_values(combos[s : s + chunk], eh, eh_pos, ps, grid, obs)
             vals.append(v)
             idxs.append(i)
         return np.concatenate(vals), np.concatenate(idxs)
@@ -318,7 +333,12 @@ class OracleProvisioning(ProvisioningAgent):
         lo = p_total * 1e-6
 
         def neg(p):
-            return -self.expected_utility(obs, Provision(n, np.maximum(p, lo)))
+            # Within the budget (SLSQP's constraint), the objective; a finite-difference step just past it is
+            # scaled back onto it instead of meeting eq. 22's budget penalty, a jump the gradient cannot use.
+            p = np.maximum(p, lo)
+            if service.exceeds_budget(p, p_total):
+                p = service.transmitted_powers(p, p_total)[0]
+            return -self.expected_utility(obs, Provision(n, p))
 
         x0 = np.maximum(start.power_w, lo)
         f0 = neg(x0)

@@ -144,6 +144,15 @@ def _agent_name(agent, fallback: str) -> str:
     return name
 
 
+def _twins(build, name: str, params: dict[str, Any] | None, scenario: Scenario | None, seed: int):
+    """``(scenario, agent, its twin built with the same seed, the agent's name)``."""
+    scenario = scenario or default_check_scenario()
+    context = agent_context(scenario)
+    first = build(name, dict(params or {}), context, np.random.default_rng(seed))
+    second = build(name, dict(params or {}), context, np.random.default_rng(seed))
+    return scenario, first, second, _agent_name(first, name)
+
+
 def check_provisioning_agent(
     name: str, params: dict[str, Any] | None = None, scenario: Scenario | None = None, seed: int = 0, n_observations: int = 12
 ) -> None:
@@ -152,12 +161,7 @@ def check_provisioning_agent(
     Raises :class:`AgentContractError` (or the builder's ``AgentError`` when it
     cannot be built) on the first problem; returns ``None`` when it keeps the contract.
     """
-    scenario = scenario or default_check_scenario()
-    params = dict(params or {})
-    context = agent_context(scenario)
-    first = build_provisioning_agent(name, params, context, np.random.default_rng(seed))
-    second = build_provisioning_agent(name, params, context, np.random.default_rng(seed))
-    label = _agent_name(first, name)
+    scenario, first, second, label = _twins(build_provisioning_agent, name, params, scenario, seed)
     for obs in provisioning_observations(scenario, n_observations, seed):
         before = _snapshot(obs)
         a = check_provision(first.decide(obs), obs, label)
@@ -175,12 +179,7 @@ def check_prompt_agent(
     name: str, params: dict[str, Any] | None = None, scenario: Scenario | None = None, seed: int = 0, n_observations: int = 12
 ) -> None:
     """Build the prompt agent ``name`` (registered, or ``package.module:Class``) twice and check it."""
-    scenario = scenario or default_check_scenario()
-    params = dict(params or {})
-    context = agent_context(scenario)
-    first = build_prompt_agent(name, params, context, np.random.default_rng(seed))
-    second = build_prompt_agent(name, params, context, np.random.default_rng(seed))
-    label = _agent_name(first, name)
+    scenario, first, second, label = _twins(build_prompt_agent, name, params, scenario, seed)
     for obs in prompt_observations(scenario, n_observations, seed):
         a, b = first.choose(obs), second.choose(obs)
         if isinstance(a, (bool, np.bool_)) or not isinstance(a, (int, np.integer)):

@@ -19,6 +19,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sim import registry
+from sim.model.qoe import QOE_FORMS
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
@@ -28,6 +29,12 @@ ChannelModelName = Annotated[str, AfterValidator(registry.CHANNEL_MODELS.check_n
 GeneratorName = Annotated[str, AfterValidator(registry.GENERATORS.check_name)]
 AssessorName = Annotated[str, AfterValidator(registry.ASSESSORS.check_name)]
 CorpusName = Annotated[str, AfterValidator(registry.CORPORA.check_name)]
+
+
+def _qoe_form(form: str) -> str:
+    if form not in QOE_FORMS:
+        raise ValueError(f"unknown QoE form {form!r}; known: {', '.join(QOE_FORMS)}")
+    return form
 
 
 def _fallback_assessor(name: str) -> str:
@@ -256,6 +263,12 @@ class QoEConfig(_Strict):
     penalty: NonNegativeFloat = 1.0
     #: Received scores below this floor count as the floor in ln(Q / Q_th) (an undecodable image scores 0).
     quality_floor: PositiveFloat = 0.5
+    #: How latency and quality combine into QoE (docs/model.md): ``gated`` (default; latency and images count
+    #: only once the threshold is met, so QoE never rises with either), ``paper`` (the paper's product, kept to
+    #: reproduce it), ``additive`` (quality term less ``latency_weight * L / (L + max_latency_s)``).
+    form: Annotated[str, AfterValidator(_qoe_form)] = "gated"
+    #: Weight of the latency cost in the ``additive`` form.
+    latency_weight: NonNegativeFloat = 0.5
 
 
 class AgentConfig(_Strict):

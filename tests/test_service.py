@@ -123,9 +123,15 @@ def test_service_models_are_built_once_from_the_scenario():
         service.ServiceModels(models.channel, models.quality, models.qoe, ber_model="nope")
 
 
-def test_expected_utility_of_a_known_latency_is_the_utility_of_the_expected_qoe():
-    from sim.model.qoe import expected_user_utility
+@pytest.mark.parametrize("form", ["gated", "paper", "additive"])
+def test_expected_utility_of_a_known_latency_is_the_mean_utility(form):
+    """Two equally likely best scores (one below, one above the threshold): the mean of the two utilities."""
+    from sim.model.qoe import expected_user_utility, quality_term
 
-    prm = QoEParams()
-    lt, eq, c, pv = np.array([0.8, 1.3]), np.array([-0.2, 0.05]), np.array([2.0, 3.5]), np.array([0.9, 0.1])
-    assert np.allclose(expected_user_utility(lt, eq, c, pv, prm), user_utility(lt * eq, c, pv, prm), rtol=1e-13)
+    prm = QoEParams(form=form)
+    thr, lat, n, c = 8.0, 12.0, 3, 2.5
+    scores = np.array([6.0, 9.0])
+    q = quality_term(scores, thr, prm.quality_floor)
+    realised = user_utility(qoe(scores, thr, lat, n, prm), c, scores < thr, prm)
+    expected = expected_user_utility(lat, n, q.mean(), np.maximum(q, 0).mean(), c, 0.5, prm)
+    assert float(expected) == pytest.approx(float(realised.mean()), rel=1e-12)

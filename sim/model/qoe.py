@@ -1,25 +1,32 @@
 r"""QoE, cost and utility (the paper's eqs. 22-24), vectorised over users.
 
-**QoE (eq. 23, well-defined variant).** The paper multiplies a latency term,
-Hossfeld's logarithmic law :math:`\log_{N_i}(L_{max} / (N_i T_\zeta))`, by a
-Weber-Fechner quality term :math:`\ln(\max_k Q_i^{(k)} / Q_i^{th})`. As printed
-it is undefined at :math:`N_i = 1` (log base 1) and turns negative past
-:math:`L_{max}`, where a negative latency term times a negative quality term
-would *reward* a late, unsatisfied user. This module uses
+**QoE (eq. 23).** The paper multiplies a latency term, Hossfeld's logarithmic
+law :math:`\log_{N_i}(L_{max} / (N_i T_\zeta))`, by a Weber-Fechner quality
+term :math:`\ln(\max_k Q_i^{(k)} / Q_i^{th})`. Both factors are kept well
+defined here:
 
-.. math::
+* latency term :math:`\ell(L, N) = \log_{1 + N}(1 + L_{max} / L)` (:func:`latency_term`):
+  base :math:`1 + N_i` is defined at :math:`N_i = 1`, and
+  :math:`1 + L_{max}/L_i` keeps it positive and falling with the measured
+  latency :math:`L_i` (queueing + generation + transmission);
+* quality term :math:`q = \ln(\max(Q_i^{best}, Q_{floor}) / Q_i^{th})`
+  (:func:`quality_term`): positive exactly when the threshold is met;
+  :math:`Q_{floor}` bounds it for an undecodable image (score 0).
 
-    \mathrm{QoE}_i = \log_{1 + N_i}\!\left(1 + \frac{L_{max}}{L_i}\right)
-                     \cdot \ln\frac{\max(Q_i^{best}, Q_{floor})}{Q_i^{th}}
+Three forms combine them (``qoe.form``; :data:`QOE_FORMS`):
 
-* base :math:`1 + N_i` keeps the paper's shape (more images flatten the
-  latency curve: a user who gets more images is more patient) and is defined
-  at :math:`N_i = 1`;
-* :math:`1 + L_{max}/L_i` keeps the latency term positive and decreasing in
-  the measured latency :math:`L_i` (queueing + generation + transmission), so
-  the sign of QoE is the sign of the quality term: positive exactly when the
-  user's threshold is met;
-* :math:`Q_{floor}` bounds the quality term for an undecodable image (score 0).
+* ``gated`` (the default): :math:`\ell q` for a satisfied user, :math:`q` for
+  an unsatisfied one. Latency and images only count once the image is good
+  enough, so QoE never rises with latency or with the number of images for any
+  user, and it is bounded: :math:`[\ln(Q_{floor}/Q^{th}), \ell_{max} \ln(10/Q^{th})]`;
+* ``paper``: :math:`\ell q` for every user, the paper's product. For an
+  unsatisfied user (:math:`q < 0`) it *rises* with latency and with the number
+  of images (the smaller :math:`\ell`, the less negative), and a lost image at
+  a short latency scores far below anything else (:math:`4.95 \times \ln(0.5/8)
+  = -13.7` at :math:`N = 1`, 2 s). Kept to reproduce the paper;
+* ``additive``: :math:`q - w_L L / (L + L_{max})`: the quality term less a
+  bounded latency cost with weight :math:`w_L` (``qoe.latency_weight``); no
+  dependence on the number of images.
 
 QoE is pluggable: anything with the signature of :func:`qoe` can be passed
 to the world.
@@ -30,11 +37,16 @@ to the world.
 - J\rho - Q\rho\,[\sum_i P_i > P_{total}]`, with J the users that miss their
 threshold or get :math:`N_i < 1`, and Q the number of users decided for.
 
->>> params = QoEParams(max_latency_s=60.0)
->>> round(float(qoe(8.8, 8.0, 20.0, 1, params)), 4)   # log2(4) * ln(1.1)
+>>> paper = QoEParams(max_latency_s=60.0, form="paper")
+>>> round(float(qoe(8.8, 8.0, 20.0, 1, paper)), 4)   # log2(4) * ln(1.1)
 0.1906
->>> float(qoe(7.0, 8.0, 20.0, 1, params)) < 0
+>>> gated = QoEParams(max_latency_s=60.0)
+>>> float(qoe(8.8, 8.0, 20.0, 1, gated)) == float(qoe(8.8, 8.0, 20.0, 1, paper))   # satisfied: the same
 True
+>>> [round(float(qoe(7.0, 8.0, t, 1, gated)), 4) for t in (5.0, 50.0)]            # unsatisfied: ln(7/8), whatever the latency
+[-0.1335, -0.1335]
+>>> [round(float(qoe(7.0, 8.0, t, 1, paper)), 4) for t in (5.0, 50.0)]            # the paper's product rises with latency
+[-0.4941, -0.1519]
 """
 
 from __future__ import annotations
@@ -48,6 +60,10 @@ from numpy.typing import ArrayLike
 from sim.model.service import exceeds_budget
 
 
+#: The QoE forms (module docstring): ``gated`` (default), ``paper``, ``additive``.
+QOE_FORMS = ("gated", "paper", "additive")
+
+
 @dataclass(frozen=True)
 class QoEParams:
     """Constants of QoE, cost and utility (from the scenario's ``qoe`` section)."""
@@ -58,13 +74,19 @@ class QoEParams:
     cost_per_image: float = 0.5
     penalty: float = 1.0
     quality_floor: float = 0.5
+    #: How latency and quality combine (:data:`QOE_FORMS`).
+    form: str = "gated"
+    #: Weight of the latency cost in the ``additive`` form.
+    latency_weight: float = 0.5
 
     def __post_init__(self) -> None:
+        if self.form not in QOE_FORMS:
+            raise ValueError(f"qoe form must be one of {', '.join(QOE_FORMS)}, got {self.form!r}")
         if self.max_latency_s <= 0:
             raise ValueError("max_latency_s must be > 0 seconds")
         if self.quality_floor <= 0:
             raise ValueError("quality_floor must be > 0 (it bounds ln(Q / Q_th))")
-        for name in ("eta_q", "eta_c", "cost_per_image", "penalty"):
+        for name in ("eta_q", "eta_c", "cost_per_image", "penalty", "latency_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
 
@@ -96,10 +118,15 @@ def quality_term(best_score: ArrayLike, threshold: ArrayLike, quality_floor: flo
 def qoe(
     best_score: ArrayLike, threshold: ArrayLike, latency_s: ArrayLike, n_images: ArrayLike, params: QoEParams
 ) -> np.ndarray:
-    """QoE of users with best received score, threshold, latency and images received (module docstring)."""
-    return latency_term(latency_s, n_images, params.max_latency_s) * quality_term(
-        best_score, threshold, params.quality_floor
-    )
+    """QoE of users with best received score, threshold, latency and images received, in ``params.form``."""
+    q = quality_term(best_score, threshold, params.quality_floor)
+    if params.form == "additive":
+        latency = np.asarray(latency_s, dtype=float)
+        return q - params.latency_weight * latency / (latency + params.max_latency_s)
+    ell = latency_term(latency_s, n_images, params.max_latency_s)
+    if params.form == "paper":
+        return ell * q
+    return np.where(q > 0, ell * q, q)
 
 
 def cost(n_images: ArrayLike, power_w: ArrayLike, params: QoEParams) -> np.ndarray:
@@ -124,24 +151,36 @@ def user_utility(qoe_value: ArrayLike, cost_value: ArrayLike, violated: ArrayLik
 
 
 def expected_user_utility(
-    latency_term_value: ArrayLike,
+    latency_s: ArrayLike,
+    n_images: ArrayLike,
     expected_quality_term: ArrayLike,
+    expected_positive_quality_term: ArrayLike,
     cost_value: ArrayLike,
     p_violation: ArrayLike,
     params: QoEParams,
 ) -> np.ndarray:
-    """Expected :func:`user_utility` of a user whose latency term is known and whose quality is uncertain.
+    """Expected :func:`user_utility` of a user whose latency is known and whose best score is uncertain.
 
-    QoE is the product of the latency term and the quality term, so with a
-    known latency term ``L`` its expectation is ``L E[quality term]``:
-    ``eta_q L E[q] - eta_c C - rho P(violation)`` (what the oracle maximises).
-    Equal to ``user_utility(L * E[q], C, P(violation))`` up to rounding.
+    With the latency known, QoE is linear in the quality term on each side of
+    the threshold, so its expectation needs only ``E[q]`` and ``E[max(q, 0)]``:
+    ``paper``: ``l E[q]``; ``gated``: ``l E[q+] + (E[q] - E[q+])``;
+    ``additive``: ``E[q] - w_L L / (L + L_max)``. The result is
+    ``eta_q E[QoE] - eta_c C - rho P(violation)`` (what the oracle maximises).
     """
-    return (
-        params.eta_q * np.asarray(latency_term_value, dtype=float) * np.asarray(expected_quality_term, dtype=float)
-        - params.eta_c * np.asarray(cost_value, dtype=float)
-        - params.penalty * np.asarray(p_violation, dtype=float)
-    )
+    e_q = np.asarray(expected_quality_term, dtype=float)
+    if params.form == "additive":
+        latency = np.asarray(latency_s, dtype=float)
+        e_qoe = e_q - params.latency_weight * latency / (latency + params.max_latency_s)
+        return params.eta_q * e_qoe - params.eta_c * np.asarray(cost_value, dtype=float) - params.penalty * np.asarray(
+            p_violation, dtype=float
+        )
+    ell = latency_term(latency_s, n_images, params.max_latency_s)
+    if params.form == "paper":
+        gain = params.eta_q * ell * e_q  # written so, the oracle's paper-form numbers match release 0.1 to the bit
+    else:
+        e_pos = np.asarray(expected_positive_quality_term, dtype=float)
+        gain = params.eta_q * (ell * e_pos + (e_q - e_pos))
+    return gain - params.eta_c * np.asarray(cost_value, dtype=float) - params.penalty * np.asarray(p_violation, dtype=float)
 
 
 @dataclass(frozen=True)
