@@ -122,6 +122,10 @@ class ChannelConfig(_Strict):
     #: small-scale fading, so its BER is the Nakagami-averaged BER (eq. 9) at this round's shadowed SNR;
     #: ``block_fading``: one fading draw holds for the whole image, BER = Q(sqrt(2 SNR)).
     ber_model: Literal["average_fading", "block_fading"] = "average_fading"
+    #: How the world delivers an image. ``bytes``: real image bytes, bits flipped at the BER, decoded and scored
+    #: by the assessor. ``statistical``: no pixels; each image's fate (undecodable, or the share of its score it
+    #: keeps) is drawn from the fitted damage model the environments use (needs the surrogate generator).
+    delivery: Literal["bytes", "statistical"] = "bytes"
     #: Channel model from the registry (:data:`sim.registry.CHANNEL_MODELS`) or a ``package.module:attribute``
     #: factory called with this section; the default is the paper's Nakagami-m fading with log-normal shadowing.
     model: ChannelModelName = "nakagami_lognormal"

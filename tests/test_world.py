@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -176,3 +177,33 @@ def test_block_fading_uses_instantaneous_snr():
     sc = small(channel={"ber_model": "block_fading"})
     images = pd.DataFrame(World(sc, seed=0).run().images)
     assert np.allclose(images.ber, ber_awgn(db_to_linear(images.snr_db)))
+
+
+def test_statistical_delivery_draws_fates_from_the_damage_model_with_the_same_images():
+    """Same users, decisions, generation scores and channel draws as the bytes mode; the damage is drawn, not measured."""
+    from sim.model import service
+
+    sc = parse_scenario({"name": "stat", "arrivals": {"n_users": 6}, "channel": {"noise_power_w": 1e-8}})
+    stat = sc.model_copy(update={"channel": sc.channel.model_copy(update={"delivery": "statistical"})})
+    a, b, b2 = World(sc, seed=3).run(), World(stat, seed=3).run(), World(stat, seed=3).run()
+    assert [r.__dict__ for r in b.images] == [r.__dict__ for r in b2.images]  # deterministic
+    first = lambda run: [(i.user_id, i.image_index, i.generation_score, i.ber) for i in run.images if i.round_index == 0]
+    assert first(a) == first(b)
+    world = World(stat, seed=3)
+    for im in b.images:
+        assert im.assessor == "statistical" and math.isnan(im.damage)
+        if im.decodable:
+            keep = float(world.quality.retention(im.ber, im.n_bits))
+            assert im.received_score == pytest.approx(im.generation_score * keep)
+        else:
+            assert im.received_score == 0.0
+    assert {im.n_bits for im in b.images} == {world._image_bits}
+    scores, ok = service.delivered(world.quality, 0.5, 8.0, 0.0, 60_000)  # bit noise: always lost
+    assert float(scores) == 0.0 and not bool(ok)
+
+
+def test_statistical_delivery_needs_the_surrogate(tmp_path):
+    cache = {"dir": str(tmp_path), "on_miss": "fallback"}
+    sc = parse_scenario({"name": "s", "generator": {"backend": "cache", "cache": cache}, "channel": {"delivery": "statistical"}})
+    with pytest.raises(ValueError, match="needs generator.backend: surrogate"):
+        World(sc)

@@ -25,11 +25,13 @@ demonstration-dataset builder (:mod:`sim.dataset.demonstrations`).
    (:func:`transmission_time_s`); with zero power nothing is sent, the time is
    infinite, and nobody waits for it (:func:`delivery_delay_s` is then 0, and
    the image arrives as bit noise: BER 1/2).
-5. **Damage** in the statistical delivery mode (:func:`received_scores`): an
-   image is undecodable (score 0) with ``QualityModel.p_undecodable(ber, bits)``,
-   else it keeps ``generation score * QualityModel.retention(ber, bits)``; the
-   bytes mode flips real bits instead (:func:`sim.model.channel.flip_bits`) and
-   lets the assessor score what arrives.
+5. **Damage** in the statistical delivery mode (:func:`delivered`,
+   :func:`received_scores`): an image is undecodable (score 0) with
+   ``QualityModel.p_undecodable(ber, bits)``, else it keeps ``generation score *
+   QualityModel.retention(ber, bits)``; the bytes mode flips real bits instead
+   (:func:`sim.model.channel.flip_bits`) and lets the assessor score what
+   arrives. The environments always use the statistical mode; the world uses
+   the scenario's ``channel.delivery``.
 6. **Utility** of the round: :func:`sim.model.qoe.utility` (eq. 22a with its
    penalties) over the epoch's users, and :func:`sim.model.qoe.user_utility` for
    one user's whole stay.
@@ -122,16 +124,22 @@ def delivery_delay_s(tx_time_s: ArrayLike) -> np.ndarray:
     return np.where(np.isfinite(t), t, 0.0)
 
 
-def received_scores(quality, ber: ArrayLike, generation_scores: ArrayLike, uniforms: ArrayLike, image_bits: float) -> np.ndarray:
-    """Scores of images after the channel in the statistical delivery mode (arrays broadcast).
+def delivered(quality, ber: ArrayLike, generation_scores: ArrayLike, uniforms: ArrayLike, image_bits: float):
+    """``(received scores, decodable)`` of images after the channel in the statistical delivery mode.
 
-    Undecodable (score 0) when the uniform draw is below
-    ``quality.p_undecodable(ber, image_bits)``, else ``generation score *
-    quality.retention(ber, image_bits)``.
+    Arrays broadcast. An image is undecodable (score 0) when its uniform draw is
+    below ``quality.p_undecodable(ber, image_bits)``, else it keeps
+    ``generation score * quality.retention(ber, image_bits)``: the damage model
+    fitted to what the bytes mode measures (docs/quality_model.md).
     """
     gen = np.asarray(generation_scores, dtype=float)
-    undecodable = np.asarray(uniforms) < quality.p_undecodable(ber, image_bits)
-    return np.where(undecodable, 0.0, gen * quality.retention(ber, image_bits))
+    decodable = np.asarray(uniforms) >= quality.p_undecodable(ber, image_bits)
+    return np.where(decodable, gen * quality.retention(ber, image_bits), 0.0), decodable
+
+
+def received_scores(quality, ber: ArrayLike, generation_scores: ArrayLike, uniforms: ArrayLike, image_bits: float) -> np.ndarray:
+    """The scores of :func:`delivered` (what the gymnasium environments draw)."""
+    return delivered(quality, ber, generation_scores, uniforms, image_bits)[0]
 
 
 @dataclass(frozen=True)
@@ -177,6 +185,7 @@ __all__ = [
     "BUDGET_TOLERANCE",
     "ChannelModel",
     "ServiceModels",
+    "delivered",
     "delivery_delay_s",
     "exceeds_budget",
     "gpu_completion_times",

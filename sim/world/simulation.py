@@ -35,7 +35,7 @@ from typing import Callable
 import numpy as np
 import simpy
 
-from sim.assessment.base import Assessor
+from sim.assessment.base import Assessment, Assessor
 from sim.backends import (
     agent_context,
     build_assessor,
@@ -48,6 +48,7 @@ from sim.backends import (
 from sim.config import Scenario
 from sim.decisions import PromptAgent, PromptObservation, Provision, ProvisioningAgent, ProvisioningObservation
 from sim.generation.base import GenerationRequest, Generator
+from sim.generation.surrogate import typical_image_bits
 from sim.model import service
 from sim.model.channel import flip_bits, linear_to_db
 from sim.model.qoe import QoEFunction, qoe, user_utility, utility
@@ -77,6 +78,18 @@ class User:
     strategies: list[int] = field(default_factory=list)
     request_s: float = 0.0
     satisfied: bool = False
+
+
+@dataclass(frozen=True)
+class _StatisticalImage:
+    """An image in the statistical delivery mode: its score and size, no pixels."""
+
+    seed: int
+    generation_score: float
+    n_bits: int
+    generation_time_s: float
+    time_source: str = "modelled"
+    model: str = "surrogate"
 
 
 @dataclass
@@ -129,6 +142,14 @@ class World:
         self.quality = self.models.quality
         self.qoe_params = self.models.qoe
         self.generator: Generator = build_generator(scenario, self.quality, self.streams.integer_seed("prompt_effect"))
+        self.statistical = scenario.channel.delivery == "statistical"
+        if self.statistical:
+            if not callable(getattr(self.generator, "generation_score", None)):
+                raise ValueError(
+                    "channel.delivery: statistical draws each image's score from the quality model; it needs "
+                    f"generator.backend: surrogate, not {scenario.generator.backend!r} (or use delivery: bytes)"
+                )
+            self._image_bits = int(round(typical_image_bits(scenario)))
         self.assessor: Assessor = build_assessor(scenario, self.quality)
         self.corpus = build_corpus(scenario)
         self.qoe_fn = qoe_fn
@@ -349,11 +370,18 @@ class World:
         }
         if n_images >= 1:
             seeds = tuple(self.streams.integer_seed("generation", user.user_id, r, k) for k in range(n_images))
-            images = self.generator.generate(
-                GenerationRequest(
-                    raw_prompt=user.prompt, prompt=refined, strategy=strategy, seeds=seeds, negative_prompt=negative
+            if self.statistical:  # the same generation scores as the bytes mode, without rendering
+                t = self.scenario.generator.inference_time_s
+                images = [
+                    _StatisticalImage(seed, self.generator.generation_score(user.prompt, strategy, seed), self._image_bits, t)
+                    for seed in seeds
+                ]
+            else:
+                images = self.generator.generate(
+                    GenerationRequest(
+                        raw_prompt=user.prompt, prompt=refined, strategy=strategy, seeds=seeds, negative_prompt=negative
+                    )
                 )
-            )
             sends = [
                 self.env.process(self._deliver(masp, user, k, img, n_images, power_w, strategy, shadow_db))
                 for k, img in enumerate(images)
@@ -381,10 +409,17 @@ class World:
         fading = float(self.channel.draw_fading_gain(1, self.streams.rng("fading", user.user_id, r, k))[0])
         snr = float(self.channel.snr(power_w, user.distance_m, shadow_db, fading))
         ber = float(self.models.image_ber(power_w, user.distance_m, shadow_db, fading))
-        received, flipped = flip_bits(image.data, ber, self.streams.rng("bit_errors", user.user_id, r, k))
+        bit_rng = self.streams.rng("bit_errors", user.user_id, r, k)
+        if self.statistical:
+            score, decodable = service.delivered(self.quality, ber, image.generation_score, bit_rng.random(), image.n_bits)
+            flipped = int(bit_rng.binomial(image.n_bits, ber))
+            verdict = Assessment(score=float(score), decodable=bool(decodable), damage=math.nan, assessor="statistical")
+        else:
+            received, flipped = flip_bits(image.data, ber, bit_rng)
         tx_time = float(service.transmission_time_s(self.channel, image.n_bits, snr, power_w))
         yield self.env.timeout(float(service.delivery_delay_s(tx_time)))
-        verdict = self.assessor.assess(image, received, user.prompt, user_id=user.user_id)
+        if not self.statistical:
+            verdict = self.assessor.assess(image, received, user.prompt, user_id=user.user_id)
         return ImageRecord(
             user_id=user.user_id,
             masp=masp.name,
