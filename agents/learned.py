@@ -29,7 +29,8 @@ from sim.decisions import (
     ProvisioningObservation,
 )
 from sim.rl.checkpoints import CHECKPOINT_META, load_model
-from sim.rl.features import action_to_provision, observation_vector
+from sim.rl.features import batch_provision, observation_vector, world_observation_vector
+from sim.rl.registration import WORLD_ENV_ID
 
 
 class LearnedProvisioning(ProvisioningAgent):
@@ -56,11 +57,9 @@ class LearnedProvisioning(ProvisioningAgent):
         q = int(self.meta["n_users"])
         if obs.n_users > q:
             raise ValueError(f"the policy decides for at most {q} users per epoch, got {obs.n_users}")
-        vector = observation_vector(obs, self.context.scenario, n_users=q)
+        if self.meta.get("env") == WORLD_ENV_ID:
+            vector = world_observation_vector(obs, self.context.scenario, n_users=q)
+        else:
+            vector = observation_vector(obs, self.context.scenario, n_users=q)
         action, _ = self.model.predict(vector, deterministic=self.deterministic)
-        full = action_to_provision(action, self.meta["max_images"], obs.p_total_w, self.meta["action_mapping"])
-        n = full.n_images[: obs.n_users]
-        power = full.power_w[: obs.n_users]
-        if self.meta["action_mapping"] == "feasible" and power.sum() > 0:
-            power = power * (obs.p_total_w / power.sum())
-        return Provision(n, power)
+        return batch_provision(action, obs.n_users, self.meta["max_images"], obs.p_total_w, self.meta["action_mapping"])

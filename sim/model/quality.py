@@ -40,10 +40,12 @@ True
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
@@ -179,6 +181,17 @@ def _prob_max_at_least(threshold: np.ndarray, mean: np.ndarray, sd: np.ndarray, 
 # ---------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=32)
+def _parsed_yaml(path: str, mtime_ns: int, size: int) -> Any:
+    return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+
+
+def _read_yaml(path: Path) -> Any:
+    """The file's YAML, parsed once per version of the file (worlds and environments rebuild models often)."""
+    stat = path.stat()
+    return copy.deepcopy(_parsed_yaml(str(path.resolve()), stat.st_mtime_ns, stat.st_size))
+
+
 @dataclass(frozen=True)
 class DamageParams:
     """Parameters of the score retained after bit errors (see the module docstring).
@@ -218,7 +231,7 @@ class DamageParams:
         """
         path = Path(path)
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            raw = _read_yaml(path)
         except FileNotFoundError:
             raise FileNotFoundError(f"{path}: damage model file not found") from None
         except yaml.YAMLError as err:
@@ -415,7 +428,7 @@ class QualityModel:
         """
         path = Path(generation_path)
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            raw = _read_yaml(path)
         except FileNotFoundError:
             raise FileNotFoundError(f"{path}: quality generation file not found") from None
         except yaml.YAMLError as err:

@@ -19,6 +19,7 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -90,11 +91,22 @@ def load_prompts(path: str | Path | None = None) -> list[Prompt]:
     entry has ``text``, ``scene`` and ``object`` (substrings of ``text``), and optionally
     ``id`` (default ``p<index>``) and ``category`` (default ``"other"``). Ids and texts
     must be unique. Raises :class:`PromptSetError` (a ValueError) naming the file and
-    entry on any problem.
+    entry on any problem. A file is parsed once per version (worlds are built often).
     """
+    path = Path(path) if path is not None else DEFAULT_PROMPTS_PATH
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise PromptSetError(f"{path}: prompt file not found") from None
+    return list(_load_prompts(str(path), str(path.resolve()), stat.st_mtime_ns, stat.st_size))
+
+
+@lru_cache(maxsize=16)
+def _load_prompts(file: str, resolved: str, mtime_ns: int, size: int) -> tuple[Prompt, ...]:
+    """The validated prompts of ``file`` (the other arguments key the cache)."""
     from sim.model.quality import prompt_complexity  # late import: sim.model.quality may import prompting
 
-    path = Path(path) if path is not None else DEFAULT_PROMPTS_PATH
+    path = Path(file)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -136,4 +148,4 @@ def load_prompts(path: str | Path | None = None) -> list[Prompt]:
                 complexity=float(prompt_complexity(fields["text"])),
             )
         )
-    return prompts
+    return tuple(prompts)

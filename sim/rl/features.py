@@ -96,10 +96,77 @@ def action_to_provision(action, n_max: int, p_total_w: float, mapping: str = "fe
     return Provision(np.clip(n, 1, int(n_max)), power)
 
 
+def batch_provision(action, n_users: int, n_max: int, p_total_w: float, mapping: str = "feasible") -> Provision:
+    """:func:`action_to_provision` for the first ``n_users`` users of an action sized for more.
+
+    A smaller batch than the policy's ``Q`` uses the first users' entries; with
+    the ``feasible`` mapping the padded users' share of the power is given back
+    to the real ones (the powers still sum to ``P_total``).
+    """
+    full = action_to_provision(action, n_max, p_total_w, mapping)
+    if n_users > len(full.n_images):
+        raise ValueError(f"the action decides for at most {len(full.n_images)} users, got {n_users}")
+    n, power = full.n_images[:n_users], full.power_w[:n_users]
+    if mapping == "feasible" and power.sum() > 0:
+        power = power * (float(p_total_w) / power.sum())
+    return Provision(n, power)
+
+
+#: Features per user in :func:`world_observation_vector`.
+WORLD_FEATURES_PER_USER = 8
+#: Their Box bounds (values are clipped into them): complexity, distance, threshold, mean SNR at 1 W,
+#: rounds done, best score so far, time waited, present (1) or padding (0).
+_WORLD_LOW = np.array([0.0, 0.0, 0.0, -2.0, 0.0, 0.0, 0.0, 0.0], dtype=np.float32)
+_WORLD_HIGH = np.array([1.0, 4.0, 1.0, 3.0, 1.0, 1.0, 10.0, 1.0], dtype=np.float32)
+#: Bounds of the MASP block: users waiting / Q, GPU backlog / (Q N_max), P_total (W).
+_MASP_LOW = np.array([0.0, 0.0, 0.0], dtype=np.float32)
+_MASP_HIGH = np.array([100.0, 100.0, _P_TOTAL_HIGH], dtype=np.float32)
+
+
+def world_observation_vector(obs: ProvisioningObservation, scenario: Scenario, n_users: int) -> np.ndarray:
+    """The observation of ``sim/World-v0`` for the users of ``obs`` (float32, ``8 Q + 3``).
+
+    Per user ``i`` (``obs[8 i : 8 i + 8]``, padded with zero blocks to ``Q`` users):
+    complexity; distance / ``users.distance_m.high``; threshold / 10; mean SNR at
+    1 W (dB) / 100; rounds done / ``service.max_rounds``; best score so far / 10;
+    time waited / ``qoe.max_latency_s``; 1 for a user, 0 for padding. Then the
+    MASP: users waiting besides these / Q; images at its GPUs / (Q N_max);
+    ``P_total`` (W). Values are clipped into :func:`world_observation_space`.
+    """
+    q = obs.n_users
+    if q > n_users:
+        raise ValueError(f"observation has {q} users, more than the {n_users} the vector holds")
+    block = np.zeros((n_users, WORLD_FEATURES_PER_USER), dtype=np.float64)
+    if q:
+        block[:q, 0] = obs.complexities
+        block[:q, 1] = np.asarray(obs.distances_m, dtype=float) / scenario.users.distance_m.high
+        block[:q, 2] = np.asarray(obs.thresholds, dtype=float) / 10.0
+        block[:q, 3] = np.asarray(obs.mean_snr_db_at_1w, dtype=float) / 100.0
+        block[:q, 4] = np.asarray(obs.rounds_done, dtype=float) / scenario.service.max_rounds
+        block[:q, 5] = np.asarray(obs.best_scores, dtype=float) / 10.0
+        block[:q, 6] = np.asarray(obs.waited_s, dtype=float) / scenario.qoe.max_latency_s
+        block[:q, 7] = 1.0
+        block[:q] = np.clip(block[:q], _WORLD_LOW, _WORLD_HIGH)
+    masp = np.array([obs.queue_length / n_users, obs.gpu_backlog / (n_users * obs.max_images), obs.p_total_w])
+    masp = np.clip(masp, _MASP_LOW, _MASP_HIGH)
+    return np.concatenate([block.ravel(), masp]).astype(np.float32)
+
+
+def world_observation_space(n_users: int) -> spaces.Box:
+    """The Box :func:`world_observation_vector` lives in, for ``n_users`` users."""
+    low = np.concatenate([np.tile(_WORLD_LOW, n_users), _MASP_LOW]).astype(np.float32)
+    high = np.concatenate([np.tile(_WORLD_HIGH, n_users), _MASP_HIGH]).astype(np.float32)
+    return spaces.Box(low, high, dtype=np.float32)
+
+
 __all__ = [
     "ACTION_MAPPINGS",
     "FEATURES_PER_USER",
+    "WORLD_FEATURES_PER_USER",
     "action_to_provision",
+    "batch_provision",
     "observation_space",
     "observation_vector",
+    "world_observation_space",
+    "world_observation_vector",
 ]

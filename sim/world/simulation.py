@@ -92,6 +92,18 @@ class _StatisticalImage:
     model: str = "surrogate"
 
 
+@dataclass(frozen=True)
+class DecisionRequest:
+    """A MASP waiting for a provisioning decision from outside (``World(external_decisions=True)``).
+
+    Succeed ``decided`` with the :class:`~sim.decisions.Provision` for ``observation``'s users.
+    """
+
+    masp: str
+    observation: ProvisioningObservation
+    decided: simpy.Event
+
+
 @dataclass
 class WorldResult:
     """Everything one replication produced."""
@@ -132,6 +144,7 @@ class World:
         prompt_agent: PromptAgent | None = None,
         qoe_fn: QoEFunction = qoe,
         on_user_done: Callable[[int, int], None] | None = None,
+        external_decisions: bool = False,
     ):
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else int(seed)
@@ -172,6 +185,12 @@ class World:
         self.round_records: list[RoundRecord] = []
         self.user_records: list[UserRecord] = []
         self._all_departed = self.env.event()
+        #: With ``external_decisions``, MASPs do not ask the provisioning agent: each decision epoch appends a
+        #: :class:`DecisionRequest` here and waits (see :meth:`advance`).
+        self.external_decisions = bool(external_decisions)
+        self.decision_requests: list[DecisionRequest] = []
+        self.decision_requested = self.env.event()
+        self._started = False
 
     # -- population -------------------------------------------------------------------------------
 
@@ -264,12 +283,23 @@ class World:
             mean_snr_db_at_1w=np.asarray(self.channel.mean_snr_db(1.0, distances), dtype=float),
             rounds_done=np.array([u.rounds_done for u in batch]),
             best_scores=np.array([u.best_score for u in batch]),
+            waited_s=np.array([self.env.now - u.arrival_s for u in batch]),
+            queue_length=len(masp.pending),
+            gpu_backlog=len(masp.gpu.queue) + masp.gpu.count,
         )
 
     def _epoch(self, masp: _Masp, batch: list[User]):
         obs = self._observe(masp, batch)
-        decision: Provision = self.provisioning_agent.decide(obs)
-        decision.check(obs, self.provisioning_agent.name)
+        if self.external_decisions:  # the caller (sim.rl.world_env) decides: wait for it
+            request = DecisionRequest(masp.name, obs, self.env.event())
+            self.decision_requests.append(request)
+            if not self.decision_requested.triggered:
+                self.decision_requested.succeed()
+            decision: Provision = yield request.decided
+            decision.check(obs, "the external decider")
+        else:
+            decision = self.provisioning_agent.decide(obs)
+            decision.check(obs, self.provisioning_agent.name)
         requested = decision.power_w
         power, _ = service.transmitted_powers(requested, masp.p_total_w)
         t_decision = self.env.now
@@ -482,23 +512,56 @@ class World:
 
     # -- run --------------------------------------------------------------------------------------
 
-    def run(self) -> WorldResult:
+    def start(self) -> None:
+        """Schedule arrivals and the MASPs' loops (once); :meth:`run` calls it."""
+        if self._started:
+            return
+        self._started = True
         for user in self.users:
             self.env.process(self._arrive(user))
         for masp in self.masps:
             self.env.process(self._masp_loop(masp))
-        horizon = self.scenario.service.horizon_s
-        if horizon is None:
-            # MASP loops wait forever on an empty queue: stop when the last user has left.
-            self.env.run(until=self._all_departed)
-            end = self.env.now
-        else:
-            self.env.run(until=horizon)
-            end = horizon
+
+    @property
+    def all_departed(self) -> bool:
+        """Every user has left (served or out of rounds)."""
+        return self._all_departed.triggered
+
+    def advance(self) -> DecisionRequest | None:
+        """With ``external_decisions``: simulate until a MASP asks for a decision; ``None`` once every user has left.
+
+        Succeed the returned request's ``decided`` event, then call :meth:`advance` again.
+        """
+        if not self.external_decisions:
+            raise RuntimeError("advance() steps a World built with external_decisions=True")
+        self.start()
+        while not self.decision_requests:
+            if self.all_departed:
+                return None
+            if self.decision_requested.triggered:
+                self.decision_requested = self.env.event()
+            self.env.run(until=self.env.any_of([self.decision_requested, self._all_departed]))
+        return self.decision_requests.pop(0)
+
+    def result(self, end_s: float | None = None) -> WorldResult:
+        """The records and summary so far (``end_s``: the simulated time the run ends at; default now)."""
+        end = self.env.now if end_s is None else end_s
         arrived = sum(1 for u in self.users if u.arrival_s <= end)
         self.user_records.sort(key=lambda r: r.user_id)
         summary = summarise(self.user_records, self.image_records, arrived, end)
         return WorldResult(self.seed, self.user_records, self.round_records, self.image_records, summary)
+
+    def run(self) -> WorldResult:
+        if self.external_decisions:
+            raise RuntimeError("a World with external_decisions is stepped with advance(), not run()")
+        self.start()
+        horizon = self.scenario.service.horizon_s
+        if horizon is None:
+            # MASP loops wait forever on an empty queue: stop when the last user has left.
+            self.env.run(until=self._all_departed)
+            return self.result()
+        self.env.run(until=horizon)
+        return self.result(horizon)
 
 
 def run_world(scenario: Scenario, seed: int | None = None, **kwargs) -> WorldResult:
@@ -506,4 +569,4 @@ def run_world(scenario: Scenario, seed: int | None = None, **kwargs) -> WorldRes
     return World(scenario, seed=seed, **kwargs).run()
 
 
-__all__ = ["World", "WorldResult", "run_world"]
+__all__ = ["DecisionRequest", "World", "WorldResult", "run_world"]
