@@ -71,7 +71,7 @@ def _gauss_hermite(n: int) -> tuple[np.ndarray, np.ndarray]:
     return math.sqrt(2.0) * x, w / w.sum()
 
 
-def _strategy_of(scenario: Scenario | None) -> int:
+def prompt_strategy_of(scenario: Scenario | None) -> int:
     """The strategy the scenario's prompt agent uses (raw -> 0, empirical -> its strategy), else 6."""
     if scenario is None:
         return 6
@@ -117,7 +117,7 @@ class OracleProvisioning(ProvisioningAgent):
         self.n_max = int(n_max or context.max_images)
         if not 1 <= self.n_max <= context.max_images:
             raise ValueError(f"n_max must be in 1..{context.max_images}, got {n_max}")
-        self.strategy = _strategy_of(scenario) if strategy is None else int(strategy)
+        self.strategy = prompt_strategy_of(scenario) if strategy is None else int(strategy)
         if not 0 <= self.strategy < N_STRATEGIES:
             raise ValueError(f"strategy must be in 0..{N_STRATEGIES - 1}, got {strategy}")
         self.image_bits = float(image_bits) if image_bits is not None else typical_image_bits(scenario)

@@ -62,14 +62,17 @@ class ProvisioningObservation:
     best_scores: np.ndarray
     #: Seconds since each user arrived (its latency so far); zeros where unknown.
     waited_s: np.ndarray | None = None
+    #: Images each user has received in earlier rounds (the N of its final QoE counts them); zeros where unknown.
+    images_received: np.ndarray | None = None
     #: Users waiting at this MASP besides the ones decided for now.
     queue_length: int = 0
     #: Images queued for or running on this MASP's GPUs at the decision.
     gpu_backlog: int = 0
 
     def __post_init__(self) -> None:
-        if self.waited_s is None:
-            object.__setattr__(self, "waited_s", np.zeros(len(self.user_ids)))
+        for name in ("waited_s", "images_received"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, np.zeros(len(self.user_ids)))
 
     @property
     def n_users(self) -> int:

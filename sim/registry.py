@@ -24,7 +24,7 @@ importable: installed, or in the directory ``python -m sim`` runs from).
 entry-point string).
 
 >>> PROVISIONING_AGENTS.names()[:3]
-['learned', 'oracle', 'random']
+['learned', 'lookahead', 'oracle']
 >>> GENERATORS.resolve("no-such-backend")
 Traceback (most recent call last):
 ...
@@ -132,6 +132,7 @@ PROVISIONING_AGENTS = Registry(
         "static": "agents.static:StaticProvisioning",
         "random": "agents.random:RandomProvisioning",
         "oracle": "agents.oracle:OracleProvisioning",
+        "lookahead": "agents.lookahead:LookaheadOracle",
         "learned": "agents.learned:LearnedProvisioning",
     },
 )

@@ -76,15 +76,16 @@ def transmitted_powers(requested_w: ArrayLike, p_total_w: float) -> tuple[np.nda
 
 
 def image_done_times(n_images: ArrayLike, gpus: int, inference_time_s: float, k_max: int | None = None) -> np.ndarray:
-    """When each image leaves the FIFO GPU queue: shape ``(users, k_max)``; column ``k`` is image ``k`` of a user.
+    """When each image leaves the FIFO GPU queue: shape ``(..., users, k_max)``; column ``k`` is image ``k`` of a user.
 
-    Entries past a user's ``N_i`` images are what an ``N_i + 1``-th image would
-    get if it were queued right after them (callers mask them out).
+    ``n_images`` has shape ``(..., users)`` (leading axes are independent
+    queues). Entries past a user's ``N_i`` images are what an ``N_i + 1``-th
+    image would get if it were queued right after them (callers mask them out).
     """
     n = np.asarray(n_images, dtype=int)
     k = int(n.max(initial=0) if k_max is None else k_max)
-    first = np.concatenate([[0], np.cumsum(n)[:-1]])
-    return ((first[:, None] + np.arange(k)) // int(gpus) + 1) * float(inference_time_s)
+    first = np.cumsum(n, axis=-1) - n  # images queued before each user's first
+    return ((first[..., None] + np.arange(k)) // int(gpus) + 1) * float(inference_time_s)
 
 
 def gpu_completion_times(n_images: ArrayLike, gpus: int, inference_time_s: float) -> np.ndarray:
@@ -142,6 +143,47 @@ def received_scores(quality, ber: ArrayLike, generation_scores: ArrayLike, unifo
     return delivered(quality, ber, generation_scores, uniforms, image_bits)[0]
 
 
+def round_outcomes(
+    models: ServiceModels,
+    n_images: ArrayLike,
+    power_w: ArrayLike,
+    distance_m: ArrayLike,
+    shadowing_db: ArrayLike,
+    fading_gains: ArrayLike,
+    generation_scores: ArrayLike,
+    uniforms: ArrayLike,
+    image_bits: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(best received score, round latency, BER)`` of the users of one decision epoch, statistical delivery.
+
+    Shapes: ``n_images``, ``power_w`` (powers *sent*: see :func:`transmitted_powers`),
+    ``distance_m``, ``shadowing_db`` are ``(..., users)``; ``fading_gains``,
+    ``generation_scores``, ``uniforms`` are ``(..., users, k_max)`` draws for
+    up to ``k_max`` images each, of which the first ``N_i`` are used (so a
+    decision never shifts anyone's draws). Images queue FIFO on the GPUs user by
+    user (:func:`image_done_times`), each is sent when generated
+    (:func:`transmission_time_s`, :func:`delivery_delay_s`) and damaged by
+    :func:`received_scores`; the user keeps the best. A user's round latency is
+    its last image's arrival (0, and best score 0, without images).
+    """
+    n = np.asarray(n_images, dtype=int)
+    p = np.asarray(power_w, dtype=float)[..., None]
+    d = np.asarray(distance_m, dtype=float)[..., None]
+    x = np.asarray(shadowing_db, dtype=float)[..., None]
+    fading = np.asarray(fading_gains, dtype=float)
+    k_max = fading.shape[-1]
+    ch = models.channel
+    snr = np.asarray(ch.snr(p, d, x, fading), dtype=float)
+    ber = models.image_ber(p, d, x, fading)
+    received = received_scores(models.quality, ber, generation_scores, uniforms, image_bits)
+    tx = delivery_delay_s(transmission_time_s(ch, image_bits, snr, p))
+    done = models.image_done_times(n, k_max)
+    used = np.arange(k_max) < n[..., None]
+    best = np.where(n > 0, np.where(used, received, -np.inf).max(axis=-1, initial=-np.inf), 0.0)
+    latency = np.where(used, done + tx, 0.0).max(axis=-1)
+    return best, latency, ber
+
+
 @dataclass(frozen=True)
 class ServiceModels:
     """The models one service round runs on, built once per world or environment and shared with its agents.
@@ -192,6 +234,7 @@ __all__ = [
     "image_ber",
     "image_done_times",
     "received_scores",
+    "round_outcomes",
     "transmission_time_s",
     "transmitted_powers",
 ]

@@ -239,15 +239,7 @@ class ProvisioningEnv(gym.Env):
         g_rng = self._streams.rng("generation", epoch)
         gen = np.stack([qm.sample_scores(obs.prompts[i], self.strategy, g_rng, k_max, key=key) for i in range(q)])
         d = np.asarray(obs.distances_m, dtype=float)
-        snr = np.asarray(ch.snr(power[:, None], d[:, None], shadow[:, None], fading), dtype=float)
-        ber = models.image_ber(power[:, None], d[:, None], shadow[:, None], fading)
-        received = service.received_scores(qm, ber, gen, u_bits, self.image_bits)
-        tx = service.delivery_delay_s(service.transmission_time_s(ch, self.image_bits, snr, power[:, None]))
-        done = models.image_done_times(n, k_max)
-        used = np.arange(k_max)[None, :] < n[:, None]
-        best = np.where(used, received, -np.inf).max(axis=1)
-        best = np.where(n > 0, best, 0.0)
-        latency = np.where(used, done + tx, 0.0).max(axis=1)
+        best, latency, ber = service.round_outcomes(models, n, power, d, shadow, fading, gen, u_bits, self.image_bits)
         ber_mean = np.where(n > 0, ber[:, 0], np.nan)
         breakdown = utility(best, obs.thresholds, latency, n, requested, self.p_total_w, params)
         users = {

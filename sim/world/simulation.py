@@ -284,6 +284,7 @@ class World:
             rounds_done=np.array([u.rounds_done for u in batch]),
             best_scores=np.array([u.best_score for u in batch]),
             waited_s=np.array([self.env.now - u.arrival_s for u in batch]),
+            images_received=np.array([u.images for u in batch]),
             queue_length=len(masp.pending),
             gpu_backlog=len(masp.gpu.queue) + masp.gpu.count,
         )
