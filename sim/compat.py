@@ -32,7 +32,7 @@ ALIASES: dict[str, str | tuple[str, ...]] = {
     "sim.report": "sim.world.report",
     "sim.envs": ("sim.rl.provisioning_env", "sim.rl.features", "sim.rl.registration"),
     "sim.prompt_env": ("sim.rl.prompt_env", "sim.rl.prompt_features", "sim.rl.registration"),
-    "sim.training": ("sim.rl.training", "sim.rl.checkpoints", "sim.rl.evaluation"),
+    "sim.training": ("sim.rl.training", "sim.rl.checkpoints", "sim.rl.evaluation", "sim.rl.provisioning_env"),
     "sim.prompt_training": (
         "sim.rl.prompt_training",
         "sim.rl.prompt_expert",

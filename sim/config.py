@@ -283,9 +283,13 @@ class AgentConfig(_Strict):
 
 
 class TrainingConfig(_Strict):
-    """Training of provisioning agents on ``sim/Provisioning-v0`` (``python -m sim train``)."""
+    """Training of provisioning agents (``python -m sim train``)."""
 
-    #: Decision epochs per episode.
+    #: The environment learners train and are evaluated on: ``world`` (``sim/World-v0``: the SimPy world
+    #: stepped from decision to decision; sequential, an episode is a run) or ``epoch`` (``sim/Provisioning-v0``:
+    #: the paper's one-epoch problem, fresh users every step).
+    env: Literal["epoch", "world"] = "epoch"
+    #: Decision epochs per episode (``epoch`` env; the ``world`` env's episodes end when every user has left).
     episode_length: Annotated[int, Field(ge=1)] = 32
     #: ``feasible``: the power split always sums to P_total; ``penalised``: the paper's raw action, eq. 22 penalty.
     action_mapping: Literal["feasible", "penalised"] = "feasible"

@@ -15,7 +15,7 @@ pytest.importorskip("stable_baselines3")
 from sim.config import load_scenario  # noqa: E402
 from sim.paper import provisioning as prov  # noqa: E402
 from sim.paper.common import verdict  # noqa: E402
-from sim.rl.training import make_env  # noqa: E402
+from sim.rl.provisioning_env import make_env  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LEARNERS = ("ddpg", "ppo")

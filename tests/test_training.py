@@ -108,3 +108,25 @@ def test_cli_train_and_missing_checkpoint_are_clear(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "sim", "run", str(path), "--quiet", "--out", str(tmp_path / "r")],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 2 and "not a training checkpoint directory" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_learners_train_in_the_world_and_run_there(tmp_path):
+    """training.env: world trains on sim/World-v0 (episodes are world runs) and the checkpoint runs in the world."""
+    import json
+
+    from sim.config import AgentConfig
+    from sim.rl.registration import WORLD_ENV_ID
+
+    sc = scenario(arrivals={"n_users": 6}, training={**SMALL["training"], "env": "world", "eval_every_steps": 32})
+    sc = sc.model_copy(update={"channel": sc.channel.model_copy(update={"delivery": "statistical"})})
+    result = train(sc, "ppo", steps=64, seed=0, out=tmp_path, quiet=True)
+    meta = json.loads((tmp_path / "checkpoints" / "latest" / "checkpoint.json").read_text())
+    assert meta["env"] == WORLD_ENV_ID and result.steps == 64
+    curve = pd.read_csv(tmp_path / "curve.csv")
+    assert len(curve) == 2 and np.isfinite(curve["eval_utility"]).all()
+    agent = AgentConfig(name="learned", params={"checkpoint": str(tmp_path / "checkpoints" / "latest")})
+    run = World(sc.model_copy(update={"provisioning_agent": agent}), seed=2).run()
+    assert run.summary["users"] == 6 and np.isfinite(run.summary["mean_utility"])
+    # the evaluation utility of a world run is its mean utility per user: the same number the world reports
+    mean, _, _ = evaluate(load_model("ppo", tmp_path / "checkpoints" / "latest"), sc, 1, 0)
+    assert np.isfinite(mean)

@@ -106,6 +106,8 @@ def batch_provision(action, n_users: int, n_max: int, p_total_w: float, mapping:
     full = action_to_provision(action, n_max, p_total_w, mapping)
     if n_users > len(full.n_images):
         raise ValueError(f"the action decides for at most {len(full.n_images)} users, got {n_users}")
+    if n_users == len(full.n_images):
+        return full
     n, power = full.n_images[:n_users], full.power_w[:n_users]
     if mapping == "feasible" and power.sum() > 0:
         power = power * (float(p_total_w) / power.sum())

@@ -25,7 +25,9 @@ from sim.io import write_csv, write_text
 from sim.progress import count_progress
 from sim.rl.checkpoints import CHECKPOINT_META, PROVISIONING_ALGORITHMS, load_model, save_model
 from sim.rl.evaluation import evaluate
-from sim.rl.provisioning_env import ProvisioningEnv, make_env
+from sim.rl.provisioning_env import ProvisioningEnv
+from sim.rl.registration import PROVISIONING_ENV_ID, WORLD_ENV_ID
+from sim.rl.world_env import make_training_env
 
 #: The provisioning learners :func:`train` knows (the CLI's ``--agent`` choices).
 ALGORITHMS = PROVISIONING_ALGORITHMS
@@ -88,7 +90,7 @@ def train(
     t = scenario.training
     out = Path(out)
     latest = out / "checkpoints" / "latest"
-    env = make_env(scenario)
+    env = make_training_env(scenario)
     env.reset(seed=seed)
     curve_path = out / "curve.csv"
     if resume:
@@ -111,6 +113,7 @@ def train(
         "algorithm": algorithm,
         "seed": seed,
         "scenario": scenario.name,
+        "env": WORLD_ENV_ID if t.env == "world" else PROVISIONING_ENV_ID,
         "n_users": env.n_users,
         "action_mapping": t.action_mapping,
         "max_images": scenario.service.max_images_per_round,

@@ -203,6 +203,16 @@ class WorldEnv(gym.Env):
         return "\n".join(lines) + "\n"
 
 
+def make_training_env(scenario: Scenario):
+    """The environment the scenario's learners train on: ``training.env`` (``world`` or ``epoch``) with its settings."""
+    t = scenario.training
+    if t.env == "world":
+        return WorldEnv(scenario, action_mapping=t.action_mapping)
+    from sim.rl.provisioning_env import make_env
+
+    return make_env(scenario)
+
+
 def episode_return(env: WorldEnv, seed: int, decide) -> tuple[float, dict[str, float]]:
     """Return of one episode with ``decide(env) -> Provision`` (e.g. an agent on ``env.current_observation``).
 
@@ -217,4 +227,4 @@ def episode_return(env: WorldEnv, seed: int, decide) -> tuple[float, dict[str, f
             return total, info.get("summary", {})
 
 
-__all__ = ["ENV_ID", "WorldEnv", "episode_return"]
+__all__ = ["ENV_ID", "WorldEnv", "episode_return", "make_training_env"]
