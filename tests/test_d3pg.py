@@ -300,3 +300,38 @@ def test_zero_discount_targets_the_reward_alone():
     agent.learn(600)
     assert calls == []
     assert bandit_score(agent) > -0.05
+
+
+@pytest.mark.parametrize("actor", ["diffusion", "mlp"])
+def test_batched_deterministic_predict_gives_each_observation_its_own_action(actor):
+    agent = D3PG(LinearTargetBandit(), D3PGConfig(seed=4, **SMALL), actor=actor)
+    states = np.random.default_rng(0).uniform(-1.0, 1.0, (7, 2)).astype(np.float32)
+    batched, _ = agent.predict(states)
+    singles = np.stack([agent.predict(s)[0] for s in states])
+    assert np.allclose(batched, singles, atol=1e-6)
+
+
+def test_terminal_transitions_skip_the_bootstrap_even_with_a_discount(monkeypatch):
+    """Every step terminal (a bandit): the TD target is the reward, and the target actor's chain is not run."""
+    agent = D3PG(LinearTargetBandit(), D3PGConfig(seed=0, gamma=0.99, **SMALL))
+
+    def no_chain(*args, **kwargs):
+        raise AssertionError("the target actor ran for terminal transitions")
+
+    monkeypatch.setattr(agent.actor_target, "sample", no_chain)
+    batch = (torch.zeros(8, 2), torch.zeros(8, 2), torch.ones(8), torch.zeros(8, 2), torch.ones(8))
+    agent.train_step(batch)
+    with pytest.raises(AssertionError, match="target actor ran"):
+        agent.train_step((*batch[:4], torch.zeros(8)))  # not terminal: it bootstraps
+
+
+def test_torch_threads_and_defaults_for_short_budgets():
+    before = torch.get_num_threads()
+    try:
+        D3PG(LinearTargetBandit(), D3PGConfig(torch_threads=1, **SMALL))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert D3PGConfig().learning_starts == 100
+    with pytest.raises(ValueError, match="torch_threads"):
+        D3PGConfig(torch_threads=0)

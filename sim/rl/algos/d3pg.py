@@ -18,13 +18,23 @@ The file reads top to bottom like a CleanRL script: config, networks, replay buf
 ``actor="mlp"`` swaps the diffusion actor for a tanh MLP (the ablation, :class:`DDPGMLP`); the
 critics, buffer and update rule stay identical.
 
-Usage::
+Usage on any gymnasium environment with a bounded ``Box`` action space (observations: a
+``Box``, or a ``Dict``/``Tuple`` of them, flattened):
 
-    env = gymnasium.make("Pendulum-v1")
-    agent = D3PG(env, D3PGConfig(seed=1))
-    agent.learn(20_000)
-    action, _ = agent.predict(obs)
-    agent.save("d3pg.pt"); agent = D3PG.load("d3pg.pt")
+>>> import gymnasium
+>>> env = gymnasium.make("Pendulum-v1")
+>>> agent = D3PG(env, D3PGConfig(seed=1, learning_starts=32, batch_size=32, actor_hidden=(32,),
+...                               critic_hidden=(32,), torch_threads=1))
+>>> agent = agent.learn(64)                      # env steps
+>>> obs, _ = env.reset(seed=0)
+>>> action, _ = agent.predict(obs)               # deterministic: the same action for the same obs
+>>> bool(env.action_space.contains(action))
+True
+
+For a bandit (every step terminal), set ``gamma=0`` or let terminal transitions skip the
+bootstrap on their own; ``learning_starts`` random steps come first (100 by default);
+``torch_threads=1`` is fastest for small networks on a CPU. Save with ``agent.save(path)``
+and load with ``D3PG.load(path)`` (tensors only, ``weights_only=True``).
 
 Everything random (network init, the diffusion noise, exploration, replay sampling, the env's
 reset) derives from ``config.seed``; nothing here touches the global random state at import,
@@ -73,8 +83,8 @@ class D3PGConfig:
     batch_size: int = 256
     #: Replay buffer capacity (transitions); the oldest are overwritten.
     buffer_size: int = 1_000_000
-    #: Env steps taken with uniformly random actions before learning (and acting) starts.
-    learning_starts: int = 1_000
+    #: Env steps taken with uniformly random actions before learning (and acting) starts (SB3's TD3 default).
+    learning_starts: int = 100
     #: Learn every ``train_freq`` env steps (stable-baselines3's ``train_freq`` in steps).
     train_freq: int = 1
     #: Gradient steps each time learning happens (so ``gradient_steps / train_freq`` per env step).
@@ -124,6 +134,9 @@ class D3PGConfig:
     device: str = "auto"
     #: Seed of everything random in the agent (and of the env's first reset in :meth:`D3PG.learn`).
     seed: int = 0
+    #: Torch threads (``torch.set_num_threads``, process-wide) when the agent is built; ``None`` leaves them.
+    #: Small networks on a CPU run fastest on one thread.
+    torch_threads: int | None = None
 
     def __post_init__(self) -> None:
         self.actor_hidden = tuple(int(h) for h in self.actor_hidden)
@@ -136,6 +149,8 @@ class D3PGConfig:
             raise ValueError("policy_delay, gradient_steps, train_freq and batch_size must be >= 1")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"tau must be in (0, 1], got {self.tau}")
+        if self.torch_threads is not None and int(self.torch_threads) < 1:
+            raise ValueError(f"torch_threads must be >= 1 or None, got {self.torch_threads}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -279,17 +294,24 @@ class DiffusionActor(nn.Module):
                                                             "posterior_c0", "posterior_ct", "posterior_std"))
                        for i in range(steps)]
 
-    def sample(self, state: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, state: torch.Tensor, generator: torch.Generator | None = None,
+               shared_noise: bool = False) -> torch.Tensor:
         """Run the reverse chain for a batch of states ``(B, obs_dim)``; returns ``(B, action_dim)``."""
-        return self.sample_with_excess(state, generator)[0]
+        return self.sample_with_excess(state, generator, shared_noise)[0]
 
-    def sample_with_excess(self, state: torch.Tensor,
-                           generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample_with_excess(self, state: torch.Tensor, generator: torch.Generator | None = None,
+                           shared_noise: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`sample`, plus ``mean(relu(|a_raw| - 1)^2)``, how far the unclipped action (the last
-        step's ``x_0`` prediction) left the box (computed only when autograd is recording; else 0)."""
+        step's ``x_0`` prediction) left the box (computed only when autograd is recording; else 0).
+
+        ``shared_noise``: every state of the batch gets the same chain noise (what a batch of one
+        would draw), so that a batch gives each state the action it gets alone.
+        """
         batch = state.shape[0]
         track = torch.is_grad_enabled()
-        noise = torch.randn(self.steps, batch, self.action_dim, device=state.device, generator=generator)
+        rows = 1 if shared_noise else batch
+        noise = torch.randn(self.steps, rows, self.action_dim, device=state.device, generator=generator)
+        noise = noise.expand(self.steps, batch, self.action_dim)
         eps_model = self.eps_model.conditioned(state, self.steps)
         excess = torch.zeros((), device=state.device)
         x = noise[-1]  # x_T ~ N(0, I); noise[i - 1] is the fresh noise of step i
@@ -438,6 +460,8 @@ class D3PG:
         self.obs_dim = gym.spaces.flatdim(self.observation_space)
         self.action_dim = low.size
         self.device = _resolve_device(cfg.device)
+        if cfg.torch_threads is not None:
+            torch.set_num_threads(int(cfg.torch_threads))
 
         # Seeding: networks are initialised from cfg.seed without touching the global torch RNG;
         # diffusion / exploration noise comes from our own torch generator, replay sampling and
@@ -499,18 +523,21 @@ class D3PG:
 
     # --- acting -------------------------------------------------------------------------------
 
-    def _act(self, obs_batch: np.ndarray, generator: torch.Generator) -> np.ndarray:
+    def _act(self, obs_batch: np.ndarray, generator: torch.Generator, shared_noise: bool = False) -> np.ndarray:
         with torch.no_grad():
             state = torch.as_tensor(obs_batch, dtype=torch.float32, device=self.device)
+            if self.actor_kind == "diffusion":
+                return self.actor.sample(state, generator, shared_noise).cpu().numpy()
             return self.actor.sample(state, generator).cpu().numpy()
 
     def predict(self, obs: Any, deterministic: bool = True) -> tuple[np.ndarray, None]:
         """SB3-like: the env-scaled action for one observation (or a batch ``(n, obs_dim)`` of Box observations).
 
         ``deterministic=True`` runs the diffusion chain with noise re-seeded from ``config.seed``
-        on every call, so the same observation always gives the same action (and a loaded agent
-        the same actions as the saved one); ``False`` draws fresh chain noise and adds the
-        exploration noise. Returns ``(action, None)``.
+        on every call, the same for every observation of a batch, so the same observation always
+        gives the same action, alone or in a batch (and a loaded agent the same actions as the
+        saved one); ``False`` draws fresh chain noise and adds the exploration noise. Returns
+        ``(action, None)``.
         """
         space = self.observation_space
         batched = isinstance(space, gym.spaces.Box) and np.ndim(obs) == len(space.shape) + 1
@@ -519,7 +546,7 @@ class D3PG:
         else:
             obs_batch = self._flatten_obs(obs)[None]
         if deterministic:
-            action = self._act(obs_batch, self._eval_generator.manual_seed(self.config.seed))
+            action = self._act(obs_batch, self._eval_generator.manual_seed(self.config.seed), shared_noise=True)
         else:
             action = self._explore(obs_batch)
         action = self.scale_action(action)
@@ -563,7 +590,7 @@ class D3PG:
         # Critic: TD target with the minimum of the twin target critics (gamma = 0: the reward alone,
         # as in a contextual bandit, and the target actor's denoising chain is skipped).
         with torch.no_grad():
-            if cfg.gamma == 0.0:
+            if cfg.gamma == 0.0 or bool(terminated.all()):  # no bootstrap: skip the target actor's chain
                 target_q = rewards
             else:
                 target_q = self._td_target(rewards, next_obs, terminated)
