@@ -178,7 +178,7 @@ def _fresh_import(code: str) -> str:
 def test_importing_the_rl_code_does_not_load_plotting_or_learning_libraries():
     loaded = _fresh_import(
         "import sys, sim.rl, sim.rl.training, sim.rl.prompt_training, sim.rl.evaluation, agents.learned\n"
-        "print(sorted(m for m in ('matplotlib', 'seaborn', 'torch', 'stable_baselines3', 'simpy') if m in sys.modules))"
+        "print(sorted(m for m in ('matplotlib', 'seaborn', 'torch', 'stable_baselines3') if m in sys.modules))"
     )
     assert loaded.strip() == "[]", f"importing sim.rl loads {loaded.strip()}"
 

@@ -168,3 +168,18 @@ def test_time_to_oracle_finds_the_first_point_within_two_percent():
     reach = prov.time_to_oracle(curves, final).set_index("algorithm")
     assert reach.loc["ppo", "steps"] == 200 and reach.loc["ppo", "wall_time_s"] == 2.0  # -4.05 >= -4.08
     assert np.isnan(reach.loc["sac", "steps"])  # -4.5 never within 2%
+
+
+def test_claims_judge_the_papers_magnitude_too(tmp_path):
+    """+67.8% over SAC: is it inside our interval of the percentage, not only above zero?"""
+    rows = []
+    for seed, (d3pg, sac, ppo) in enumerate([(-4.0, -6.0, -4.3), (-4.2, -6.1, -4.4), (-4.1, -5.9, -4.2)]):
+        rows += [{"agent": "d3pg", "seed": seed, "utility": d3pg}, {"agent": "sac", "seed": seed, "utility": sac},
+                 {"agent": "ppo", "seed": seed, "utility": ppo}]
+    pd.DataFrame(rows).to_csv(tmp_path / "final.csv", index=False)
+    m, lo, hi, pct = prov.paired_difference(pd.DataFrame(rows), "d3pg", "sac")  # about +31.7% of SAC's magnitude
+    assert lo > 0 and pct < 67.8
+    sac = next(r["verdict"] for r in prov.claims(tmp_path) if "SAC" in r["claim"])
+    assert sac.startswith("reproduced in direction") and "the paper's 67.8% is above our interval" in sac
+    ppo = next(r["verdict"] for r in prov.claims(tmp_path) if "PPO" in r["claim"])
+    assert "the paper's 7% is" in ppo

@@ -54,6 +54,22 @@ def verdict(low: float, high: float, null: float = 0.0) -> str:
     return "not reproduced: no significant difference"
 
 
+def magnitude_verdict(low: float, high: float, paper: float, unit: str = "") -> str:
+    """Is the paper's value inside our 95% CI ``[low, high]`` (not only its direction)?
+
+    >>> magnitude_verdict(1.05, 4.2, 6.3, "x"), magnitude_verdict(0.44, 1.18, 0.8, "x"), magnitude_verdict(-5, 20, 67.8, "%")
+    ("the paper's 6.3x is above our interval", "the paper's 0.8x is inside our interval", "the paper's 67.8% is above our interval")
+    """
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "too few seeds to tell"
+    value = f"{paper:g}{unit}"
+    if paper > high:
+        return f"the paper's {value} is above our interval"
+    if paper < low:
+        return f"the paper's {value} is below our interval"
+    return f"the paper's {value} is inside our interval"
+
+
 def wall_time_sentence(meta: dict) -> str:
     """How long a reproduction took, from its ``run.json``."""
     quick = " (quick mode: smoke check, not the figures)" if meta["quick"] else ""

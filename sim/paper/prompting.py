@@ -39,7 +39,7 @@ import yaml
 
 from sim.config import Scenario, load_scenario
 from sim.paper import prompt_world as pw
-from sim.paper.common import fmt_ci, plot_mean_ci, pyplot, verdict, wall_time_sentence
+from sim.paper.common import fmt_ci, magnitude_verdict, plot_mean_ci, pyplot, verdict, wall_time_sentence
 from sim.stats import mean_ci
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "paper" / "prompting.yaml"
@@ -437,7 +437,7 @@ def claims(out: Path) -> list[dict[str, str]]:
     summary = pd.read_csv(out / "summary.csv").set_index("policy")
     rows = []
     for numerator in ("irl", "irl-model"):
-        for base, paper in (("raw", "6.3x"), ("empirical", "2.1x")):
+        for base, paper, paper_ratio in (("raw", "6.3x", 6.3), ("empirical", "2.1x", 2.1)):
             if (numerator, base) not in ratios.index:
                 continue
             r = ratios.loc[(numerator, base)]
@@ -445,7 +445,8 @@ def claims(out: Path) -> list[dict[str, str]]:
                          "paper": paper,
                          "ours": f"{r['ratio']:.2f}x [{r['low']:.2f}, {r['high']:.2f}] in the world ({int(r['successes'])}/"
                                  f"{int(r['users'])} vs {int(r['baseline_successes'])}/{int(r['baseline_users'])} users, N = 1)",
-                         "verdict": verdict(r["low"], r["high"], null=1.0)})
+                         "verdict": f"{verdict(r['low'], r['high'], null=1.0)}; "
+                                    f"{magnitude_verdict(r['low'], r['high'], paper_ratio, 'x')}"})
     for numerator in ("irl", "irl-model"):
         if {numerator, "raw"} <= set(summary.index):
             irl, raw = summary.loc[numerator], summary.loc["raw"]

@@ -43,7 +43,7 @@ import pandas as pd
 from sim.backends import agent_context, build_provisioning_agent
 from sim.decisions import Provision, ProvisioningObservation
 from sim.config import Scenario, load_scenario
-from sim.paper.common import fmt_ci, plot_mean_ci, pyplot, verdict, wall_time_sentence
+from sim.paper.common import fmt_ci, magnitude_verdict, plot_mean_ci, pyplot, verdict, wall_time_sentence
 from sim.stats import mean_ci
 
 LEARNERS = ("d3pg", "ppo", "sac", "ddpg")
@@ -436,18 +436,23 @@ def claims(out: Path) -> list[dict[str, str]]:
     present = set(final["agent"])
     rows = []
     comparisons = (
-        ("sac", "D3PG's QoE/utility above SAC's (Fig. 14)", "+67.8% QoE"),
-        ("ppo", "D3PG's QoE/utility above PPO's (Fig. 14)", "+7.0% QoE"),
-        ("static", "D3PG above the static baseline (4 images, equal power)", "yes (Fig. 14)"),
-        ("ddpg", "the diffusion actor beats an MLP actor with the same critics", "implied, not measured"),
+        ("sac", "D3PG's QoE/utility above SAC's (Fig. 14)", "+67.8% QoE", 67.8),
+        ("ppo", "D3PG's QoE/utility above PPO's (Fig. 14)", "+7.0% QoE", 7.0),
+        ("static", "D3PG above the static baseline (4 images, equal power)", "yes (Fig. 14)", None),
+        ("ddpg", "the diffusion actor beats an MLP actor with the same critics", "implied, not measured", None),
     )
-    for other, claim, paper in comparisons:
+    for other, claim, paper, paper_pct in comparisons:
         if not {"d3pg", other} <= present:
             continue
         m, lo, hi, pct = paired_difference(final, "d3pg", other)
+        scale = pct / m if m else float("nan")  # percent of the baseline's magnitude per unit of utility
+        pct_lo, pct_hi = sorted((lo * scale, hi * scale))
+        judged = verdict(lo, hi)
+        if paper_pct is not None:  # the magnitude too: is the paper's percentage inside ours?
+            judged += f"; {magnitude_verdict(pct_lo, pct_hi, paper_pct, '%')} ({pct_lo:+.1f}% to {pct_hi:+.1f}%)"
         rows.append({"claim": claim, "paper": paper,
                      "ours": f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}] utility/decision ({pct:+.1f}% of {LABELS[other]}'s magnitude)",
-                     "verdict": verdict(lo, hi)})
+                     "verdict": judged})
     return rows
 
 
