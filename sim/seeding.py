@@ -35,6 +35,7 @@ COMPONENTS: tuple[str, ...] = (
     "assessor",  # assessor noise, if any
     "provisioning_agent",
     "prompt_agent",
+    "statistical_round",  # statistical delivery: a round's shadowing, scores, fading and damage draws
 )
 
 

@@ -179,25 +179,30 @@ def test_block_fading_uses_instantaneous_snr():
     assert np.allclose(images.ber, ber_awgn(db_to_linear(images.snr_db)))
 
 
-def test_statistical_delivery_draws_fates_from_the_damage_model_with_the_same_images():
-    """Same users, decisions, generation scores and channel draws as the bytes mode; the damage is drawn, not measured."""
+def test_statistical_delivery_draws_fates_from_the_damage_model():
+    """Same users as the bytes mode; each image's fate drawn from the damage model; epochs follow the round rules."""
     from sim.model import service
 
     sc = parse_scenario({"name": "stat", "arrivals": {"n_users": 6}, "channel": {"noise_power_w": 1e-8}})
     stat = sc.model_copy(update={"channel": sc.channel.model_copy(update={"delivery": "statistical"})})
     a, b, b2 = World(sc, seed=3).run(), World(stat, seed=3).run(), World(stat, seed=3).run()
     assert [r.__dict__ for r in b.images] == [r.__dict__ for r in b2.images]  # deterministic
-    first = lambda run: [(i.user_id, i.image_index, i.generation_score, i.ber) for i in run.images if i.round_index == 0]
-    assert first(a) == first(b)
+    assert [(u.threshold, u.distance_m) for u in a.users] == [(u.threshold, u.distance_m) for u in b.users]
     world = World(stat, seed=3)
     for im in b.images:
-        assert im.assessor == "statistical" and math.isnan(im.damage)
+        assert im.assessor == "statistical" and math.isnan(im.damage) and 0 <= im.bits_flipped <= im.n_bits
         if im.decodable:
             keep = float(world.quality.retention(im.ber, im.n_bits))
             assert im.received_score == pytest.approx(im.generation_score * keep)
         else:
             assert im.received_score == 0.0
+        assert im.t_received_s >= im.t_generation_end_s > im.t_generation_start_s >= im.t_queued_s
     assert {im.n_bits for im in b.images} == {world._image_bits}
+    for rnd in b.rounds:  # a round ends with its last image, and keeps its best one
+        mine = [im for im in b.images if (im.user_id, im.round_index) == (rnd.user_id, rnd.round_index)]
+        assert len(mine) == rnd.n_images
+        assert rnd.t_done_s == pytest.approx(max(im.t_received_s for im in mine))
+        assert rnd.best_round_score == pytest.approx(max(im.received_score for im in mine))
     scores, ok = service.delivered(world.quality, 0.5, 8.0, 0.0, 60_000)  # bit noise: always lost
     assert float(scores) == 0.0 and not bool(ok)
 

@@ -143,6 +143,71 @@ def received_scores(quality, ber: ArrayLike, generation_scores: ArrayLike, unifo
     return delivered(quality, ber, generation_scores, uniforms, image_bits)[0]
 
 
+@dataclass(frozen=True)
+class ImageOutcomes:
+    """Per-image results of one decision epoch (arrays ``(..., users, k_max)``; see :func:`image_outcomes`)."""
+
+    #: Instantaneous SNR (linear) of each image's fading draw.
+    snr: np.ndarray
+    ber: np.ndarray
+    #: Score as received (0 when undecodable) and whether it decoded.
+    received: np.ndarray
+    decodable: np.ndarray
+    #: When each image leaves the GPUs, and its transmission time (infinite at zero power), from the decision.
+    done_s: np.ndarray
+    transmission_s: np.ndarray
+    #: When each image reaches its user, from the decision.
+    arrival_s: np.ndarray
+
+
+def image_outcomes(
+    models: ServiceModels,
+    n_images: ArrayLike,
+    power_w: ArrayLike,
+    distance_m: ArrayLike,
+    shadowing_db: ArrayLike,
+    fading_gains: ArrayLike,
+    generation_scores: ArrayLike,
+    uniforms: ArrayLike,
+    image_bits: float,
+) -> ImageOutcomes:
+    """Every image of one decision epoch, statistical delivery: queue, channel, damage.
+
+    Shapes: ``n_images``, ``power_w`` (powers *sent*: see :func:`transmitted_powers`),
+    ``distance_m``, ``shadowing_db`` are ``(..., users)``; ``fading_gains``,
+    ``generation_scores``, ``uniforms`` are ``(..., users, k_max)`` draws for up
+    to ``k_max`` images each, of which the first ``N_i`` are used (so a decision
+    never shifts anyone's draws). Images queue FIFO on the GPUs user by user
+    (:func:`image_done_times`), each is sent when generated
+    (:func:`transmission_time_s`, :func:`delivery_delay_s`) and damaged by
+    :func:`delivered`.
+    """
+    n = np.asarray(n_images, dtype=int)
+    p = np.asarray(power_w, dtype=float)[..., None]
+    d = np.asarray(distance_m, dtype=float)[..., None]
+    x = np.asarray(shadowing_db, dtype=float)[..., None]
+    fading = np.asarray(fading_gains, dtype=float)
+    ch = models.channel
+    snr = np.asarray(ch.snr(p, d, x, fading), dtype=float)
+    ber = models.image_ber(p, d, x, fading)
+    received, decodable = delivered(models.quality, ber, generation_scores, uniforms, image_bits)
+    done = models.image_done_times(n, fading.shape[-1])
+    tx = transmission_time_s(ch, image_bits, snr, p)
+    return ImageOutcomes(snr, ber, received, decodable, done, tx, done + delivery_delay_s(tx))
+
+
+def round_results(n_images: ArrayLike, images: ImageOutcomes) -> tuple[np.ndarray, np.ndarray]:
+    """``(best received score, round latency)`` per user: the best of its ``N_i`` images and its last arrival.
+
+    A user without images has best score 0 and latency 0.
+    """
+    n = np.asarray(n_images, dtype=int)
+    used = np.arange(images.received.shape[-1]) < n[..., None]
+    best = np.where(n > 0, np.where(used, images.received, -np.inf).max(axis=-1, initial=-np.inf), 0.0)
+    latency = np.where(used, images.arrival_s, 0.0).max(axis=-1)
+    return best, latency
+
+
 def round_outcomes(
     models: ServiceModels,
     n_images: ArrayLike,
@@ -154,34 +219,11 @@ def round_outcomes(
     uniforms: ArrayLike,
     image_bits: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(best received score, round latency, BER)`` of the users of one decision epoch, statistical delivery.
-
-    Shapes: ``n_images``, ``power_w`` (powers *sent*: see :func:`transmitted_powers`),
-    ``distance_m``, ``shadowing_db`` are ``(..., users)``; ``fading_gains``,
-    ``generation_scores``, ``uniforms`` are ``(..., users, k_max)`` draws for
-    up to ``k_max`` images each, of which the first ``N_i`` are used (so a
-    decision never shifts anyone's draws). Images queue FIFO on the GPUs user by
-    user (:func:`image_done_times`), each is sent when generated
-    (:func:`transmission_time_s`, :func:`delivery_delay_s`) and damaged by
-    :func:`received_scores`; the user keeps the best. A user's round latency is
-    its last image's arrival (0, and best score 0, without images).
-    """
-    n = np.asarray(n_images, dtype=int)
-    p = np.asarray(power_w, dtype=float)[..., None]
-    d = np.asarray(distance_m, dtype=float)[..., None]
-    x = np.asarray(shadowing_db, dtype=float)[..., None]
-    fading = np.asarray(fading_gains, dtype=float)
-    k_max = fading.shape[-1]
-    ch = models.channel
-    snr = np.asarray(ch.snr(p, d, x, fading), dtype=float)
-    ber = models.image_ber(p, d, x, fading)
-    received = received_scores(models.quality, ber, generation_scores, uniforms, image_bits)
-    tx = delivery_delay_s(transmission_time_s(ch, image_bits, snr, p))
-    done = models.image_done_times(n, k_max)
-    used = np.arange(k_max) < n[..., None]
-    best = np.where(n > 0, np.where(used, received, -np.inf).max(axis=-1, initial=-np.inf), 0.0)
-    latency = np.where(used, done + tx, 0.0).max(axis=-1)
-    return best, latency, ber
+    """``(best received score, round latency, BER)`` of the users of one decision epoch (:func:`image_outcomes`)."""
+    images = image_outcomes(models, n_images, power_w, distance_m, shadowing_db, fading_gains, generation_scores,
+                            uniforms, image_bits)
+    best, latency = round_results(n_images, images)
+    return best, latency, images.ber
 
 
 @dataclass(frozen=True)
@@ -226,6 +268,7 @@ __all__ = [
     "BER_MODELS",
     "BUDGET_TOLERANCE",
     "ChannelModel",
+    "ImageOutcomes",
     "ServiceModels",
     "delivered",
     "delivery_delay_s",
@@ -233,8 +276,10 @@ __all__ = [
     "gpu_completion_times",
     "image_ber",
     "image_done_times",
+    "image_outcomes",
     "received_scores",
     "round_outcomes",
+    "round_results",
     "transmission_time_s",
     "transmitted_powers",
 ]

@@ -31,6 +31,7 @@ class ImageRecord:
     round_index: int
     image_index: int
     strategy: int
+    #: The generator's seed (-1 in the statistical delivery mode, which draws scores, not images).
     generation_seed: int
     #: The round's decision: images for this user and transmit power, W.
     n_images: int

@@ -35,7 +35,7 @@ from typing import Callable
 import numpy as np
 import simpy
 
-from sim.assessment.base import Assessment, Assessor
+from sim.assessment.base import Assessor
 from sim.backends import (
     agent_context,
     build_assessor,
@@ -78,18 +78,6 @@ class User:
     strategies: list[int] = field(default_factory=list)
     request_s: float = 0.0
     satisfied: bool = False
-
-
-@dataclass(frozen=True)
-class _StatisticalImage:
-    """An image in the statistical delivery mode: its score and size, no pixels."""
-
-    seed: int
-    generation_score: float
-    n_bits: int
-    generation_time_s: float
-    time_source: str = "modelled"
-    model: str = "surrogate"
 
 
 @dataclass(frozen=True)
@@ -157,7 +145,7 @@ class World:
         self.generator: Generator = build_generator(scenario, self.quality, self.streams.integer_seed("prompt_effect"))
         self.statistical = scenario.channel.delivery == "statistical"
         if self.statistical:
-            if not callable(getattr(self.generator, "generation_score", None)):
+            if not hasattr(self.generator, "prompt_effect_key"):
                 raise ValueError(
                     "channel.delivery: statistical draws each image's score from the quality model; it needs "
                     f"generator.backend: surrogate, not {scenario.generator.backend!r} (or use delivery: bytes)"
@@ -304,7 +292,7 @@ class World:
         requested = decision.power_w
         power, _ = service.transmitted_powers(requested, masp.p_total_w)
         t_decision = self.env.now
-        rounds = []
+        strategies = []
         for i, user in enumerate(batch):
             strategy = self.prompt_agent.choose(
                 PromptObservation(
@@ -321,13 +309,20 @@ class World:
                 raise ValueError(
                     f"prompt agent {self.prompt_agent.name!r} returned strategy {strategy}; expected 0-{N_STRATEGIES - 1}"
                 )
-            rounds.append(
-                self.env.process(
-                    self._serve_round(masp, user, int(decision.n_images[i]), float(power[i]), int(strategy))
-                )
-            )
-        results = yield self.env.all_of(rounds)
-        outcomes = [results[p] for p in rounds]
+            strategies.append(int(strategy))
+        if self.statistical:  # the whole epoch at once, by the round rules; then wait for its last image
+            outcomes = self._statistical_epoch(masp, batch, decision.n_images, power, strategies)
+            yield self.env.timeout(max(o["latency_s"] for o in outcomes))
+            for o in outcomes:
+                o["t_done_s"] = t_decision + o.pop("latency_s")
+                o["latency_s"] = o["t_done_s"] - o["t_request_s"]
+        else:
+            rounds = [
+                self.env.process(self._serve_round(masp, user, int(decision.n_images[i]), float(power[i]), strategies[i]))
+                for i, user in enumerate(batch)
+            ]
+            results = yield self.env.all_of(rounds)
+            outcomes = [results[p] for p in rounds]
 
         # Eq. 22a over the epoch's users, from the shared QoE code.
         breakdown = utility(
@@ -381,6 +376,66 @@ class World:
             else:
                 self._enqueue(masp, user)
 
+    def _statistical_epoch(self, masp: _Masp, batch: list[User], n_images, power, strategies) -> list[dict]:
+        """Every round of an epoch in the statistical delivery mode, at once (:func:`sim.model.service.image_outcomes`).
+
+        One random stream per user and round draws the shadowing and, for
+        ``N_max`` images (of which the first ``N_i`` are used, so a decision never
+        shifts anyone's draws), the generation scores, fading gains, damage
+        uniforms and bit-error counts. Images queue FIFO on the MASP's GPUs user
+        by user, as in the bytes mode. Returns the rounds' outcomes (latency from
+        the decision) and records their images.
+        """
+        q, k = len(batch), self.scenario.service.max_images_per_round
+        n = np.asarray(n_images, dtype=int)
+        shadow, fading = np.zeros(q), np.ones((q, k))
+        gen, uniforms = np.zeros((q, k)), np.ones((q, k))
+        key = self.generator.prompt_effect_key
+        rngs = [self.streams.rng("statistical_round", user.user_id, user.rounds_done) for user in batch]
+        for i, (user, rng) in enumerate(zip(batch, rngs)):
+            shadow[i] = self.channel.draw_shadowing_db(1, rng)[0]
+            fading[i] = self.channel.draw_fading_gain(k, rng)
+            gen[i] = self.quality.sample_scores(user.prompt, strategies[i], rng, k, key=key)
+            uniforms[i] = rng.random(k)
+        d = np.array([u.distance_m for u in batch])
+        bits = self._image_bits
+        img = service.image_outcomes(self.models, n, power, d, shadow, fading, gen, uniforms, bits)
+        best, latency = service.round_results(n, img)
+        # bits flipped per image (the trace's count only): Binomial(bits, BER), drawn after the rest of the round
+        flipped = np.stack([rng.binomial(bits, np.clip(img.ber[i], 0.0, 1.0)) for i, rng in enumerate(rngs)])
+        t0, t_gen = self.env.now, self.scenario.generator.inference_time_s
+        outcomes = []
+        for i, user in enumerate(batch):
+            r, n_i = user.rounds_done, int(n[i])
+            refined, _ = apply_strategy(user.prompt, strategies[i], self.corpus.elements(user.prompt))
+            mean_snr_db = float(self.channel.mean_snr_db(power[i], user.distance_m)) + shadow[i] if power[i] > 0 else -np.inf
+            for j in range(n_i):
+                snr = float(img.snr[i, j])
+                self.image_records.append(ImageRecord(
+                    user_id=user.user_id, masp=masp.name, round_index=r, image_index=j, strategy=strategies[i],
+                    generation_seed=-1, n_images=n_i, power_w=float(power[i]), t_queued_s=t0,
+                    t_generation_start_s=t0 + float(img.done_s[i, j]) - t_gen, t_generation_end_s=t0 + float(img.done_s[i, j]),
+                    t_received_s=t0 + float(img.arrival_s[i, j]), generation_time_s=t_gen, time_source="modelled",
+                    model="surrogate", transmission_time_s=float(img.transmission_s[i, j]), shadowing_db=float(shadow[i]),
+                    fading_gain=float(fading[i, j]), snr_db=float(linear_to_db(snr)) if snr > 0 else -math.inf,
+                    ber=float(img.ber[i, j]), n_bits=bits, bits_flipped=int(flipped[i, j]),
+                    generation_score=float(gen[i, j]), received_score=float(img.received[i, j]),
+                    decodable=bool(img.decodable[i, j]), damage=math.nan, assessor="statistical", assessment_failed=False,
+                ))
+            used = slice(0, n_i)
+            outcomes.append({
+                "strategy": strategies[i],
+                "refined_prompt": refined,
+                "mean_snr_db": mean_snr_db,
+                "ber": float(np.mean(img.ber[i, used])) if n_i else math.nan,
+                "bits_flipped": int(flipped[i, used].sum()),
+                "undecodable": int((~img.decodable[i, used]).sum()),
+                "best_round_score": float(best[i]),
+                "latency_s": float(latency[i]),
+                "t_request_s": user.request_s,
+            })
+        return outcomes
+
     def _serve_round(self, masp: _Masp, user: User, n_images: int, power_w: float, strategy: int):
         """Generate, send and assess one round's images for one user; returns the round's outcome."""
         t_request = user.request_s
@@ -401,18 +456,11 @@ class World:
         }
         if n_images >= 1:
             seeds = tuple(self.streams.integer_seed("generation", user.user_id, r, k) for k in range(n_images))
-            if self.statistical:  # the same generation scores as the bytes mode, without rendering
-                t = self.scenario.generator.inference_time_s
-                images = [
-                    _StatisticalImage(seed, self.generator.generation_score(user.prompt, strategy, seed), self._image_bits, t)
-                    for seed in seeds
-                ]
-            else:
-                images = self.generator.generate(
-                    GenerationRequest(
-                        raw_prompt=user.prompt, prompt=refined, strategy=strategy, seeds=seeds, negative_prompt=negative
-                    )
+            images = self.generator.generate(
+                GenerationRequest(
+                    raw_prompt=user.prompt, prompt=refined, strategy=strategy, seeds=seeds, negative_prompt=negative
                 )
+            )
             sends = [
                 self.env.process(self._deliver(masp, user, k, img, n_images, power_w, strategy, shadow_db))
                 for k, img in enumerate(images)
@@ -440,17 +488,10 @@ class World:
         fading = float(self.channel.draw_fading_gain(1, self.streams.rng("fading", user.user_id, r, k))[0])
         snr = float(self.channel.snr(power_w, user.distance_m, shadow_db, fading))
         ber = float(self.models.image_ber(power_w, user.distance_m, shadow_db, fading))
-        bit_rng = self.streams.rng("bit_errors", user.user_id, r, k)
-        if self.statistical:
-            score, decodable = service.delivered(self.quality, ber, image.generation_score, bit_rng.random(), image.n_bits)
-            flipped = int(bit_rng.binomial(image.n_bits, ber))
-            verdict = Assessment(score=float(score), decodable=bool(decodable), damage=math.nan, assessor="statistical")
-        else:
-            received, flipped = flip_bits(image.data, ber, bit_rng)
+        received, flipped = flip_bits(image.data, ber, self.streams.rng("bit_errors", user.user_id, r, k))
         tx_time = float(service.transmission_time_s(self.channel, image.n_bits, snr, power_w))
         yield self.env.timeout(float(service.delivery_delay_s(tx_time)))
-        if not self.statistical:
-            verdict = self.assessor.assess(image, received, user.prompt, user_id=user.user_id)
+        verdict = self.assessor.assess(image, received, user.prompt, user_id=user.user_id)
         return ImageRecord(
             user_id=user.user_id,
             masp=masp.name,
