@@ -3,7 +3,7 @@
 Runs a scenario (default ``scenarios/poisson_1000.yaml``: 1,000 Poisson users at two
 MASPs) once per seed and prints what the simulator processed per wall-clock minute.
 
-Usage: ``python scripts/bench_world.py [SCENARIO] [--seeds 1]``
+Usage: ``python scripts/bench_world.py [SCENARIO] [--seeds 1] [--delivery bytes|statistical]``
 """
 
 from __future__ import annotations
@@ -25,9 +25,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenario", nargs="?", default=str(root / "scenarios" / "poisson_1000.yaml"))
     parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--delivery", choices=["bytes", "statistical"], help="channel.delivery (default: the scenario's)")
     args = parser.parse_args()
     scenario = load_scenario(args.scenario)
-    print(f"{scenario.name}: {scenario.arrivals.n_users} users; {platform.processor() or platform.machine()}, "
+    if args.delivery:
+        scenario = scenario.model_copy(update={"channel": scenario.channel.model_copy(update={"delivery": args.delivery})})
+    print(f"{scenario.name} ({scenario.channel.delivery} delivery): {scenario.arrivals.n_users} users; "
+          f"{platform.processor() or platform.machine()}, "
           f"Python {platform.python_version()}")
     print(f"{'seed':>4} {'wall s':>7} {'users/min':>9} {'served/min':>10} {'rounds/min':>10} {'images/s':>8} "
           f"{'served':>6} {'mean rounds':>11} {'mean latency s':>14}")

@@ -105,3 +105,15 @@ def test_bytes_delivery_runs_the_real_path():
     images = env.world.image_records
     assert images and all(im.assessor == "fidelity" for im in images)
     assert total == pytest.approx(summary["mean_utility"])
+
+
+def test_vectorised_for_stable_baselines3():
+    pytest.importorskip("stable_baselines3")
+    from sim.rl.world_env import make_world_vec_env
+
+    vec = make_world_vec_env(parse_scenario(SMALL), n_envs=2, seed=3)
+    obs = vec.reset()
+    assert obs.shape == (2, *vec.observation_space.shape)
+    for _ in range(12):  # episodes end and reset on their own inside the VecEnv
+        obs, rewards, dones, infos = vec.step(np.zeros((2, *vec.action_space.shape), dtype=np.float32))
+        assert obs.shape[0] == 2 and np.all(np.isfinite(rewards))

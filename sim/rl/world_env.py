@@ -213,6 +213,19 @@ def make_training_env(scenario: Scenario):
     return make_env(scenario)
 
 
+def make_world_vec_env(scenario: Scenario, n_envs: int = 4, seed: int = 0, subprocesses: bool = False, **kwargs):
+    """``n_envs`` copies of :class:`WorldEnv` as a stable-baselines3 ``VecEnv`` (the learn extra).
+
+    ``DummyVecEnv`` by default (one process; the world is Python-bound), ``SubprocVecEnv`` with
+    ``subprocesses=True``. Copy ``i`` is seeded ``seed + i``; ``kwargs`` go to :class:`WorldEnv`.
+    """
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    return make_vec_env(WorldEnv, n_envs=int(n_envs), seed=int(seed), env_kwargs={"scenario": scenario, **kwargs},
+                        vec_env_cls=SubprocVecEnv if subprocesses else DummyVecEnv)
+
+
 def episode_return(env: WorldEnv, seed: int, decide) -> tuple[float, dict[str, float]]:
     """Return of one episode with ``decide(env) -> Provision`` (e.g. an agent on ``env.current_observation``).
 
@@ -227,4 +240,4 @@ def episode_return(env: WorldEnv, seed: int, decide) -> tuple[float, dict[str, f
             return total, info.get("summary", {})
 
 
-__all__ = ["ENV_ID", "WorldEnv", "episode_return", "make_training_env"]
+__all__ = ["ENV_ID", "WorldEnv", "episode_return", "make_training_env", "make_world_vec_env"]
