@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import stdtrit
+from scipy.special import stdtr, stdtrit
 
 
 def mean_ci(values: ArrayLike, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -50,6 +50,23 @@ def paired_difference(a: ArrayLike, b: ArrayLike, confidence: float = 0.95) -> t
     return mean_ci(x - y, confidence)
 
 
+def paired_t_test(a: ArrayLike, b: ArrayLike) -> float:
+    """Two-sided p-value of a paired t-test of ``mean(a - b) = 0`` (NaN pairs dropped; NaN with < 2 pairs).
+
+    >>> round(paired_t_test([2.0, 3.0, 4.5], [1.0, 2.0, 3.0]), 4)
+    0.0198
+    """
+    d = np.asarray(a, dtype=float).ravel() - np.asarray(b, dtype=float).ravel()
+    d = d[np.isfinite(d)]
+    if len(d) < 2:
+        return math.nan
+    sd = float(d.std(ddof=1))
+    if sd == 0.0:
+        return 0.0 if float(d.mean()) != 0.0 else 1.0
+    t = float(d.mean()) / (sd / math.sqrt(len(d)))
+    return float(2.0 * stdtr(len(d) - 1, -abs(t)))
+
+
 def holm_adjust(p_values: ArrayLike) -> np.ndarray:
     """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1), in the input order.
 
@@ -57,12 +74,12 @@ def holm_adjust(p_values: ArrayLike) -> np.ndarray:
     [0.03, 0.06, 0.06]
     """
     p = np.asarray(p_values, dtype=float).ravel()
-    order = np.argsort(p)
-    m = len(p)
-    adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
-    out = np.empty(m)
-    out[order] = adjusted
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))  # NaN p-values (too few pairs) are left out of the family
+    order = ok[np.argsort(p[ok])]
+    m = len(order)
+    out[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
     return out
 
 
-__all__ = ["holm_adjust", "mean_ci", "paired_difference"]
+__all__ = ["holm_adjust", "mean_ci", "paired_difference", "paired_t_test"]

@@ -135,3 +135,15 @@ def test_expected_utility_of_a_known_latency_is_the_mean_utility(form):
     realised = user_utility(qoe(scores, thr, lat, n, prm), c, scores < thr, prm)
     expected = expected_user_utility(lat, n, q.mean(), np.maximum(q, 0).mean(), c, 0.5, prm)
     assert float(expected) == pytest.approx(float(realised.mean()), rel=1e-12)
+
+
+def test_holm_and_paired_tests():
+    from scipy import stats as sps
+
+    from sim.stats import holm_adjust, paired_t_test
+
+    a, b = np.array([2.0, 3.1, 4.5, 3.3, 2.9]), np.array([1.0, 2.0, 3.0, 3.1, 2.0])
+    assert paired_t_test(a, b) == pytest.approx(sps.ttest_rel(a, b).pvalue, rel=1e-10)
+    # Holm by hand: sorted 0.01, 0.03, 0.04 -> 3 x 0.01, max(0.03, 2 x 0.03), max(0.06, 1 x 0.04)
+    assert holm_adjust([0.04, 0.01, 0.03]).tolist() == pytest.approx([0.06, 0.03, 0.06])
+    assert np.isnan(holm_adjust([np.nan, 0.02])[0]) and holm_adjust([np.nan, 0.02])[1] == pytest.approx(0.02)

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from sim.stats import mean_ci, paired_difference  # noqa: E402
+from sim.stats import holm_adjust, mean_ci, paired_difference, paired_t_test  # noqa: E402
 from sim.world.records import SUMMARY_METRICS  # noqa: E402
 
 
@@ -129,7 +129,10 @@ def compare_table(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
 
 
 def paired_differences(runs: pd.DataFrame, baseline: str, confidence: float = 0.95) -> pd.DataFrame:
-    """Per agent and metric, the mean paired difference to ``baseline`` over common seeds, with its CI."""
+    """Per agent and metric, the mean paired difference to ``baseline`` over common seeds, with its CI.
+
+    Also the paired t-test's p-value and its Holm-adjusted value across the table (``p_holm``).
+    """
     base = runs[runs["agent"] == baseline].set_index("seed")
     rows = []
     for agent, group in runs.groupby("agent", sort=False):
@@ -138,9 +141,14 @@ def paired_differences(runs: pd.DataFrame, baseline: str, confidence: float = 0.
         g = group.set_index("seed")
         seeds = g.index.intersection(base.index)
         for metric in COMPARE_METRICS:
-            m, lo, hi = paired_difference(g.loc[seeds, metric], base.loc[seeds, metric], confidence)
-            rows.append({"agent": agent, "metric": metric, "diff": m, "ci_low": lo, "ci_high": hi, "n": len(seeds)})
-    return pd.DataFrame(rows)
+            a, b = g.loc[seeds, metric], base.loc[seeds, metric]
+            m, lo, hi = paired_difference(a, b, confidence)
+            rows.append({"agent": agent, "metric": metric, "diff": m, "ci_low": lo, "ci_high": hi, "n": len(seeds),
+                         "p": paired_t_test(a, b)})
+    frame = pd.DataFrame(rows)
+    if len(frame):  # Holm's correction across the whole table: every agent x metric is a claim
+        frame["p_holm"] = holm_adjust(frame["p"].to_numpy())
+    return frame
 
 
 def write_compare_report(out: Path, scenario_name: str, runs: pd.DataFrame, confidence: float = 0.95) -> Path:
@@ -188,13 +196,15 @@ def write_compare_report(out: Path, scenario_name: str, runs: pd.DataFrame, conf
             **{
                 f"difference [{pct}% CI]": [
                     f"{_fmt(d)} [{_fmt(lo)}, {_fmt(hi)}]" for d, lo, hi in zip(diffs["diff"], diffs["ci_low"], diffs["ci_high"])
-                ]
+                ],
+                "p (Holm)": [_fmt(v, 4) for v in diffs["p_holm"]],
             }
-        )[["agent", "metric", f"difference [{pct}% CI]"]]
+        )[["agent", "metric", f"difference [{pct}% CI]", "p (Holm)"]]
         lines += [
             f"## Paired differences to `{agents[0]}`",
             "",
-            "Per seed, agent minus baseline; an interval that excludes 0 is a difference the seeds support.",
+            "Per seed, agent minus baseline; an interval that excludes 0 is a difference the seeds support. "
+            "p: paired t-test, Holm-corrected across every row of this table (each row is a claim).",
             "",
             _markdown_table(diffs),
             "",
