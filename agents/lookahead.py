@@ -6,9 +6,11 @@ its best score over all rounds, its total latency and total images, less its
 total cost, less ``rho`` if it leaves unserved), and an unserved user comes back.
 This agent looks ahead to the end of the stay:
 
-1. **Candidates** for the current epoch: every uniform ``N`` from 1 to ``N_max``
-   with an equal power split (which includes the paper's static baseline and
-   the base policy), and the one-round oracle's decision (``one_round``).
+1. **Candidates** for the current epoch: every uniform ``N`` from 1 to ``N_max``,
+   each with five power splits from equal to one that equalises the users'
+   mean SNR (:data:`SNR_BALANCE`; the equal split with ``N = 4`` is the paper's
+   static baseline and the base policy), and the one-round oracle's decision
+   (``one_round``).
 2. **Rollouts.** For each candidate, ``rollouts`` futures of the current
    users are simulated with the world's round rules
    (:func:`sim.model.service.round_outcomes`: the FIFO GPU queue, the channel,
@@ -49,10 +51,15 @@ from sim.model.qoe import cost, qoe, user_utility
 from sim.model.quality import N_STRATEGIES, SCORE_MAX, SCORE_MIN
 
 
+#: Power splits among the candidates: ``P_i`` proportional to ``(1 / mean SNR_i at 1 W) ** e`` for each
+#: exponent ``e``: 0 is the equal split, 1 gives every user the same mean SNR (far users get more power).
+SNR_BALANCE = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
 class LookaheadOracle(ProvisioningAgent):
     """Rollout lookahead over the remaining rounds (module docstring).
 
-    Parameters: ``rollouts`` (futures per candidate, default 64); ``base_images``
+    Parameters: ``rollouts`` (futures per candidate, default 256); ``base_images``
     (the base policy's images per user and round, default 4); ``one_round``
     (add the one-round oracle's decision to the candidates, default True);
     ``strategy`` (prompt strategy assumed; default as the one-round oracle's);
@@ -65,7 +72,7 @@ class LookaheadOracle(ProvisioningAgent):
         self,
         context: AgentContext,
         rng: np.random.Generator,
-        rollouts: int = 64,
+        rollouts: int = 256,
         base_images: int = 4,
         one_round: bool = True,
         strategy: int | None = None,
@@ -95,10 +102,14 @@ class LookaheadOracle(ProvisioningAgent):
     # -- candidates ------------------------------------------------------------------------------------
 
     def candidates(self, obs: ProvisioningObservation) -> list[Provision]:
-        """Every uniform ``N`` with an equal split, and the one-round oracle's decision."""
+        """Every uniform ``N`` with each power split of :data:`SNR_BALANCE`, and the one-round oracle's decision."""
         q = obs.n_users
-        equal = np.full(q, obs.p_total_w / q)
-        out = [Provision(np.full(q, n), equal) for n in range(1, obs.max_images + 1)]
+        inverse_gain = 10.0 ** (-np.asarray(obs.mean_snr_db_at_1w, dtype=float) / 10.0)
+        out = []
+        for exponent in SNR_BALANCE:
+            weights = inverse_gain**exponent
+            power = obs.p_total_w * weights / weights.sum()
+            out += [Provision(np.full(q, n), power) for n in range(1, obs.max_images + 1)]
         if self.one_round is not None and q:
             out.append(self.one_round.decide(obs))
         return out
@@ -169,4 +180,4 @@ class LookaheadOracle(ProvisioningAgent):
         return candidates[int(np.argmax(values))]
 
 
-__all__ = ["LookaheadOracle"]
+__all__ = ["SNR_BALANCE", "LookaheadOracle"]

@@ -4,7 +4,7 @@ Runs each agent on the same seeds (``channel.delivery`` statistical by default, 
 prints each agent's mean per-user utility over the users' whole stay (the run's ``mean_utility``)
 and the lookahead's paired differences with 95% intervals and wins per seed.
 
-Usage: ``python scripts/eval_lookahead.py [SCENARIO] [SEEDS] [--delivery bytes|statistical]``
+Usage: ``python scripts/eval_lookahead.py [SCENARIO] [SEEDS] [--first-seed S] [--delivery bytes|statistical]``
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("scenario", nargs="?", default=str(root / "scenarios" / "three_users.yaml"))
     parser.add_argument("seeds", nargs="?", type=int, default=10)
     parser.add_argument("--delivery", choices=["statistical", "bytes"], default="statistical")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + SEEDS - 1")
     args = parser.parse_args()
     sc = load_scenario(args.scenario)
     sc = sc.model_copy(update={"channel": sc.channel.model_copy(update={"delivery": args.delivery})})
@@ -40,12 +41,13 @@ def main() -> None:
         "one-round oracle": ("oracle", {}),
         "lookahead": ("lookahead", {}),
     }
-    print(f"{sc.name}: {args.seeds} seeds, delivery {args.delivery}; {platform.machine()}, Python {platform.python_version()}")
+    print(f"{sc.name}: seeds {args.first_seed}-{args.first_seed + args.seeds - 1}, delivery {args.delivery}; {platform.machine()}, Python {platform.python_version()}")
     results = {}
     for label, (name, params) in arms.items():
         arm = sc.model_copy(update={"provisioning_agent": AgentConfig(name=name, params=params)})
         t = time.perf_counter()
-        results[label] = np.array([World(arm, seed=s).run().summary["mean_utility"] for s in range(args.seeds)])
+        results[label] = np.array([World(arm, seed=s).run().summary["mean_utility"]
+                                   for s in range(args.first_seed, args.first_seed + args.seeds)])
         m, lo, hi = mean_ci(results[label])
         print(f"  {label:18s} mean utility per user {m:+.3f} [{lo:+.3f}, {hi:+.3f}]  ({time.perf_counter() - t:.0f} s)",
               flush=True)
