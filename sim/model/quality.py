@@ -40,7 +40,6 @@ True
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import math
 import re
@@ -187,9 +186,12 @@ def _parsed_yaml(path: str, mtime_ns: int, size: int) -> Any:
 
 
 def _read_yaml(path: Path) -> Any:
-    """The file's YAML, parsed once per version of the file (worlds and environments rebuild models often)."""
+    """The file's YAML, parsed once per version of the file (worlds and environments rebuild models often).
+
+    The parsed data is shared between callers: read it, never change it.
+    """
     stat = path.stat()
-    return copy.deepcopy(_parsed_yaml(str(path.resolve()), stat.st_mtime_ns, stat.st_size))
+    return _parsed_yaml(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,8 @@ class UserRecord:
 def records_frame(records: list[Any], record_type: type) -> pd.DataFrame:
     """A table with one row per record and one column per field (empty records keep the columns)."""
     columns = [f.name for f in dataclasses.fields(record_type)]
-    return pd.DataFrame([dataclasses.astuple(r) for r in records], columns=columns)
+    # records hold scalars only: a shallow tuple per record (dataclasses.astuple deep-copies every field)
+    return pd.DataFrame([tuple(getattr(r, c) for c in columns) for r in records], columns=columns)
 
 
 def trace_frame(images: list[ImageRecord], rounds: list[RoundRecord]) -> pd.DataFrame:
