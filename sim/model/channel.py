@@ -73,7 +73,9 @@ def _out(x: np.ndarray) -> np.ndarray:
 
 
 def _require(condition: np.ndarray | bool, message: str) -> None:
-    if not np.all(condition):
+    # np.all's dispatch costs more than the test itself on the scalars the world passes
+    ok = bool(condition) if np.ndim(condition) == 0 else bool(np.asarray(condition).all())
+    if not ok:
         raise ValueError(message)
 
 

@@ -404,20 +404,21 @@ class World:
         # bits flipped per image (the trace's count only): Binomial(bits, BER), drawn after the rest of the round
         flipped = np.stack([rng.binomial(bits, np.clip(img.ber[i], 0.0, 1.0)) for i, rng in enumerate(rngs)])
         t0, t_gen = self.env.now, self.scenario.generator.inference_time_s
+        with np.errstate(divide="ignore"):
+            snr_db = linear_to_db(img.snr)
+            mean_snr_db = np.where(power > 0, np.asarray(self.channel.mean_snr_db(power, d), dtype=float) + shadow, -np.inf)
         outcomes = []
         for i, user in enumerate(batch):
             r, n_i = user.rounds_done, int(n[i])
             refined, _ = apply_strategy(user.prompt, strategies[i], self.corpus.elements(user.prompt))
-            mean_snr_db = float(self.channel.mean_snr_db(power[i], user.distance_m)) + shadow[i] if power[i] > 0 else -np.inf
             for j in range(n_i):
-                snr = float(img.snr[i, j])
                 self.image_records.append(ImageRecord(
                     user_id=user.user_id, masp=masp.name, round_index=r, image_index=j, strategy=strategies[i],
                     generation_seed=-1, n_images=n_i, power_w=float(power[i]), t_queued_s=t0,
                     t_generation_start_s=t0 + float(img.done_s[i, j]) - t_gen, t_generation_end_s=t0 + float(img.done_s[i, j]),
                     t_received_s=t0 + float(img.arrival_s[i, j]), generation_time_s=t_gen, time_source="modelled",
                     model="surrogate", transmission_time_s=float(img.transmission_s[i, j]), shadowing_db=float(shadow[i]),
-                    fading_gain=float(fading[i, j]), snr_db=float(linear_to_db(snr)) if snr > 0 else -math.inf,
+                    fading_gain=float(fading[i, j]), snr_db=float(snr_db[i, j]),
                     ber=float(img.ber[i, j]), n_bits=bits, bits_flipped=int(flipped[i, j]),
                     generation_score=float(gen[i, j]), received_score=float(img.received[i, j]),
                     decodable=bool(img.decodable[i, j]), damage=math.nan, assessor="statistical", assessment_failed=False,
@@ -426,7 +427,7 @@ class World:
             outcomes.append({
                 "strategy": strategies[i],
                 "refined_prompt": refined,
-                "mean_snr_db": mean_snr_db,
+                "mean_snr_db": float(mean_snr_db[i]),
                 "ber": float(np.mean(img.ber[i, used])) if n_i else math.nan,
                 "bits_flipped": int(flipped[i, used].sum()),
                 "undecodable": int((~img.decodable[i, used]).sum()),
