@@ -44,19 +44,25 @@ def observation_vector(obs: ProvisioningObservation, scenario: Scenario, n_users
     see it before generating). ``n_users`` pads a smaller batch with zero blocks
     (the world may decide for fewer than ``max_users_per_epoch`` users).
     """
+    n = obs.n_users if n_users is None else int(n_users)
+    block = _user_block(obs, scenario, n)
+    p_total = np.clip(float(obs.p_total_w), 0.0, _P_TOTAL_HIGH)
+    return np.concatenate([block.ravel(), [p_total]]).astype(np.float32)
+
+
+def _user_block(obs: ProvisioningObservation, scenario: Scenario, n_users: int) -> np.ndarray:
+    """The four per-user features of :func:`observation_vector`, clipped, padded with zero rows to ``n_users``."""
     q = obs.n_users
-    n = q if n_users is None else int(n_users)
-    if q > n:
-        raise ValueError(f"observation has {q} users, more than the {n} the vector holds")
-    block = np.zeros((n, FEATURES_PER_USER), dtype=np.float64)
+    if q > n_users:
+        raise ValueError(f"observation has {q} users, more than the {n_users} the vector holds")
+    block = np.zeros((n_users, FEATURES_PER_USER), dtype=np.float64)
     if q:
         block[:q, 0] = obs.complexities
         block[:q, 1] = np.asarray(obs.distances_m, dtype=float) / scenario.users.distance_m.high
         block[:q, 2] = np.asarray(obs.thresholds, dtype=float) / 10.0
         block[:q, 3] = np.asarray(obs.mean_snr_db_at_1w, dtype=float) / 100.0
         block[:q] = np.clip(block[:q], _USER_LOW, _USER_HIGH)
-    p_total = np.clip(float(obs.p_total_w), 0.0, _P_TOTAL_HIGH)
-    return np.concatenate([block.ravel(), [p_total]]).astype(np.float32)
+    return block
 
 
 def observation_space(n_users: int) -> spaces.Box:
@@ -118,8 +124,8 @@ def batch_provision(action, n_users: int, n_max: int, p_total_w: float, mapping:
 WORLD_FEATURES_PER_USER = 8
 #: Their Box bounds (values are clipped into them): complexity, distance, threshold, mean SNR at 1 W,
 #: rounds done, best score so far, time waited, present (1) or padding (0).
-_WORLD_LOW = np.array([0.0, 0.0, 0.0, -2.0, 0.0, 0.0, 0.0, 0.0], dtype=np.float32)
-_WORLD_HIGH = np.array([1.0, 4.0, 1.0, 3.0, 1.0, 1.0, 10.0, 1.0], dtype=np.float32)
+_WORLD_LOW = np.concatenate([_USER_LOW, [0.0, 0.0, 0.0, 0.0]]).astype(np.float32)
+_WORLD_HIGH = np.concatenate([_USER_HIGH, [1.0, 1.0, 10.0, 1.0]]).astype(np.float32)
 #: Bounds of the MASP block: users waiting / Q, GPU backlog / (Q N_max), P_total (W).
 _MASP_LOW = np.array([0.0, 0.0, 0.0], dtype=np.float32)
 _MASP_HIGH = np.array([100.0, 100.0, _P_TOTAL_HIGH], dtype=np.float32)
@@ -131,19 +137,15 @@ def world_observation_vector(obs: ProvisioningObservation, scenario: Scenario, n
     Per user ``i`` (``obs[8 i : 8 i + 8]``, padded with zero blocks to ``Q`` users):
     complexity; distance / ``users.distance_m.high``; threshold / 10; mean SNR at
     1 W (dB) / 100; rounds done / ``service.max_rounds``; best score so far / 10;
-    time waited / ``qoe.max_latency_s``; 1 for a user, 0 for padding. Then the
-    MASP: users waiting besides these / Q; images at its GPUs / (Q N_max);
-    ``P_total`` (W). Values are clipped into :func:`world_observation_space`.
+    time waited / ``qoe.max_latency_s``; 1 for a user, 0 for padding (the first
+    four are :func:`observation_vector`'s). Then the MASP: users waiting besides
+    these / Q; images at its GPUs / (Q N_max) (0 in today's world, whose MASPs
+    run one epoch at a time); ``P_total`` (W). Values are clipped into :func:`world_observation_space`.
     """
     q = obs.n_users
-    if q > n_users:
-        raise ValueError(f"observation has {q} users, more than the {n_users} the vector holds")
     block = np.zeros((n_users, WORLD_FEATURES_PER_USER), dtype=np.float64)
+    block[:, :FEATURES_PER_USER] = _user_block(obs, scenario, n_users)  # the features sim/Provisioning-v0 observes
     if q:
-        block[:q, 0] = obs.complexities
-        block[:q, 1] = np.asarray(obs.distances_m, dtype=float) / scenario.users.distance_m.high
-        block[:q, 2] = np.asarray(obs.thresholds, dtype=float) / 10.0
-        block[:q, 3] = np.asarray(obs.mean_snr_db_at_1w, dtype=float) / 100.0
         block[:q, 4] = np.asarray(obs.rounds_done, dtype=float) / scenario.service.max_rounds
         block[:q, 5] = np.asarray(obs.best_scores, dtype=float) / 10.0
         block[:q, 6] = np.asarray(obs.waited_s, dtype=float) / scenario.qoe.max_latency_s
