@@ -12,6 +12,9 @@ epoch's maximum, first rounds and later rounds), and fail with an
   :func:`sim.model.service.exceeds_budget`); the observation is not modified;
 * prompt agents: ``choose`` returns an integer strategy in ``0..6`` for first
   and later rounds;
+Provisioning agents meet observations from the scenario's own world
+(:func:`provisioning_observations`).
+
 * both: the same seed gives the same decisions (the agent draws only from the
   ``rng`` it is given), and the agent has a ``name``.
 
@@ -27,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from sim.backends import agent_context, build_channel, build_prompt_agent, build_provisioning_agent
+from sim.backends import agent_context, build_prompt_agent, build_provisioning_agent
 from sim.config import Scenario, parse_scenario
 from sim.decisions import PromptObservation, Provision, ProvisioningObservation
 from sim.model.quality import N_STRATEGIES, prompt_complexity
@@ -45,39 +48,32 @@ def _fail(agent_name: str, problem: str, fix: str) -> None:
 
 
 def default_check_scenario() -> Scenario:
-    """The scenario agents are checked in when none is given (3 users per epoch, 1 W, N_max 8)."""
-    return parse_scenario({"name": "agent-check"})
+    """The scenario agents are checked in when none is given: 4 users, up to 3 per epoch, 1 W, N_max 8."""
+    return parse_scenario({"name": "agent-check", "arrivals": {"n_users": 4}, "users": {"threshold": {"low": 6.0, "high": 8.5}}})
 
 
 def provisioning_observations(scenario: Scenario, n: int = 12, seed: int = 0) -> list[ProvisioningObservation]:
-    """``n`` epochs' observations drawn from ``scenario``: 1 to ``max_users_per_epoch`` users, first and later rounds."""
-    rng = np.random.default_rng(seed)
-    channel = build_channel(scenario)
-    pool = load_prompts(None if scenario.users.prompt_set == "default" else scenario.users.prompt_set)
-    masp = scenario.masps[0]
-    u = scenario.users
-    out = []
-    for k in range(n):
-        q = 1 + k % max(1, masp.max_users_per_epoch)
-        prompts = tuple(pool[int(i)].text for i in rng.integers(len(pool), size=q))
-        distances = rng.uniform(u.distance_m.low, u.distance_m.high, size=q)
-        rounds = rng.integers(0, scenario.service.max_rounds, size=q) if k % 2 else np.zeros(q, dtype=int)
-        out.append(
-            ProvisioningObservation(
-                time_s=float(10 * k),
-                masp=masp.name,
-                p_total_w=float(masp.p_total_w),
-                max_images=scenario.service.max_images_per_round,
-                user_ids=np.arange(k * 10, k * 10 + q),
-                prompts=prompts,
-                complexities=np.array([prompt_complexity(p) for p in prompts]),
-                distances_m=distances,
-                thresholds=rng.uniform(u.threshold.low, u.threshold.high, size=q),
-                mean_snr_db_at_1w=np.asarray(channel.mean_snr_db(1.0, distances), dtype=float),
-                rounds_done=rounds,
-                best_scores=np.where(rounds > 0, rng.uniform(0.0, 8.0, size=q), 0.0),
-            )
-        )
+    """``n`` decisions' observations from the scenario's own world (``sim/World-v0``, statistical delivery).
+
+    Equal splits with 1, 3, 5, ... images per user in turn, so some users come
+    back and some leave: first rounds and later ones, full batches and smaller
+    ones, as the world poses them.
+    """
+    from sim.rl.world_env import WorldEnv  # the world, as the environment steps it
+
+    env = WorldEnv(scenario, delivery="statistical" if scenario.generator.backend == "surrogate" else None)
+    out: list[ProvisioningObservation] = []
+    episode = seed
+    env.reset(seed=episode)
+    while len(out) < n:
+        obs = env.current_observation
+        out.append(obs)
+        q = obs.n_users
+        n_images = 1 + (2 * len(out)) % obs.max_images
+        _, _, terminated, truncated, _ = env.step_provision(Provision(np.full(q, n_images), np.full(q, obs.p_total_w / q)))
+        if terminated or truncated:
+            episode += 1
+            env.reset(seed=episode)
     return out
 
 

@@ -115,7 +115,7 @@ def registered():
 @pytest.mark.parametrize(
     "cls, message",
     [
-        (WrongShape, r"shapes \(2,\) and \(2,\) for 1 users.*one entry per user"),
+        (WrongShape, r"shapes \((\d+),\) and \(\1,\) for \d+ users.*one entry per user"),
         (OverBudget, r"above P_total = 1 W.*scale the powers"),
         (NoImages, r"outside 1\.\.8.*at least one image"),
         (GlobalRandom, r"same seed decided differently.*self\.rng"),
@@ -134,3 +134,12 @@ def test_checker_catches_bad_prompt_agents(cls, message, registered):
     name = registered(PROMPT_AGENTS, f"test-{cls.__name__}", cls)
     with pytest.raises(AgentContractError, match=message):
         check_prompt_agent(name)
+
+
+def test_observations_come_from_the_world_with_first_and_later_rounds():
+    from sim.agent_checker import default_check_scenario, provisioning_observations
+
+    obs = provisioning_observations(default_check_scenario(), n=12)
+    assert len(obs) == 12
+    assert any(o.rounds_done.max() > 0 for o in obs) and any(o.rounds_done.max() == 0 for o in obs)
+    assert len({o.n_users for o in obs}) > 1  # full batches and smaller ones
