@@ -185,13 +185,22 @@ def _parsed_yaml(path: str, mtime_ns: int, size: int) -> Any:
     return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
 
 
-def _read_yaml(path: Path) -> Any:
-    """The file's YAML, parsed once per version of the file (worlds and environments rebuild models often).
+def _read_mapping(path: Path, what: str, expected: str) -> Mapping[str, Any]:
+    """The YAML mapping in ``path``, parsed once per version of the file (worlds and environments rebuild
+    models often); one-line errors name the file (``what`` it is, the ``expected`` content).
 
     The parsed data is shared between callers: read it, never change it.
     """
-    stat = path.stat()
-    return _parsed_yaml(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    try:
+        stat = path.stat()
+        raw = _parsed_yaml(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: {what} file not found") from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{path}: expected {expected}")
+    return raw
 
 
 @dataclass(frozen=True)
@@ -232,14 +241,7 @@ class DamageParams:
         are ignored.
         """
         path = Path(path)
-        try:
-            raw = _read_yaml(path)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: damage model file not found") from None
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path}: not valid YAML: {err}") from None
-        if not isinstance(raw, Mapping):
-            raise ValueError(f"{path}: expected a mapping with e50, k (and undecodable_per_error)")
+        raw = _read_mapping(path, "damage model", "a mapping with e50, k (and undecodable_per_error)")
         keys = ("e50", "k", "undecodable_per_error")
         values: dict[str, Any] = {key: raw[key] for key in keys if key in raw}
         formats = raw.get("formats")
@@ -429,14 +431,7 @@ class QualityModel:
         (``jpeg``/``png``/``raw``) picks per-format damage parameters.
         """
         path = Path(generation_path)
-        try:
-            raw = _read_yaml(path)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: quality generation file not found") from None
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path}: not valid YAML: {err}") from None
-        if not isinstance(raw, Mapping):
-            raise ValueError(f"{path}: expected a mapping (see docs/quality_model.md)")
+        raw = _read_mapping(path, "quality generation", "a mapping (see docs/quality_model.md)")
         strategies = _get(raw, "strategies", path)
         if not isinstance(strategies, list) or len(strategies) != N_STRATEGIES:
             raise ValueError(f"{path}: 'strategies' must list {N_STRATEGIES} entries (ids 0..6)")
