@@ -75,10 +75,10 @@ def test_observation_carries_the_worlds_state():
     obs = env.current_observation
     assert obs.n_users == 3 and np.all(obs.rounds_done == 0) and np.all(obs.waited_s == 0)
     assert vec[7] == 1.0 and vec[8 * 3 + 2] == pytest.approx(scenario.masps[0].p_total_w)
-    env.step_provision(Provision([1, 1, 1], [1 / 3] * 3))
-    if env._request is not None:  # users back for a second round, after waiting
-        later = env.current_observation
-        assert np.all(later.rounds_done >= 1) and np.all(later.waited_s > 0)
+    env.step_provision(Provision([1, 1, 1], [0.001] * 3))  # one image at a milliwatt: nobody is served
+    later = env.current_observation  # so all three are back for a second round, after waiting
+    assert later.n_users == 3 and np.all(later.rounds_done == 1) and np.all(later.waited_s > 0)
+    assert np.all(later.images_received == 1)
 
 
 def test_bad_use_is_refused_clearly():
