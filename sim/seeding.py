@@ -38,6 +38,8 @@ COMPONENTS: tuple[str, ...] = (
     "statistical_round",  # statistical delivery: a round's shadowing, scores, fading and damage draws
 )
 
+_COMPONENT_INDEX = {name: i for i, name in enumerate(COMPONENTS)}
+
 
 class RandomStreams:
     """Independent random generators derived from one root seed."""
@@ -49,10 +51,9 @@ class RandomStreams:
 
     def seed_sequence(self, component: str, *keys: int) -> np.random.SeedSequence:
         """The seed sequence of ``component`` at ``keys``."""
-        try:
-            index = COMPONENTS.index(component)
-        except ValueError:
-            raise KeyError(f"unknown random component {component!r}; known: {', '.join(COMPONENTS)}") from None
+        index = _COMPONENT_INDEX.get(component)
+        if index is None:
+            raise KeyError(f"unknown random component {component!r}; known: {', '.join(COMPONENTS)}")
         spawn_key = (index, *(int(k) for k in keys))
         return np.random.SeedSequence(entropy=self.root_seed, spawn_key=spawn_key)
 

@@ -99,12 +99,17 @@ def test_bad_use_is_refused_clearly():
 
 def test_bytes_delivery_runs_the_real_path():
     scenario = parse_scenario({**SMALL, "arrivals": {"n_users": 3}})
-    env = WorldEnv(scenario, delivery="bytes")
+    env = WorldEnv(scenario, delivery="bytes", record_images=True)
     total, summary = episode_return(env, 0, lambda e: Provision([2] * e.current_observation.n_users,
                                                               [1 / e.current_observation.n_users] * e.current_observation.n_users))
     images = env.world.image_records
     assert images and all(im.assessor == "fidelity" for im in images)
     assert total == pytest.approx(summary["mean_utility"])
+    # the summary's image metrics come from the running tally, records kept or not
+    assert summary["undecodable_rate"] == pytest.approx(np.mean([not im.decodable for im in images]))
+    assert summary["mean_ber"] == pytest.approx(np.mean([im.ber for im in images]))
+    assert episode_return(WorldEnv(scenario, delivery="bytes"), 0, lambda e: Provision(
+        [2] * e.current_observation.n_users, [1 / e.current_observation.n_users] * e.current_observation.n_users))[1] == summary
 
 
 def test_vectorised_for_stable_baselines3():

@@ -73,8 +73,8 @@ def _out(x: np.ndarray) -> np.ndarray:
 
 
 def _require(condition: np.ndarray | bool, message: str) -> None:
-    # np.all's dispatch costs more than the test itself on the scalars the world passes
-    ok = bool(condition) if np.ndim(condition) == 0 else bool(np.asarray(condition).all())
+    # np.all's dispatch costs more than the test itself on the small arrays the world passes
+    ok = condition.all() if isinstance(condition, np.ndarray) else np.asarray(condition).all()
     if not ok:
         raise ValueError(message)
 

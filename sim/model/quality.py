@@ -124,6 +124,21 @@ def prompt_complexity(prompt: str) -> float:
     return float(min(1.0, max(0.0, c)))
 
 
+@lru_cache(maxsize=65536)
+def _cached_complexity(prompt: str) -> float:
+    return prompt_complexity(prompt)
+
+
+@lru_cache(maxsize=65536)
+def _prompt_normal(prompt: str, key: int) -> float:
+    """The standard normal behind a prompt's random effect, fixed by its text and ``key`` (pure: cached)."""
+    text = " ".join(prompt.lower().split())
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    words = [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4)]
+    seq = np.random.SeedSequence(entropy=words, spawn_key=(key,))
+    return float(np.random.Generator(np.random.PCG64(seq)).standard_normal())
+
+
 # ---------------------------------------------------------------------------
 # Numerics shared with scripts/derive_quality_stats.py
 # ---------------------------------------------------------------------------
@@ -289,9 +304,9 @@ class DamageParams:
 def _expected_errors(ber: ArrayLike, n_bits: ArrayLike) -> np.ndarray:
     b = np.asarray(ber, dtype=float)
     n = np.asarray(n_bits, dtype=float)
-    if not np.all(np.isfinite(b)) or np.any((b < 0) | (b > 1)):
+    if not ((b >= 0) & (b <= 1)).all():  # NaN fails both
         raise ValueError("ber must be a probability in [0, 1]")
-    if not np.all(np.isfinite(n)) or np.any(n < 0):
+    if not (np.isfinite(n) & (n >= 0)).all():
         raise ValueError("n_bits must be finite and >= 0")
     return b * n
 
@@ -389,6 +404,7 @@ class QualityModel:
         self.anchor = float(anchor)
         self.scale = float(scale)
         self.c_ref = float(c_ref)
+        self._prompt_means: dict[tuple[str, int, int], float] = {}
         if not (self.scale > 0 and math.isfinite(self.scale)):
             raise ValueError(f"scale must be > 0, got {scale!r}")
         if not 0.0 <= self.c_ref <= 1.0:
@@ -509,12 +525,7 @@ class QualityModel:
             raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
         if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or key < 0:
             raise ValueError(f"key must be a non-negative integer, got {key!r}")
-        text = " ".join(prompt.lower().split())
-        digest = hashlib.sha256(text.encode("utf-8")).digest()
-        words = [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4)]
-        seq = np.random.SeedSequence(entropy=words, spawn_key=(int(key),))
-        z = np.random.Generator(np.random.PCG64(seq)).standard_normal()
-        return float(self.prompt_sd * z)
+        return float(self.prompt_sd * _prompt_normal(prompt, int(key)))
 
     def sample_scores(
         self, prompt: str, strategy: int, rng: np.random.Generator, n: int, key: int = 0
@@ -524,10 +535,26 @@ class QualityModel:
         The prompt's complexity and offset are fixed by the text (and ``key``);
         the seed-to-seed draws come from ``rng``.
         """
-        s = int(_strategy_array(strategy))
-        k = int(_n_array(n))
-        mu = float(self.mean_score(prompt_complexity(prompt), s)) + self.prompt_offset(prompt, key)
-        return np.clip(mu + self.seed_sd * rng.standard_normal(k), SCORE_MIN, SCORE_MAX)
+        k = n if type(n) is int and n >= 1 else int(_n_array(n))  # noqa: E721 (the world's plain ints skip the checks)
+        mu = self.prompt_mean_score(prompt, strategy, key)
+        draws = rng.standard_normal(k)
+        draws *= self.seed_sd
+        draws += mu
+        return np.minimum(np.maximum(draws, SCORE_MIN, out=draws), SCORE_MAX, out=draws)
+
+    def prompt_mean_score(self, prompt: str, strategy: int, key: int = 0) -> float:
+        """Mean score of images of ``prompt`` under ``strategy``: the complexity mean plus the prompt's offset.
+
+        Fixed by the text, strategy and ``key`` (remembered per model: the world asks for it every round).
+        """
+        cache_key = (prompt, strategy, key)
+        mu = self._prompt_means.get(cache_key)
+        if mu is None:
+            s = int(_strategy_array(strategy))
+            mu = float(self.mean_score(_cached_complexity(prompt), s)) + self.prompt_offset(prompt, key)
+            if len(self._prompt_means) < 65536:
+                self._prompt_means[cache_key] = mu
+        return mu
 
     def expected_best_of_n(
         self, complexity: ArrayLike, strategy: ArrayLike, n: ArrayLike, offset: ArrayLike = 0.0

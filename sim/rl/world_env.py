@@ -30,6 +30,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from sim.backends import build_service_models
 from sim.config import Scenario
 from sim.decisions import ProvisioningObservation
 from sim.rl.features import ACTION_MAPPINGS, batch_provision, world_observation_space, world_observation_vector
@@ -80,7 +81,8 @@ class WorldEnv(gym.Env):
     **Arguments.** ``scenario``; ``n_users`` (``Q``, default the largest
     ``max_users_per_epoch`` of the scenario's MASPs); ``delivery``
     (``"statistical"``, ``"bytes"`` or ``None`` for the scenario's); ``action_mapping``;
-    ``max_steps``; ``render_mode`` (``None`` or ``"ansi"``).
+    ``max_steps``; ``render_mode`` (``None`` or ``"ansi"``); ``record_images`` (keep the world's
+    per-image records, ``env.world.image_records``; off by default: the summary does not need them).
 
     **Info.** ``users`` (in this decision), ``masp``, ``time_s``, ``decisions``
     (made so far), ``departed``; at the end also ``summary`` (the run's summary).
@@ -96,6 +98,7 @@ class WorldEnv(gym.Env):
         action_mapping: str = "feasible",
         max_steps: int | None = None,
         render_mode: str | None = None,
+        record_images: bool = False,
     ):
         if not isinstance(scenario, Scenario):
             raise TypeError(f"scenario must be a sim.config.Scenario, got {type(scenario).__name__}")
@@ -121,6 +124,9 @@ class WorldEnv(gym.Env):
         self.action_mapping = action_mapping
         self.max_steps = None if max_steps is None else int(max_steps)
         self.render_mode = render_mode
+        self.record_images = bool(record_images)
+        #: The models of every episode's world, built once (the world's own objects, shared across resets).
+        self.models = build_service_models(self.scenario)
         self.observation_space = world_observation_space(self.n_users)
         self.action_space = spaces.Box(-1.0, 1.0, shape=(2 * self.n_users,), dtype=np.float32)
         self.world: World | None = None
@@ -151,7 +157,8 @@ class WorldEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         root = int(seed) if seed is not None else int(self.np_random.integers(2**31))
-        self.world = World(self.scenario, seed=root, external_decisions=True)
+        self.world = World(self.scenario, seed=root, external_decisions=True, models=self.models,
+                           record_images=self.record_images)
         self._steps, self._departed, self._last = 0, 0, {}
         self._request = self.world.advance()
         return self._vector(), {**self._info(), "root_seed": root}

@@ -157,37 +157,68 @@ SUMMARY_METRICS = (
 )
 
 
-def _mean(values: pd.Series) -> float:
-    return float(values.mean()) if len(values) else math.nan
+def _mean(values: list) -> float:
+    """Mean skipping NaN (as pandas does); NaN when nothing is left."""
+    kept = [float(v) for v in values if v == v]
+    return math.fsum(kept) / len(kept) if kept else math.nan
 
 
-def summarise(users: list[UserRecord], images: list[ImageRecord], n_arrived: int, sim_time_s: float) -> dict[str, float]:
+@dataclass
+class ImageTally:
+    """Running image counts behind the summary's image metrics (kept also when image records are not)."""
+
+    images: int = 0
+    undecodable: int = 0
+    assessment_failures: int = 0
+    ber_sum: float = 0.0
+    ber_count: int = 0
+
+    def add(self, undecodable: int, assessment_failures: int, bers) -> None:
+        """Count a batch of images: how many failed to decode or to be assessed, and their BERs (NaN skipped)."""
+        kept = [float(b) for b in bers if b == b]
+        self.images += len(bers)
+        self.undecodable += int(undecodable)
+        self.assessment_failures += int(assessment_failures)
+        self.ber_sum += math.fsum(kept)
+        self.ber_count += len(kept)
+
+    @classmethod
+    def of(cls, images: list[ImageRecord]) -> ImageTally:
+        tally = cls()
+        tally.add(sum(1 for im in images if not im.decodable), sum(1 for im in images if im.assessment_failed),
+                  [im.ber for im in images])
+        return tally
+
+
+def summarise(users: list[UserRecord], images: list[ImageRecord] | ImageTally, n_arrived: int,
+              sim_time_s: float) -> dict[str, float]:
     """Run metrics. Means are over users who left (served or out of rounds); rates over images.
+
+    ``images`` are the run's image records or their :class:`ImageTally`.
 
     * ``served_users``: users whose best received image met their threshold;
     * ``unserved_users``: users who used every round without meeting it;
     * ``in_service_users``: arrived but not finished when the horizon ended the run;
     * ``single_round_success``: fraction of departed users served in their first round.
     """
-    u = records_frame(users, UserRecord)
-    im = records_frame(images, ImageRecord)
-    served = int(u["satisfied"].sum()) if len(u) else 0
+    tally = images if isinstance(images, ImageTally) else ImageTally.of(images)
+    served = sum(1 for u in users if u.satisfied)
     summary = {
         "users": int(n_arrived),
         "served_users": served,
-        "unserved_users": int(len(u) - served),
-        "in_service_users": int(n_arrived - len(u)),
-        "mean_qoe": _mean(u["qoe"]),
-        "mean_utility": _mean(u["utility"]),
-        "mean_rounds": _mean(u["rounds"]),
-        "single_round_success": _mean(u["single_round_success"].astype(float)),
-        "mean_latency_s": _mean(u["latency_s"]),
-        "mean_images": _mean(u["images"]),
-        "mean_best_score": _mean(u["best_score"]),
-        "mean_cost": _mean(u["cost"]),
-        "undecodable_rate": _mean((~im["decodable"].astype(bool)).astype(float)),
-        "assessment_failures": int(im["assessment_failed"].astype(bool).sum()) if len(im) else 0,
-        "mean_ber": _mean(im["ber"]),
+        "unserved_users": int(len(users) - served),
+        "in_service_users": int(n_arrived - len(users)),
+        "mean_qoe": _mean([u.qoe for u in users]),
+        "mean_utility": _mean([u.utility for u in users]),
+        "mean_rounds": _mean([u.rounds for u in users]),
+        "single_round_success": _mean([float(u.single_round_success) for u in users]),
+        "mean_latency_s": _mean([u.latency_s for u in users]),
+        "mean_images": _mean([u.images for u in users]),
+        "mean_best_score": _mean([u.best_score for u in users]),
+        "mean_cost": _mean([u.cost for u in users]),
+        "undecodable_rate": tally.undecodable / tally.images if tally.images else math.nan,
+        "assessment_failures": int(tally.assessment_failures),
+        "mean_ber": tally.ber_sum / tally.ber_count if tally.ber_count else math.nan,
         "sim_time_s": float(sim_time_s),
     }
     assert tuple(summary) == SUMMARY_METRICS

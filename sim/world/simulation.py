@@ -50,12 +50,13 @@ from sim.decisions import PromptAgent, PromptObservation, Provision, Provisionin
 from sim.generation.base import GenerationRequest, Generator
 from sim.generation.surrogate import typical_image_bits
 from sim.model import service
+from sim.model.service import ServiceModels
 from sim.model.channel import flip_bits, linear_to_db
 from sim.model.qoe import QoEFunction, qoe, user_utility, utility
 from sim.model.quality import N_STRATEGIES, prompt_complexity
 from sim.prompting.prompts import Prompt, load_prompts
 from sim.prompting.strategies import apply_strategy
-from sim.world.records import ImageRecord, RoundRecord, UserRecord, summarise
+from sim.world.records import ImageRecord, ImageTally, RoundRecord, UserRecord, summarise
 from sim.seeding import RandomStreams
 
 
@@ -121,7 +122,9 @@ class World:
 
     Agents default to the scenario's; pass instances to evaluate others on the
     same draws. ``on_user_done(n_done, n_total)`` is called as users leave
-    (progress bars hook in here).
+    (progress bars hook in here). ``models`` reuses :class:`ServiceModels`
+    already built from the same scenario; ``record_images=False`` keeps no
+    per-image records (the summary is unchanged; environments use it).
     """
 
     def __init__(
@@ -133,12 +136,19 @@ class World:
         qoe_fn: QoEFunction = qoe,
         on_user_done: Callable[[int, int], None] | None = None,
         external_decisions: bool = False,
+        models: ServiceModels | None = None,
+        record_images: bool = True,
     ):
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else int(seed)
         self.streams = RandomStreams(self.seed)
         #: The models every service round runs on; agents that model the world get these same objects.
-        self.models = build_service_models(scenario)
+        #: ``models`` passes ones already built from this scenario (e.g. kept by an environment across resets).
+        self.models = build_service_models(scenario) if models is None else models
+        #: Without ``record_images``, no :class:`ImageRecord` is kept (the summary's image metrics still are).
+        self.record_images = bool(record_images)
+        self.image_tally = ImageTally()
+        self._refined: dict[tuple[str, int], str] = {}
         self.channel = self.models.channel
         self.quality = self.models.quality
         self.qoe_params = self.models.qoe
@@ -410,8 +420,14 @@ class World:
         outcomes = []
         for i, user in enumerate(batch):
             r, n_i = user.rounds_done, int(n[i])
-            refined, _ = apply_strategy(user.prompt, strategies[i], self.corpus.elements(user.prompt))
-            for j in range(n_i):
+            refined = self._refined.get((user.prompt, strategies[i]))
+            if refined is None:
+                refined, _ = apply_strategy(user.prompt, strategies[i], self.corpus.elements(user.prompt))
+                self._refined[(user.prompt, strategies[i])] = refined
+            used = slice(0, n_i)
+            undecodable = int((~img.decodable[i, used]).sum())
+            self.image_tally.add(undecodable, 0, img.ber[i, used].tolist())
+            for j in range(n_i if self.record_images else 0):
                 self.image_records.append(ImageRecord(
                     user_id=user.user_id, masp=masp.name, round_index=r, image_index=j, strategy=strategies[i],
                     generation_seed=-1, n_images=n_i, power_w=float(power[i]), t_queued_s=t0,
@@ -423,14 +439,13 @@ class World:
                     generation_score=float(gen[i, j]), received_score=float(img.received[i, j]),
                     decodable=bool(img.decodable[i, j]), damage=math.nan, assessor="statistical", assessment_failed=False,
                 ))
-            used = slice(0, n_i)
             outcomes.append({
                 "strategy": strategies[i],
                 "refined_prompt": refined,
                 "mean_snr_db": float(mean_snr_db[i]),
-                "ber": float(np.mean(img.ber[i, used])) if n_i else math.nan,
+                "ber": float(img.ber[i, used].mean()) if n_i else math.nan,
                 "bits_flipped": int(flipped[i, used].sum()),
-                "undecodable": int((~img.decodable[i, used]).sum()),
+                "undecodable": undecodable,
                 "best_round_score": float(best[i]),
                 "latency_s": float(latency[i]),
                 "t_request_s": user.request_s,
@@ -468,7 +483,10 @@ class World:
             ]
             done = yield self.env.all_of(sends)
             records: list[ImageRecord] = [done[p] for p in sends]
-            self.image_records.extend(records)
+            self.image_tally.add(sum(not rec.decodable for rec in records),
+                                 sum(rec.assessment_failed for rec in records), [rec.ber for rec in records])
+            if self.record_images:
+                self.image_records.extend(records)
             outcome["ber"] = float(np.mean([rec.ber for rec in records]))
             outcome["bits_flipped"] = int(sum(rec.bits_flipped for rec in records))
             outcome["undecodable"] = int(sum(not rec.decodable for rec in records))
@@ -591,7 +609,7 @@ class World:
         end = self.env.now if end_s is None else end_s
         arrived = sum(1 for u in self.users if u.arrival_s <= end)
         self.user_records.sort(key=lambda r: r.user_id)
-        summary = summarise(self.user_records, self.image_records, arrived, end)
+        summary = summarise(self.user_records, self.image_tally, arrived, end)
         return WorldResult(self.seed, self.user_records, self.round_records, self.image_records, summary)
 
     def run(self) -> WorldResult:
