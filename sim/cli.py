@@ -58,8 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="run agents on the same seeds; report means with confidence intervals")
     c.add_argument("scenario", type=Path)
-    c.add_argument("--agents", type=_names, help="provisioning agents, comma-separated (default: the scenario's); "
-                   f"registered: {registry.PROVISIONING_AGENTS.describe()}, or package.module:Class")
+    c.add_argument("--agents", type=_names, help="provisioning agents, comma-separated: labels of the scenario's "
+                   "compare.provisioning_agents (agents with parameters) or names (default: the compare section's, "
+                   f"else the scenario's agent); registered: {registry.PROVISIONING_AGENTS.describe()}, or "
+                   "package.module:Class")
     c.add_argument("--prompt-agents", type=_names, help="prompt agents, comma-separated (default: the scenario's); "
                    f"registered: {registry.PROMPT_AGENTS.describe()}, or package.module:Class")
     c.add_argument("--seeds", type=_seed_list, default=list(range(10)), help="number of seeds 0..N-1 (default 10)")
@@ -118,8 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true")
 
     pp = sub.add_parser("paper", help="reproduce the paper's figures and write the paper-comparison report")
-    pp.add_argument("part", nargs="?", default="all", choices=["all", "provisioning", "prompting"],
-                    help="which reproduction (default all; the report covers what has been run)")
+    pp.add_argument("part", nargs="?", default="all",
+                    choices=["all", "provisioning", "provisioning-epoch", "provisioning-world", "multimodality",
+                             "prompting"],
+                    help="which reproduction (default all; provisioning = both settings, the paper's one-epoch "
+                    "problem (Figs. 14-15) and the sequential world; multimodality = where a diffusion actor should "
+                    "matter; the report covers what has been run)")
     pp.add_argument("--quick", action="store_true", help="tiny budgets: a smoke check in minutes, not the figures")
     pp.add_argument("--out", type=Path, help="output directory (default results/paper, results/paper-quick with --quick)")
     pp.add_argument("--jobs", type=int, help="parallel training processes (default: 2, or 1 on a 1-core machine)")
@@ -222,7 +228,7 @@ def _cmd_compare(args) -> int:
     from sim.world.compare import compare, make_arms
 
     scenario = _load(args.scenario)
-    arms = make_arms(scenario, args.agents or [scenario.provisioning_agent.name], args.prompt_agents)
+    arms = make_arms(scenario, args.agents, args.prompt_agents)
     seeds = [args.first_seed + s for s in args.seeds]
     out, runs = compare(scenario, arms, seeds, out=args.out, workers=args.workers, quiet=args.quiet)
     if not args.quiet:

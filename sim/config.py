@@ -282,6 +282,34 @@ class AgentConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class LabelledAgentConfig(AgentConfig):
+    """An agent with its parameters under a label of its own (e.g. ``n_max``: ``static`` with 8 images)."""
+
+    #: The name the agent has in comparisons (default: its registry name).
+    label: str | None = None
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+
+class CompareConfig(_Strict):
+    """What ``python -m sim compare`` runs when ``--agents`` is not given (and the labels ``--agents`` may use)."""
+
+    #: Provisioning agents, each a registry name with parameters and a label; e.g.
+    #: ``[{label: n_max, name: static, params: {n_images: 8}}, {name: lookahead}]``.
+    provisioning_agents: list[LabelledAgentConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> CompareConfig:
+        for agent in self.provisioning_agents:
+            registry.PROVISIONING_AGENTS.check_name(agent.name)
+        labels = [a.display for a in self.provisioning_agents]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"compare.provisioning_agents: labels must be unique, got {labels}")
+        return self
+
+
 class TrainingConfig(_Strict):
     """Training of provisioning agents (``python -m sim train``)."""
 
@@ -299,6 +327,9 @@ class TrainingConfig(_Strict):
     eval_every_steps: Annotated[int, Field(ge=1)] = 2000
     #: Evaluation episodes, on seeds no training episode uses.
     eval_episodes: Annotated[int, Field(ge=1)] = 5
+    #: Which evaluation episodes: those of this seed for every run (so that runs of different seeds and the
+    #: baselines meet the same ones), or ``null`` for each run's own seed's.
+    eval_seed: Annotated[int, Field(ge=0)] | None = None
     #: Environment steps between numbered checkpoints (the latest is always kept).
     checkpoint_every_steps: Annotated[int, Field(ge=1)] = 10000
     #: Per algorithm (ppo, sac, d3pg, ddpg), keyword arguments of its constructor / config.
@@ -333,6 +364,7 @@ class Scenario(_Strict):
     qoe: QoEConfig = QoEConfig()
     service: ServiceConfig = ServiceConfig()
     training: TrainingConfig = TrainingConfig()
+    compare: CompareConfig = CompareConfig()
     provisioning_agent: AgentConfig = AgentConfig(name="static")
     prompt_agent: AgentConfig = AgentConfig(name="raw")
 

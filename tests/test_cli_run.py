@@ -90,3 +90,30 @@ def test_a_missing_optional_package_names_its_extra():
     assert "'torch'" in message and '.[learn]' in message and "torch==2.13.0" in message
     assert '.[real]' in _missing_package_message(ModuleNotFoundError("x", name="diffusers.pipelines"))
     assert "missing Python package 'nope'" in _missing_package_message(ModuleNotFoundError("No module named 'nope'"))
+
+
+def test_compare_runs_labelled_agents_with_their_parameters(tmp_path):
+    import yaml
+
+    raw = yaml.safe_load(THREE.read_text())
+    raw["compare"] = {"provisioning_agents": [{"label": "n2", "name": "static", "params": {"n_images": 2}},
+                                              {"label": "n_max", "name": "static", "params": {"n_images": 8}}]}
+    path = tmp_path / "labelled.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "cmp"
+    # no --agents: the compare section's agents, in its order
+    proc = _cli("compare", str(path), "--seeds", "2", "--out", str(out), "--workers", "1", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    runs = pd.read_csv(out / "runs.csv")
+    assert list(runs.agent.unique()) == ["n2", "n_max"] and set(runs.provisioning_agent) == {"static"}
+    assert (runs[runs.agent == "n2"].mean_images.to_numpy() < runs[runs.agent == "n_max"].mean_images.to_numpy()).all()
+    # labels and registry names mix in --agents; an unknown one names the labels too
+    proc = _cli("compare", str(path), "--agents", "n_max,random", "--seeds", "1", "--out", str(tmp_path / "b"), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert list(pd.read_csv(tmp_path / "b" / "runs.csv").agent) == ["n_max", "random"]
+    proc = _cli("compare", str(path), "--agents", "n9", "--seeds", "1", "--out", str(tmp_path / "c"))
+    assert proc.returncode == 2 and "n2, n_max" in proc.stderr and proc.stderr.strip().count("\n") == 0
+    raw["compare"]["provisioning_agents"][1]["label"] = "n2"
+    path.write_text(yaml.safe_dump(raw))
+    proc = _cli("validate", str(path))
+    assert proc.returncode == 2 and "labels must be unique" in proc.stderr

@@ -10,7 +10,7 @@ import platform
 import time
 from pathlib import Path
 
-from sim.paper import prompting, provisioning
+from sim.paper import multimodality, prompting, provisioning, provisioning_world
 
 PAPER = ("Y. Liu, R. Zhang, J. Wang, D. Niyato, X. Wang, D. I. Kim, H. Du, \"Intelligent Mobile AI-Generated "
          "Content Services via Interactive Prompt Engineering and Dynamic Service Provisioning\", arXiv:2502.11386")
@@ -25,7 +25,8 @@ def _machine() -> str:
 def write_report(out: Path, commands: list[str]) -> Path:
     """Write ``out/README.md`` from the parts present in ``out``; returns its path."""
     out = Path(out)
-    rows = prompting.claims(out / "prompting") + provisioning.claims(out / "provisioning")
+    rows = (prompting.claims(out / "prompting") + provisioning.claims(out / "provisioning")
+            + provisioning_world.claims(out / "provisioning_world"))
     lines = [
         "# Paper comparison",
         "",
@@ -49,7 +50,9 @@ def write_report(out: Path, commands: list[str]) -> Path:
         lines.append("| (no part has run yet) | | | |")
     lines.append("")
     for part in (prompting.section(out / "prompting", "prompting"), prompting.discussion(out / "prompting"),
-                 provisioning.section(out / "provisioning", "provisioning"), provisioning.discussion(out / "provisioning")):
+                 provisioning.section(out / "provisioning", "provisioning"), provisioning.discussion(out / "provisioning"),
+                 provisioning_world.section(out / "provisioning_world", "provisioning_world"),
+                 multimodality.section(out / "multimodality", "multimodality")):
         if part:
             lines += [part, ""]
     path = out / "README.md"

@@ -128,7 +128,7 @@ def train(
             done += chunk
             for _ in range(chunk):
                 advance()
-            mean, low, high = evaluate(model, scenario, t.eval_episodes, seed)
+            mean, low, high = evaluate(model, scenario, t.eval_episodes, seed if t.eval_seed is None else t.eval_seed)
             rows.append({"algorithm": algorithm, "seed": seed, "steps": done, "eval_utility": mean,
                          "ci_low": low, "ci_high": high, "wall_time_s": time.perf_counter() - started})
             write_csv(curve_path, pd.DataFrame(rows))

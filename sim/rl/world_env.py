@@ -38,6 +38,10 @@ from sim.rl.registration import WORLD_ENV_ID as ENV_ID
 from sim.world.simulation import DecisionRequest, World
 
 
+#: Unseeded resets (training episodes) draw root seeds from ``[TRAINING_SEED_BASE, 2**31)``.
+TRAINING_SEED_BASE = 2_000_000
+
+
 class WorldEnv(gym.Env):
     """The world's provisioning decisions as a sequential decision problem.
 
@@ -71,8 +75,10 @@ class WorldEnv(gym.Env):
     (``tests/test_world_env.py`` checks it).
 
     **Starting state.** ``reset(seed=s)`` runs the world with root seed ``s``
-    (without a seed, one is drawn from the env's ``np_random``) until the first
-    decision.
+    until the first decision. Without a seed (training), the root seed is drawn
+    from the env's ``np_random`` at or above :data:`TRAINING_SEED_BASE`, so a
+    learner never trains on the worlds of smaller seeds that ``compare`` and the
+    evaluation episodes (:data:`sim.rl.evaluation.EVAL_SEED_OFFSET`) use.
 
     **Episode end.** Terminated when every user has left; truncated after
     ``max_steps`` decisions (default: none). The scenario's ``service.horizon_s``
@@ -156,7 +162,7 @@ class WorldEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        root = int(seed) if seed is not None else int(self.np_random.integers(2**31))
+        root = int(seed) if seed is not None else int(self.np_random.integers(TRAINING_SEED_BASE, 2**31))
         self.world = World(self.scenario, seed=root, external_decisions=True, models=self.models,
                            record_images=self.record_images)
         self._steps, self._departed, self._last = 0, 0, {}
@@ -247,4 +253,4 @@ def episode_return(env: WorldEnv, seed: int, decide) -> tuple[float, dict[str, f
             return total, info.get("summary", {})
 
 
-__all__ = ["ENV_ID", "WorldEnv", "episode_return", "make_training_env", "make_world_vec_env"]
+__all__ = ["ENV_ID", "TRAINING_SEED_BASE", "WorldEnv", "episode_return", "make_training_env", "make_world_vec_env"]

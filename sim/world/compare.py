@@ -22,49 +22,52 @@ from sim.world.simulation import World
 
 @dataclass(frozen=True)
 class Arm:
-    """One compared configuration: a provisioning agent and a prompt agent."""
+    """One compared configuration: a provisioning agent and a prompt agent, each with its parameters."""
 
     label: str
-    provisioning: str
-    prompt: str
+    provisioning: AgentConfig
+    prompt: AgentConfig
 
 
-def make_arms(scenario: Scenario, provisioning: list[str], prompt: list[str] | None) -> list[Arm]:
-    """Every provisioning x prompt agent pair; names are checked against the registries."""
+def make_arms(scenario: Scenario, provisioning: list[str] | None, prompt: list[str] | None) -> list[Arm]:
+    """Every provisioning x prompt agent pair.
+
+    ``provisioning`` entries are labels of the scenario's ``compare.provisioning_agents`` (which carry
+    parameters) or registry names; a registry name runs with the scenario's parameters when it is the
+    scenario's own agent, with its defaults otherwise. ``None``: the ``compare`` section's agents, or
+    the scenario's agent when there are none.
+    """
+    labelled = {a.display: a for a in scenario.compare.provisioning_agents}
+    if not provisioning:
+        provisioning = list(labelled) or [scenario.provisioning_agent.name]
     prompt = prompt or [scenario.prompt_agent.name]
-    try:
-        for name in provisioning:
-            PROVISIONING_AGENTS.check_name(name)
-        for name in prompt:
-            PROMPT_AGENTS.check_name(name)
-    except RegistryError as err:
-        raise AgentError(str(err)) from None
-    several_prompts = len(prompt) > 1
-    return [
-        Arm(f"{p}+{q}" if several_prompts else p, p, q)
-        for p in provisioning
-        for q in prompt
-    ]
+
+    def config(name: str, current: AgentConfig, known: dict[str, AgentConfig], registry) -> tuple[str, AgentConfig]:
+        if name in known:
+            agent = known[name]
+            return name, AgentConfig(name=agent.name, params=agent.params)
+        try:
+            registry.check_name(name)
+        except RegistryError as err:
+            hint = f" (or a label of compare.provisioning_agents: {', '.join(known)})" if known else ""
+            raise AgentError(f"{err}{hint}") from None
+        return name, current if current.name == name else AgentConfig(name=name)
+
+    prov = [config(n, scenario.provisioning_agent, labelled, PROVISIONING_AGENTS) for n in provisioning]
+    prom = [config(n, scenario.prompt_agent, {}, PROMPT_AGENTS) for n in prompt]
+    several_prompts = len(prom) > 1
+    return [Arm(f"{p}+{q}" if several_prompts else p, pc, qc) for p, pc in prov for q, qc in prom]
 
 
 def _arm_scenario(scenario: Scenario, arm: Arm) -> Scenario:
-    def agent(current: AgentConfig, name: str) -> AgentConfig:
-        # Keep the scenario's parameters for the agent it names; others run with their defaults.
-        return current if current.name == name else AgentConfig(name=name)
-
-    return scenario.model_copy(
-        update={
-            "provisioning_agent": agent(scenario.provisioning_agent, arm.provisioning),
-            "prompt_agent": agent(scenario.prompt_agent, arm.prompt),
-        }
-    )
+    return scenario.model_copy(update={"provisioning_agent": arm.provisioning, "prompt_agent": arm.prompt})
 
 
 def run_arm_seed(scenario: Scenario, arm: Arm, seed: int) -> dict[str, Any]:
     """One replication of one arm (runs in a worker process)."""
     result = World(_arm_scenario(scenario, arm), seed=seed).run()
-    return {"agent": arm.label, "provisioning_agent": arm.provisioning, "prompt_agent": arm.prompt, "seed": seed,
-            **result.summary}
+    return {"agent": arm.label, "provisioning_agent": arm.provisioning.name, "prompt_agent": arm.prompt.name,
+            "seed": seed, **result.summary}
 
 
 def default_compare_dir(scenario: Scenario, root: Path = Path("results")) -> Path:
