@@ -72,6 +72,8 @@ class User:
     position_m: np.ndarray
     masp: str = ""
     distance_m: float = math.nan
+    #: Mean SNR (dB) at 1 W to the user's MASP, set with the distance when the user is associated.
+    mean_snr_db_at_1w: float = math.nan
     rounds_done: int = 0
     images: int = 0
     best_score: float = 0.0
@@ -243,6 +245,7 @@ class World:
             masp = min(self.masps, key=distance)
         user.masp = masp.name
         user.distance_m = distance(masp)
+        user.mean_snr_db_at_1w = float(self.channel.mean_snr_db(1.0, user.distance_m))
         return masp
 
     def _enqueue(self, masp: _Masp, user: User) -> None:
@@ -278,7 +281,7 @@ class World:
             complexities=np.array([u.complexity for u in batch]),
             distances_m=distances,
             thresholds=np.array([u.threshold for u in batch]),
-            mean_snr_db_at_1w=np.asarray(self.channel.mean_snr_db(1.0, distances), dtype=float),
+            mean_snr_db_at_1w=np.array([u.mean_snr_db_at_1w for u in batch]),
             rounds_done=np.array([u.rounds_done for u in batch]),
             best_scores=np.array([u.best_score for u in batch]),
             waited_s=np.array([self.env.now - u.arrival_s for u in batch]),
