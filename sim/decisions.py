@@ -66,7 +66,9 @@ class ProvisioningObservation:
     images_received: np.ndarray | None = None
     #: Users waiting at this MASP besides the ones decided for now.
     queue_length: int = 0
-    #: Images queued for or running on this MASP's GPUs at the decision.
+    #: Images queued for or running on this MASP's GPUs at the decision. The shipped world serves one batch
+    #: at a time per MASP (the next decision comes after the batch's last image), so it is 0 there; it is
+    #: part of the contract for worlds whose MASPs decide while earlier images are still generating.
     gpu_backlog: int = 0
 
     def __post_init__(self) -> None:

@@ -158,3 +158,10 @@ def test_figures_report_section_and_claims_rows(reproduced):
         (root / "provisioning_world" / path.name).write_bytes(path.read_bytes())
     report = write_report(root, ["python -m sim paper provisioning-world --quick"]).read_text()
     assert "sequential world: D3PG above SAC" in report and "## Provisioning in the sequential world" in report
+    # without the part's raw results (a fresh clone), the report is rebuilt from the saved report_part.json
+    saved = json.loads((root / "provisioning_world" / "report_part.json").read_text())
+    assert saved["sections"] == [text] and saved["claims"] == rows
+    for path in (root / "provisioning_world").glob("*.csv"):
+        path.unlink()
+    again = write_report(root, ["python -m sim paper provisioning-world --quick"]).read_text()
+    assert again.split("## Claims", 1)[1] == report.split("## Claims", 1)[1]

@@ -6,6 +6,7 @@ and ``prompting/``), so either part can be rerun alone and the report rewritten.
 
 from __future__ import annotations
 
+import json
 import platform
 import time
 from pathlib import Path
@@ -22,11 +23,48 @@ def _machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, {platform.system()}"
 
 
+#: Each part's directory keeps what the report needs of it (claims rows and markdown sections) in this
+#: file, so that the report can be rewritten after one part has run without the other parts' raw results.
+PART_REPORT = "report_part.json"
+
+
+def _parts(out: Path) -> list[tuple[str, list[dict[str, str]], list[str]]]:
+    """``(part, claims rows, sections)`` per part: fresh from its results, else from its saved ``PART_REPORT``."""
+    parts = [
+        ("prompting", lambda d: prompting.claims(d),
+         lambda d: [prompting.section(d, "prompting"), prompting.discussion(d)]),
+        ("provisioning", lambda d: provisioning.claims(d),
+         lambda d: [provisioning.section(d, "provisioning"), provisioning.discussion(d)]),
+        ("provisioning_world", lambda d: provisioning_world.claims(d),
+         lambda d: [provisioning_world.section(d, "provisioning_world")]),
+        ("multimodality", lambda d: [], lambda d: [multimodality.section(d, "multimodality")]),
+    ]
+    found = []
+    for name, claims_of, sections_of in parts:
+        directory = out / name
+        sections = [text for text in sections_of(directory) if text]
+        saved = directory / PART_REPORT
+        if sections:
+            rows = claims_of(directory)
+            saved.write_text(json.dumps({"claims": rows, "sections": sections}, indent=1) + "\n", encoding="utf-8")
+        elif saved.exists():
+            data = json.loads(saved.read_text(encoding="utf-8"))
+            rows, sections = data["claims"], data["sections"]
+        else:
+            continue
+        found.append((name, rows, sections))
+    return found
+
+
 def write_report(out: Path, commands: list[str]) -> Path:
-    """Write ``out/README.md`` from the parts present in ``out``; returns its path."""
+    """Write ``out/README.md`` from the parts present in ``out``; returns its path.
+
+    A part whose results are present is reported from them (and its ``report_part.json`` rewritten); a
+    part that has not run here but has a ``report_part.json`` (kept in git) is reported from that.
+    """
     out = Path(out)
-    rows = (prompting.claims(out / "prompting") + provisioning.claims(out / "provisioning")
-            + provisioning_world.claims(out / "provisioning_world"))
+    parts = _parts(out)
+    rows = [row for _, claims, _ in parts for row in claims]
     lines = [
         "# Paper comparison",
         "",
@@ -49,11 +87,8 @@ def write_report(out: Path, commands: list[str]) -> Path:
     if not rows:
         lines.append("| (no part has run yet) | | | |")
     lines.append("")
-    for part in (prompting.section(out / "prompting", "prompting"), prompting.discussion(out / "prompting"),
-                 provisioning.section(out / "provisioning", "provisioning"), provisioning.discussion(out / "provisioning"),
-                 provisioning_world.section(out / "provisioning_world", "provisioning_world"),
-                 multimodality.section(out / "multimodality", "multimodality")):
-        if part:
+    for _, _, sections in parts:
+        for part in sections:
             lines += [part, ""]
     path = out / "README.md"
     path.write_text("\n".join(lines), encoding="utf-8")
