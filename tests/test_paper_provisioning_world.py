@@ -60,6 +60,22 @@ def test_every_agent_runs_on_every_evaluation_seed(reproduced):
     assert list(reproduced["summary"]["agent"]) == [*pw.BASELINES, *pw.TRAINED]
 
 
+def test_compare_yaml_reruns_a_world_run_with_the_compare_command(reproduced, tmp_path):
+    from sim.config import load_scenario as load
+    from sim.world.compare import compare, make_arms
+
+    out = reproduced["out"]
+    scenario = load(out / "compare.yaml")
+    labels = [a.display for a in scenario.compare.provisioning_agents]
+    assert labels[:len(pw.BASELINES)] == list(pw.BASELINES) and "d3pg-run1" in labels
+    _, again = compare(scenario, make_arms(scenario, ["static_tuned", "d3pg-run1"], None), [100],
+                       out=tmp_path / "cmp", workers=1, quiet=True)
+    runs = pd.read_csv(out / "runs.csv")
+    for label, agent, train_seed in (("static_tuned", "static_tuned", -1), ("d3pg-run1", "d3pg", 1)):
+        row = runs[(runs["agent"] == agent) & (runs["seed"] == 100) & (runs["train_seed"] == train_seed)].iloc[0]
+        assert again[again["agent"] == label]["mean_utility"].iloc[0] == pytest.approx(row["mean_utility"], abs=1e-12)
+
+
 def test_tuning_picks_the_best_curve_and_the_final_runs_use_it(reproduced):
     out = reproduced["out"]
     tuning = pd.read_csv(out / "tuning.csv")
@@ -140,7 +156,7 @@ def test_time_to_lookahead_is_the_first_point_within_five_percent():
 
 def test_figures_report_section_and_claims_rows(reproduced):
     out = reproduced["out"]
-    for name in ("world_training_curves.png", "world_compare.png", "claims.csv", "table.csv", "levels.csv",
+    for name in ("world_training_curves.png", "world_compare.png", "compare.yaml", "claims.csv", "table.csv", "levels.csv",
                  "time_to_lookahead.csv", "training_runs.csv", "run.json"):
         assert (out / name).exists(), name
     text = pw.section(out, "provisioning_world")

@@ -46,7 +46,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from sim.config import AgentConfig, Scenario, load_scenario
+from sim.config import AgentConfig, Scenario, load_scenario, scenario_to_yaml
 from sim.paper.common import fmt_ci, magnitude_verdict, plot_mean_ci, pyplot, verdict, wall_time_sentence
 from sim.stats import holm_adjust, mean_ci, paired_difference, paired_t_test
 
@@ -297,6 +297,24 @@ def _world_one(scenario: Scenario, label: str, config: AgentConfig, seed: int, t
     return {**row, "train_seed": train_seed, "wall_time_s": time.perf_counter() - started}
 
 
+def compare_scenario(scenario: Scenario, budget: WorldBudget, out: Path, tuned_images: int) -> Scenario:
+    """The study scenario with every baseline and trained policy as ``compare.provisioning_agents``.
+
+    Saved as ``compare.yaml``: ``python -m sim compare OUT/compare.yaml --seeds N --first-seed S`` reruns the
+    world runs of the table with the project's ``compare`` command (labels ``<agent>-run<seed>``).
+    """
+    from sim.config import CompareConfig, LabelledAgentConfig
+
+    agents = [LabelledAgentConfig(label=label, name=c.name, params=c.params)
+              for label, c in baseline_configs(scenario, budget, tuned_images).items()]
+    for label in TRAINED:
+        for seed in budget.train_seeds:
+            checkpoint = str((_train_dir(out, label, seed) / "checkpoints" / "latest").resolve())
+            agents.append(LabelledAgentConfig(label=f"{label}-run{seed}", name="learned",
+                                              params={"checkpoint": checkpoint}))
+    return scenario.model_copy(update={"compare": CompareConfig(provisioning_agents=agents)})
+
+
 def world_runs(scenario: Scenario, budget: WorldBudget, out: Path, tuned_images: int, jobs: int = 2,
                log: Callable[[str], None] = print) -> pd.DataFrame:
     """Every baseline and every trained policy on every evaluation seed, in the world (``runs.csv`` rows)."""
@@ -496,6 +514,8 @@ def reproduce(out: Path, quick: bool = False, jobs: int | None = None, scenario_
     timings["levels_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    (out / "compare.yaml").write_text(scenario_to_yaml(compare_scenario(scenario, budget, out, tuned_images)),
+                                      encoding="utf-8")
     runs = world_runs(scenario, budget, out, tuned_images, jobs, log)
     runs.to_csv(out / "runs.csv", index=False)
     summary = table(runs)
@@ -566,7 +586,9 @@ def section(out: Path, rel: str = "provisioning_world") -> str:
         f"![training curves]({rel}/world_training_curves.png)",
         "",
         "Mean utility per user over its whole stay (the world's objective), mean and 95% CI over evaluation seeds "
-        "(a learner's value per seed is the mean over its training runs); gap to the lookahead oracle paired by seed:",
+        "(a learner's value per seed is the mean over its training runs); gap to the lookahead oracle paired by seed. "
+        f"`python -m sim compare {rel}/compare.yaml --seeds {len(budget['eval_seeds'])} --first-seed "
+        f"{budget['eval_seeds'][0]}` reruns these world runs with the project's compare command:",
         "",
         "| agent | utility per user | users served | latency s | images per user | gap to lookahead |",
         "|---|---|---|---|---|---|",
@@ -613,7 +635,7 @@ def section(out: Path, rel: str = "provisioning_world") -> str:
 
 __all__ = [
     "BASELINES", "CLAIMS", "FULL", "LEARNERS", "PENALISED", "QUICK", "TRAINED", "WorldBudget", "baseline_configs",
-    "claims", "claims_table", "curve_levels", "per_world_seed", "plot_curves", "plot_table", "reproduce", "section",
+    "claims", "claims_table", "compare_scenario", "curve_levels", "per_world_seed", "plot_curves", "plot_table", "reproduce", "section",
     "tuned_static_images",
     "study_scenario", "table", "time_to_lookahead", "train_all", "training_runs", "tune", "tuning_grid", "world_runs",
 ]
