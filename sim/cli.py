@@ -1,4 +1,4 @@
-"""Command line: ``python -m sim run|compare|validate|check-agent|train|train-prompt|paper|models|cache|demo-dataset|calibrate``.
+"""Command line: ``python -m sim run|compare|sweep|validate|check-agent|train|train-prompt|paper|models|cache|demo-dataset|calibrate``.
 
 Bad input (a missing or broken scenario, an unknown agent, a bad parameter, a
 cache miss, a malformed dataset) prints one line per problem to stderr and
@@ -19,6 +19,7 @@ from pathlib import Path
 from sim.config import Scenario, ScenarioError, load_scenario
 from sim import registry
 from sim.dataset.demonstrations import DEFAULT_POWERS_W
+from sim.executors import ExecutorError
 from sim.registry import RegistryError
 from sim.rl.checkpoints import PROMPT_ALGORITHMS, PROVISIONING_ALGORITHMS
 from sim.rl.prompt_features import EMBEDDINGS
@@ -41,6 +42,25 @@ def _names(text: str) -> list[str]:
     if not names:
         raise argparse.ArgumentTypeError("expected comma-separated agent names")
     return names
+
+
+def _workers(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of worker processes, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
+def _executor_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--executor", choices=["local", "dask", "ray"], default="local",
+                        help="where runs execute: local processes (default), a Dask cluster or Ray (extras dask, ray); "
+                        "results are identical")
+    parser.add_argument("--address", help="the cluster to join: a Dask scheduler (tcp://host:8786) or Ray (auto, "
+                        "ray://host:10001); default: a local cluster of --workers processes")
+    parser.add_argument("--workers", type=_workers, help="parallel processes (default: CPU count)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,8 +87,24 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seeds", type=_seed_list, default=list(range(10)), help="number of seeds 0..N-1 (default 10)")
     c.add_argument("--first-seed", type=int, default=0, help="first root seed (default 0)")
     c.add_argument("--out", type=Path, help="results directory (default results/<scenario>/compare-<time>)")
-    c.add_argument("--workers", type=int, help="parallel processes (default: CPU count)")
+    _executor_options(c)
     c.add_argument("--quiet", action="store_true")
+
+    sw = sub.add_parser("sweep", help="every grid cell x agent x seed on the same seeds; resumable; tidy results and "
+                        "plots against each swept parameter")
+    sw.add_argument("scenario", type=Path)
+    sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                    help="a swept parameter: a dotted scenario key (masps.0.p_total_w, masps.*.gpus) and its values; "
+                    "repeat for more parameters (every combination runs)")
+    sw.add_argument("--agents", type=_names, help="provisioning agents, as for compare (default: the compare section's, "
+                    "else the scenario's agent)")
+    sw.add_argument("--prompt-agents", type=_names, help="prompt agents, comma-separated (default: the scenario's)")
+    sw.add_argument("--seeds", type=_seed_list, default=list(range(10)), help="number of seeds 0..N-1 (default 10)")
+    sw.add_argument("--first-seed", type=int, default=0, help="first root seed (default 0)")
+    sw.add_argument("--out", type=Path, help="results directory (default results/<scenario>/sweep); rerun with the "
+                    "same --out to resume")
+    _executor_options(sw)
+    sw.add_argument("--quiet", action="store_true")
 
     ca = sub.add_parser("check-agent", help="check that an agent keeps the decision contract (shapes, bounds, budget, "
                         "determinism under a seed)")
@@ -230,9 +266,32 @@ def _cmd_compare(args) -> int:
     scenario = _load(args.scenario)
     arms = make_arms(scenario, args.agents, args.prompt_agents)
     seeds = [args.first_seed + s for s in args.seeds]
-    out, runs = compare(scenario, arms, seeds, out=args.out, workers=args.workers, quiet=args.quiet)
+    out, runs = compare(scenario, arms, seeds, out=args.out, workers=args.workers, quiet=args.quiet,
+                        executor=args.executor, address=args.address)
     if not args.quiet:
         means = runs.groupby("agent", sort=False)[["mean_qoe", "mean_utility", "single_round_success", "mean_rounds"]].mean()
+        print(means.to_string(float_format=lambda v: f"{v:.3f}"))
+    print(out)
+    return 0
+
+
+def _cmd_sweep(args) -> int:
+    from sim.executors import check_executor
+    from sim.world.compare import make_arms
+    from sim.world.sweep import parse_grid, sweep
+
+    scenario = _load(args.scenario)
+    grid = parse_grid(args.grid)
+    arms = make_arms(scenario, args.agents, args.prompt_agents)
+    check_executor(args.executor, args.address)
+    if args.first_seed < 0:
+        raise ScenarioError("--first-seed", [f"must be >= 0, got {args.first_seed}"])
+    seeds = [args.first_seed + s for s in args.seeds]
+    out = args.out or Path("results") / scenario.name / "sweep"
+    results = sweep(scenario, grid, arms, seeds, out, executor=args.executor, workers=args.workers,
+                    address=args.address, quiet=args.quiet, log=lambda m: print(m, file=sys.stderr))
+    if not args.quiet:
+        means = results.groupby([*grid, "agent"], sort=False)[["mean_utility", "mean_qoe", "mean_latency_s"]].mean()
         print(means.to_string(float_format=lambda v: f"{v:.3f}"))
     print(out)
     return 0
@@ -376,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         "check-agent": _cmd_check_agent,
         "run": _cmd_run,
         "compare": _cmd_compare,
+        "sweep": _cmd_sweep,
         "models": _cmd_models,
         "cache": _cmd_cache,
         "demo-dataset": _cmd_demo_dataset,
@@ -392,6 +452,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except RegistryError as err:  # an unknown or unbuildable agent or backend (AgentError is one)
         print(f"{getattr(args, 'scenario', None) or args.name}: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ExecutorError as err:
+        print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ModuleNotFoundError as err:
         if os.environ.get("SIM_DEBUG"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -13,6 +12,7 @@ import pandas as pd
 
 from sim.backends import AgentError
 from sim.config import AgentConfig, Scenario, scenario_to_yaml
+from sim.executors import check_executor, run_tasks
 from sim.io import write_csv
 from sim.progress import count_progress
 from sim.registry import PROMPT_AGENTS, PROVISIONING_AGENTS, RegistryError
@@ -81,25 +81,18 @@ def compare(
     out: Path | None = None,
     workers: int | None = None,
     quiet: bool = False,
+    executor: str = "local",
+    address: str | None = None,
 ) -> tuple[Path, pd.DataFrame]:
-    """Run every arm on every seed (in parallel processes); write ``runs.csv`` and ``report.md``."""
+    """Run every arm on every seed (``executor``: local processes, Dask or Ray); write ``runs.csv`` and ``report.md``."""
+    check_executor(executor, address)
     out = Path(out) if out is not None else default_compare_dir(scenario)
     out.mkdir(parents=True, exist_ok=True)
     (out / "scenario.yaml").write_text(scenario_to_yaml(scenario), encoding="utf-8")
-    jobs = [(arm, seed) for arm in arms for seed in seeds]
+    jobs = [(scenario, arm, seed) for arm in arms for seed in seeds]
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
-    rows = []
     with count_progress(len(jobs), f"{scenario.name}: runs", quiet) as advance:
-        if workers == 1:
-            for arm, seed in jobs:
-                rows.append(run_arm_seed(scenario, arm, seed))
-                advance()
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(run_arm_seed, scenario, arm, seed) for arm, seed in jobs]
-                for future in as_completed(futures):
-                    rows.append(future.result())
-                    advance()
+        rows = run_tasks(run_arm_seed, jobs, executor, workers, address, on_done=advance)
     order = {arm.label: i for i, arm in enumerate(arms)}
     runs = pd.DataFrame(rows).sort_values(["agent", "seed"], key=lambda c: c.map(order) if c.name == "agent" else c)
     runs = runs.reset_index(drop=True)
