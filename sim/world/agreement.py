@@ -1,0 +1,71 @@
+"""Do the two delivery modes agree? ``bytes`` (real image bytes, bit flips, measured damage) against ``statistical``.
+
+:func:`agreement` runs a scenario in both modes on the same seeds and compares each summary metric: the
+modes draw from different random streams, so the comparison is two-sample (Welch's t-test on the per-seed
+values), with Holm's correction across the metrics and scenarios of one table. ``python
+scripts/delivery_agreement.py`` prints the table for the three reference cases of :data:`CASES`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from sim.config import Scenario, parse_scenario
+from sim.stats import holm_adjust, mean_ci
+from sim.world.simulation import World
+
+#: Summary metrics compared between the modes.
+METRICS = ("mean_utility", "mean_rounds", "single_round_success", "mean_best_score", "undecodable_rate")
+
+#: The reference cases: few users, many users, a poor channel (scenario data, seeds).
+CASES: dict[str, tuple[dict[str, Any], int]] = {
+    "few users (3, batch)": ({"name": "few", "arrivals": {"n_users": 3}, "users": {"distance_m": {"low": 50, "high": 150}},
+                              "provisioning_agent": {"name": "static", "params": {"n_images": 4}}}, 24),
+    "many users (40, Poisson, 2 MASPs)": ({
+        "name": "many", "arrivals": {"process": "poisson", "n_users": 40, "rate_per_s": 0.2},
+        "users": {"distance_m": {"low": 40, "high": 160}},
+        "masps": [{"name": "a", "gpus": 2, "max_users_per_epoch": 3, "position_m": [0, 60]},
+                  {"name": "b", "gpus": 2, "max_users_per_epoch": 3, "position_m": [0, -60]}],
+        "provisioning_agent": {"name": "static", "params": {"n_images": 3}}}, 6),
+    "poor channel (150-220 m, m = 1)": ({
+        "name": "poor", "arrivals": {"n_users": 3}, "users": {"distance_m": {"low": 150, "high": 220}},
+        "channel": {"nakagami_m": 1.0}, "provisioning_agent": {"name": "static", "params": {"n_images": 4}}}, 24),
+}
+
+
+def _summaries(scenario: Scenario, delivery: str, seeds: Sequence[int]) -> pd.DataFrame:
+    moded = scenario.model_copy(update={"channel": scenario.channel.model_copy(update={"delivery": delivery})})
+    return pd.DataFrame([World(moded, seed=s).run().summary for s in seeds])
+
+
+def agreement(cases: dict[str, tuple[Scenario, Sequence[int]]], metrics: Sequence[str] = METRICS) -> pd.DataFrame:
+    """One row per case and metric: both modes' means with 95% CIs, the difference, Welch's p and Holm's p."""
+    rows = []
+    for case, (scenario, seeds) in cases.items():
+        by_mode = {mode: _summaries(scenario, mode, seeds) for mode in ("bytes", "statistical")}
+        for metric in metrics:
+            a = by_mode["bytes"][metric].to_numpy(float)
+            b = by_mode["statistical"][metric].to_numpy(float)
+            a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+            same = len(a) > 1 and len(b) > 1 and np.ptp(np.concatenate([a, b])) == 0
+            p = 1.0 if same else float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+            rows.append({"case": case, "metric": metric, "seeds": len(seeds),
+                         **{f"bytes_{k}": v for k, v in zip(("mean", "low", "high"), mean_ci(a))},
+                         **{f"statistical_{k}": v for k, v in zip(("mean", "low", "high"), mean_ci(b))},
+                         "difference": float(np.mean(a) - np.mean(b)), "p": p})
+    table = pd.DataFrame(rows)
+    table["p_holm"] = holm_adjust(table["p"].to_numpy())
+    return table
+
+
+def reference_cases(scale: float = 1.0) -> dict[str, tuple[Scenario, list[int]]]:
+    """:data:`CASES` as scenarios, with ``scale`` times their seeds (at least 3)."""
+    return {name: (parse_scenario(data, source=name), list(range(max(3, int(round(seeds * scale))))))
+            for name, (data, seeds) in CASES.items()}
+
+
+__all__ = ["CASES", "METRICS", "agreement", "reference_cases"]
