@@ -457,6 +457,12 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
     return parse_scenario(data, source)
 
 
+def default_scenario() -> Scenario:
+    """Every default: one MASP and a batch of three users with the paper's channel, costs and thresholds (what
+    ``gym.make("sim/Provisioning-v0")`` and the other environments use without a scenario)."""
+    return parse_scenario({"name": "default"}, source="the default scenario")
+
+
 def scenario_to_yaml(scenario: Scenario) -> str:
     """The resolved scenario (defaults filled in) as YAML, saved beside results."""
     return yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False)

@@ -33,7 +33,7 @@ import numpy as np
 from gymnasium import spaces
 
 from sim.backends import build_service_models
-from sim.config import Scenario
+from sim.config import Scenario, default_scenario
 from sim.dataset.demonstrations import DEFAULT_POWERS_W
 from sim.generation.surrogate import typical_image_bits
 from sim.model import service
@@ -117,7 +117,7 @@ class PromptEnv(gym.Env):
 
     def __init__(
         self,
-        scenario: Scenario,
+        scenario: Scenario | None = None,
         prompts: Sequence[str] | None = None,
         history_len: int = 3,
         embedding: str = "features",
@@ -130,6 +130,8 @@ class PromptEnv(gym.Env):
         image_bits: float | None = None,
         render_mode: str | None = None,
     ):
+        if scenario is None:  # gym.make(ENV_ID) with no arguments: every default (sim.config.default_scenario)
+            scenario = default_scenario()
         if not isinstance(scenario, Scenario):
             raise TypeError(f"scenario must be a sim.config.Scenario, got {type(scenario).__name__}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:

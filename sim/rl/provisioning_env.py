@@ -30,7 +30,7 @@ import numpy as np
 from gymnasium import spaces
 
 from sim.backends import build_service_models
-from sim.config import Scenario
+from sim.config import Scenario, default_scenario
 from sim.decisions import Provision, ProvisioningObservation
 from sim.generation.surrogate import typical_image_bits
 from sim.model import service
@@ -121,7 +121,7 @@ class ProvisioningEnv(gym.Env):
 
     def __init__(
         self,
-        scenario: Scenario,
+        scenario: Scenario | None = None,
         n_users: int | None = None,
         episode_length: int = 32,
         action_mapping: str = "feasible",
@@ -129,6 +129,8 @@ class ProvisioningEnv(gym.Env):
         image_bits: float | None = None,
         render_mode: str | None = None,
     ):
+        if scenario is None:  # gym.make(ENV_ID) with no arguments: every default (sim.config.default_scenario)
+            scenario = default_scenario()
         if not isinstance(scenario, Scenario):
             raise TypeError(f"scenario must be a sim.config.Scenario, got {type(scenario).__name__}")
         if action_mapping not in ACTION_MAPPINGS:

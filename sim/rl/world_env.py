@@ -31,7 +31,7 @@ import numpy as np
 from gymnasium import spaces
 
 from sim.backends import build_service_models
-from sim.config import Scenario
+from sim.config import Scenario, default_scenario
 from sim.decisions import ProvisioningObservation
 from sim.rl.features import ACTION_MAPPINGS, batch_provision, world_observation_space, world_observation_vector
 from sim.rl.registration import WORLD_ENV_ID as ENV_ID
@@ -98,7 +98,7 @@ class WorldEnv(gym.Env):
 
     def __init__(
         self,
-        scenario: Scenario,
+        scenario: Scenario | None = None,
         n_users: int | None = None,
         delivery: str | None = "statistical",
         action_mapping: str = "feasible",
@@ -106,6 +106,8 @@ class WorldEnv(gym.Env):
         render_mode: str | None = None,
         record_images: bool = False,
     ):
+        if scenario is None:  # gym.make(ENV_ID) with no arguments: every default (sim.config.default_scenario)
+            scenario = default_scenario()
         if not isinstance(scenario, Scenario):
             raise TypeError(f"scenario must be a sim.config.Scenario, got {type(scenario).__name__}")
         if action_mapping not in ACTION_MAPPINGS:

@@ -18,13 +18,30 @@ from sim.world.records import SUMMARY_METRICS  # noqa: E402
 
 
 def _fmt(x: float, digits: int = 3) -> str:
-    return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+    """``x`` with ``digits`` decimals; magnitudes below 0.01 in scientific notation (a BER is not 0.000)."""
+    if x is None or not np.isfinite(x):
+        return "n/a"
+    if x != 0 and abs(x) < 0.01:
+        return f"{x:.{digits - 1}e}"
+    return f"{x:.{digits}f}"
+
+
+#: Longest cell text a report table shows (a prompt can be any length; the full text is in the Parquet files).
+MAX_CELL_CHARS = 120
+
+
+def _cell(value: object) -> str:
+    """A table cell: control characters as spaces, ``|`` escaped, cut at :data:`MAX_CELL_CHARS`."""
+    text = "".join(c if c.isprintable() else " " for c in str(value))
+    if len(text) > MAX_CELL_CHARS:
+        text = text[: MAX_CELL_CHARS - 1] + "…"
+    return text.replace("|", "\\|")
 
 
 def _markdown_table(frame: pd.DataFrame) -> str:
     cols = list(frame.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    lines = ["| " + " | ".join(_cell(c) for c in cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines)
 
 
@@ -151,6 +168,27 @@ def paired_differences(runs: pd.DataFrame, baseline: str, confidence: float = 0.
     return frame
 
 
+def winners(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Per metric of :data:`COMPARE_METRICS`: the best agent (by its direction), the runner-up, and whether the
+    lead is significant: the paired difference over common seeds, its CI and the paired t-test's p-value."""
+    rows = []
+    for metric, higher_is_better in COMPARE_METRICS.items():
+        means = runs.groupby("agent", sort=False)[metric].mean().dropna()
+        if len(means) < 2:
+            continue
+        ranked = means.sort_values(ascending=not higher_is_better)
+        best, second = ranked.index[0], ranked.index[1]
+        a = runs[runs["agent"] == best].set_index("seed")[metric]
+        b = runs[runs["agent"] == second].set_index("seed")[metric]
+        seeds = a.index.intersection(b.index)
+        m, lo, hi = paired_difference(a.loc[seeds], b.loc[seeds], confidence)
+        significant = bool(np.isfinite(lo) and (lo > 0 or hi < 0))
+        rows.append({"metric": metric, "better": "higher" if higher_is_better else "lower", "best": best,
+                     "runner_up": second, "lead": m, "ci_low": lo, "ci_high": hi,
+                     "p": paired_t_test(a.loc[seeds], b.loc[seeds]), "significant": significant})
+    return pd.DataFrame(rows)
+
+
 def write_compare_report(out: Path, scenario_name: str, runs: pd.DataFrame, confidence: float = 0.95) -> Path:
     """``report.md`` with means, confidence intervals, paired differences and plots, in ``out``."""
     sns.set_theme(style="whitegrid")
@@ -191,6 +229,15 @@ def write_compare_report(out: Path, scenario_name: str, runs: pd.DataFrame, conf
         "",
     ]
     if len(agents) > 1:
+        wins = winners(runs, confidence)
+        lines += ["## Who wins", "",
+                  "Per metric, the best agent's lead over the runner-up, paired by seed: significant when the "
+                  f"{pct}% interval excludes 0.", ""]
+        for r in wins.itertuples(index=False):
+            verdict = "significant" if r.significant else "not significant: the seeds cannot tell them apart"
+            lines.append(f"- **{r.metric}** ({r.better} is better): `{r.best}`, ahead of `{r.runner_up}` by "
+                         f"{_fmt(r.lead)} [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}], p = {_fmt(r.p, 4)}: {verdict}.")
+        lines.append("")
         diffs = paired_differences(runs, agents[0], confidence)
         diffs = diffs.assign(
             **{
