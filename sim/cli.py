@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--quick", action="store_true", help="tiny budgets: a smoke check in minutes, not the figures")
     pp.add_argument("--out", type=Path, help="output directory (default results/paper, results/paper-quick with --quick)")
     pp.add_argument("--jobs", type=int, help="parallel training processes (default: 2, or 1 on a 1-core machine)")
+    pp.add_argument("--executor", choices=["local", "dask", "ray"], default="local",
+                    help="where training and evaluation runs execute (extras dask, ray; default local processes)")
+    pp.add_argument("--address", help="the Dask scheduler or Ray cluster to join (default: a local one of --jobs workers)")
 
     tp = sub.add_parser("train-prompt", help="train a prompt-engineering policy on sim/Prompt-v0 (GAIL or PPO)")
     tp.add_argument("scenario", type=Path)
@@ -407,7 +410,8 @@ def _cmd_paper(args) -> int:
     out = args.out or Path("results") / ("paper-quick" if args.quick else "paper")
     if args.jobs is not None and args.jobs < 1:
         raise ScenarioError("--jobs", [f"must be >= 1, got {args.jobs}"])
-    report = run_paper(out, part=args.part, quick=args.quick, jobs=args.jobs)
+    report = run_paper(out, part=args.part, quick=args.quick, jobs=args.jobs, executor=args.executor,
+                       address=args.address)
     print(report)
     return 0
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from typing import Any, Callable, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
 
 EXECUTORS = ("local", "dask", "ray")
 #: Environment variables that set the thread count of BLAS and OpenMP libraries.
@@ -72,12 +73,30 @@ def check_executor(executor: str, address: str | None = None) -> None:
             raise ExecutorError(f"--executor {executor} needs the {executor} extra: pip install -e \".[{executor}]\"") from None
 
 
-def run_tasks(fn: Callable[..., Any], tasks: Sequence[tuple], executor: str = "local", workers: int | None = None,
+_default = {"executor": "local", "address": None}
+
+
+@contextmanager
+def using(executor: str, address: str | None = None) -> Iterator[None]:
+    """Within the block, :func:`run_tasks` calls that name no executor use this one (e.g. ``paper --executor``)."""
+    check_executor(executor, address)
+    saved = dict(_default)
+    _default.update(executor=executor, address=address)
+    try:
+        yield
+    finally:
+        _default.update(saved)
+
+
+def run_tasks(fn: Callable[..., Any], tasks: Sequence[tuple], executor: str | None = None, workers: int | None = None,
               address: str | None = None, on_done: Callable[[], None] | None = None) -> list[Any]:
     """``[fn(*task) for task in tasks]``, run by ``executor``; ``on_done()`` after each finished task.
 
-    ``fn`` must be importable by the workers (a module-level function of an installed package).
+    ``executor=None``: the one of the enclosing :func:`using` block (``local`` outside any). ``fn`` must be
+    importable by the workers (a module-level function of an installed package).
     """
+    if executor is None:
+        executor, address = _default["executor"], address or _default["address"]
     check_executor(executor, address)
     tasks = list(tasks)
     workers = max(1, int(workers or os.cpu_count() or 1))
@@ -160,4 +179,4 @@ def _run_ray(fn, tasks, workers, address, on_done) -> list[Any]:
             ray.shutdown()
 
 
-__all__ = ["EXECUTORS", "ExecutorError", "check_executor", "pin_threads", "run_tasks"]
+__all__ = ["EXECUTORS", "ExecutorError", "check_executor", "pin_threads", "run_tasks", "using"]

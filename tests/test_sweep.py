@@ -101,3 +101,27 @@ def test_sweep_cli_refuses_bad_input_in_one_line(tmp_path):
     assert proc.returncode == 2 and "--grid" in proc.stderr
     proc = _cli("sweep", str(THREE), "--grid", "qoe.eta_q=1", "--workers", "0")
     assert proc.returncode == 2 and "must be >= 1" in proc.stderr
+
+
+def test_using_sets_the_executor_of_calls_that_name_none():
+    pytest.importorskip("distributed")
+    import sim.executors as ex
+
+    seen = []
+    original = ex._run_dask
+
+    def spy(fn, tasks, workers, address, on_done):
+        seen.append((len(tasks), workers, address))
+        return original(fn, tasks, workers, address, on_done)
+
+    ex._run_dask = spy
+    try:
+        with ex.using("dask"):
+            assert run_tasks(operator.mul, [(2, 3), (4, 5)], workers=2) == [6, 20]
+        assert run_tasks(operator.mul, [(2, 3)], workers=1) == [6]  # local again outside the block
+    finally:
+        ex._run_dask = original
+    assert seen == [(2, 2, None)]
+    with pytest.raises(ExecutorError):
+        with ex.using("nope"):
+            pass

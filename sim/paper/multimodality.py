@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -44,6 +43,7 @@ import pandas as pd
 from gymnasium import spaces
 
 from sim.config import Scenario, load_scenario
+from sim.executors import run_tasks
 from sim.decisions import Provision, ProvisioningObservation
 from sim.paper.common import fmt_ci, pyplot, wall_time_sentence
 from sim.stats import mean_ci, paired_difference
@@ -349,16 +349,14 @@ def reproduce(out: Path, quick: bool = False, jobs: int | None = None, scenario_
     t = time.perf_counter()
     tasks = [(scenario, actor, seed, budget.steps, out) for seed in budget.seeds for actor in ("d3pg", "ddpg")]
     log(f"training {len(tasks)} actors ({budget.steps} steps each) in {jobs} processes")
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        paths = list(pool.map(_train, *zip(*tasks)))
+    paths = run_tasks(_train, tasks, workers=jobs)
     timings["training_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     records = states[["state", "rng_seed", "best"]].to_dict("records")
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        results = pool.map(_actions, *zip(*[(scenario, a, s, p, records, budget.samples)
-                                            for (_, a, s, _, _), p in zip(tasks, paths)]))
-        actions = pd.DataFrame([row for rows in results for row in rows])
+    results = run_tasks(_actions, [(scenario, a, s, p, records, budget.samples)
+                                   for (_, a, s, _, _), p in zip(tasks, paths)], workers=jobs)
+    actions = pd.DataFrame([row for rows in results for row in rows])
     actions.to_csv(out / "actions.csv", index=False)
     timings["actions_s"] = time.perf_counter() - t
 

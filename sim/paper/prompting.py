@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -38,6 +37,7 @@ import pandas as pd
 import yaml
 
 from sim.config import Scenario, load_scenario
+from sim.executors import run_tasks
 from sim.paper import prompt_world as pw
 from sim.paper.common import fmt_ci, magnitude_verdict, plot_mean_ci, pyplot, verdict, wall_time_sentence
 from sim.stats import mean_ci
@@ -153,11 +153,7 @@ def train_all(scenario: Scenario, budget: PromptingBudget, split, demo: Path, ou
     if tasks:
         log(f"training {len(tasks)} prompt policies ({budget.steps} steps each) in {jobs} processes")
         args = [(scenario, n, a, e, s, budget, split, demo, _run_dir(out, n, s)) for n, a, e, s in tasks]
-        if jobs <= 1:
-            done = [_train_one(*a) for a in args]
-        else:
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
-                done = list(pool.map(_train_one, *zip(*args)))
+        done = run_tasks(_train_one, args, workers=jobs)
         for name, seed, wall in done:
             log(f"  {name} seed {seed}: {wall:.0f} s")
     curves = []
@@ -189,11 +185,7 @@ def _evaluate_seed(scenario: Scenario, budget: PromptingBudget, split, demo: Pat
 def final_evaluation(scenario: Scenario, budget: PromptingBudget, split, demo: Path, out: Path, jobs: int) -> pd.DataFrame:
     """Every policy on the held-out prompts, per seed (one row per policy and seed)."""
     args = [(scenario, budget, split, demo, out, s) for s in budget.seeds]
-    if jobs <= 1:
-        frames = [_evaluate_seed(*a) for a in args]
-    else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            frames = list(pool.map(_evaluate_seed, *zip(*args)))
+    frames = run_tasks(_evaluate_seed, args, workers=jobs)
     return pd.concat(frames, ignore_index=True)
 
 
@@ -233,11 +225,7 @@ def world_cells(scenario: Scenario, budget: PromptingBudget, split, out: Path, j
               for p in WORLD_POLICIES}
     args = [(scenario, p, params[p], t, n, budget.world_users, prompt_file, scenario.seed)
             for p in WORLD_POLICIES for t in budget.thresholds for n in budget.n_images]
-    if jobs <= 1:
-        results = [_world_cell(*a) for a in args]
-    else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            results = list(pool.map(_world_cell, *zip(*args)))
+    results = run_tasks(_world_cell, args, workers=jobs)
     cells = pd.DataFrame([r for r, _ in results])
     resources = pd.concat([r for _, r in results], ignore_index=True)
     return cells, resources

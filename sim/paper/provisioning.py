@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -43,6 +42,7 @@ import pandas as pd
 from sim.backends import agent_context, build_provisioning_agent
 from sim.decisions import Provision, ProvisioningObservation
 from sim.config import Scenario, load_scenario
+from sim.executors import run_tasks
 from sim.paper.common import fmt_ci, magnitude_verdict, plot_mean_ci, pyplot, verdict, wall_time_sentence
 from sim.stats import mean_ci
 
@@ -118,17 +118,10 @@ def train_all(scenario: Scenario, budget: ProvisioningBudget, out: Path, jobs: i
     tasks = [(a, s) for s in budget.seeds for a in learners if _steps_done(_run_dir(out, a, s)) < budget.steps]
     if tasks:
         log(f"training {len(tasks)} runs ({budget.steps} steps each) in {jobs} processes")
-        started = time.perf_counter()
-        if jobs <= 1:
-            for a, s in tasks:
-                _, _, wall = _train_one(scenario, a, s, budget.steps, _run_dir(out, a, s))
-                log(f"  {a} seed {s}: {wall:.0f} s")
-        else:
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
-                futures = [pool.submit(_train_one, scenario, a, s, budget.steps, _run_dir(out, a, s)) for a, s in tasks]
-                for future in as_completed(futures):
-                    a, s, wall = future.result()
-                    log(f"  {a} seed {s}: {wall:.0f} s ({time.perf_counter() - started:.0f} s so far)")
+        done = run_tasks(_train_one, [(scenario, a, s, budget.steps, _run_dir(out, a, s)) for a, s in tasks],
+                         workers=jobs)
+        for a, s, wall in done:
+            log(f"  {a} seed {s}: {wall:.0f} s")
     curves = []
     for a in learners:
         for s in budget.seeds:
@@ -176,11 +169,7 @@ def final_evaluation(scenario: Scenario, budget: ProvisioningBudget, out: Path, 
     tasks += [(a, s, str(_run_dir(out, a, s) / "checkpoints" / "latest")) for s in budget.seeds for a in learners]
     # The oracle is by far the slowest (one optimisation per decision): start it first.
     tasks.sort(key=lambda t: t[0] != "oracle")
-    if jobs <= 1:
-        frames = [_evaluate_one(scenario, a, s, budget.eval_episodes, c) for a, s, c in tasks]
-    else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            frames = list(pool.map(_evaluate_one, *zip(*[(scenario, a, s, budget.eval_episodes, c) for a, s, c in tasks])))
+    frames = run_tasks(_evaluate_one, [(scenario, a, s, budget.eval_episodes, c) for a, s, c in tasks], workers=jobs)
     return pd.concat(frames, ignore_index=True)
 
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -47,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from sim.config import AgentConfig, Scenario, load_scenario, scenario_to_yaml
+from sim.executors import run_tasks
 from sim.paper.common import fmt_ci, magnitude_verdict, plot_mean_ci, pyplot, verdict, wall_time_sentence
 from sim.stats import holm_adjust, mean_ci, paired_difference, paired_t_test
 
@@ -162,17 +162,8 @@ def _run_tasks(tasks: list[tuple[Scenario, str, int, int, Path]], jobs: int, log
     if not todo:
         return
     log(f"training {len(todo)} runs in {jobs} processes")
-    started = time.perf_counter()
-    if jobs <= 1:
-        for task in todo:
-            run_dir, wall = _train_one(*task)
-            log(f"  {Path(run_dir).name}: {wall:.0f} s")
-        return
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(_train_one, *task) for task in todo]
-        for future in as_completed(futures):
-            run_dir, wall = future.result()
-            log(f"  {Path(run_dir).name}: {wall:.0f} s ({time.perf_counter() - started:.0f} s so far)")
+    for run_dir, wall in run_tasks(_train_one, todo, workers=jobs):
+        log(f"  {Path(run_dir).name}: {wall:.0f} s")
 
 
 def _curve_score(curve: pd.DataFrame) -> float:
@@ -277,11 +268,7 @@ def curve_levels(scenario: Scenario, budget: WorldBudget, tuned_images: int, job
     """Each baseline's utility on the curve episodes (one row per baseline and episode)."""
     configs = baseline_configs(scenario, budget, tuned_images)
     args = [(scenario, label, configs[label], budget.eval_episodes, budget.tuning_seed) for label in BASELINES]
-    if jobs <= 1:
-        frames = [_level_one(*a) for a in args]
-    else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            frames = list(pool.map(_level_one, *zip(*args)))
+    frames = run_tasks(_level_one, args, workers=jobs)
     return pd.concat(frames, ignore_index=True)
 
 
@@ -328,12 +315,7 @@ def world_runs(scenario: Scenario, budget: WorldBudget, out: Path, tuned_images:
     # the lookahead oracle is by far the slowest: start it first
     tasks.sort(key=lambda t: t[0] != "lookahead")
     log(f"{len(tasks)} world runs ({len(budget.eval_seeds)} seeds) in {jobs} processes")
-    if jobs <= 1:
-        rows = [_world_one(scenario, *t) for t in tasks]
-    else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(_world_one, scenario, *t) for t in tasks]
-            rows = [f.result() for f in as_completed(futures)]
+    rows = run_tasks(_world_one, [(scenario, *t) for t in tasks], workers=jobs)
     runs = pd.DataFrame(rows)
     order = {a: i for i, a in enumerate((*BASELINES, *TRAINED))}
     return runs.sort_values(["agent", "train_seed", "seed"], key=lambda c: c.map(order) if c.name == "agent" else c,

@@ -4,21 +4,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sim.executors import using
 from sim.paper import multimodality, prompting, provisioning, provisioning_world
 from sim.paper.report import write_report
 
 PARTS = ("all", "provisioning", "provisioning-epoch", "provisioning-world", "multimodality", "prompting")
 
 
-def run_paper(out: Path, part: str = "all", quick: bool = False, jobs: int | None = None) -> Path:
+def run_paper(out: Path, part: str = "all", quick: bool = False, jobs: int | None = None, executor: str = "local",
+              address: str | None = None) -> Path:
     """Run the requested reproductions into ``out/<part>`` and (re)write ``out/README.md``.
 
     ``provisioning`` runs both settings: the paper's one-epoch problem (``out/provisioning``, Figs. 14-15)
-    and the sequential world (``out/provisioning_world``); each also runs alone.
+    and the sequential world (``out/provisioning_world``); each also runs alone. Training and evaluation
+    runs go to ``executor`` (:mod:`sim.executors`: local processes, Dask or Ray) with ``jobs`` workers.
     """
     if part not in PARTS:
         raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
-    out = Path(out)
+    with using(executor, address):
+        return _run_parts(Path(out), part, quick, jobs)
+
+
+def _run_parts(out: Path, part: str, quick: bool, jobs: int | None) -> Path:
     if part in ("all", "prompting"):
         prompting.reproduce(out / "prompting", quick=quick, jobs=jobs)
     if part in ("all", "provisioning", "provisioning-epoch"):
