@@ -415,11 +415,11 @@ class World:
         img = service.image_outcomes(self.models, n, power, d, shadow, fading, gen, uniforms, bits)
         best, latency = service.round_results(n, img)
         # bits flipped per image (the trace's count only): Binomial(bits, BER), drawn after the rest of the round
-        flipped = np.stack([rng.binomial(bits, np.clip(img.ber[i], 0.0, 1.0)) for i, rng in enumerate(rngs)])
+        # (img.ber is a probability: the damage model checked it)
+        flipped = np.stack([rng.binomial(bits, img.ber[i]) for i, rng in enumerate(rngs)])
         t0, t_gen = self.env.now, self.scenario.generator.inference_time_s
-        with np.errstate(divide="ignore"):
-            snr_db = linear_to_db(img.snr)
-            mean_snr_db = np.where(power > 0, np.asarray(self.channel.mean_snr_db(power, d), dtype=float) + shadow, -np.inf)
+        snr_db = linear_to_db(img.snr)  # 0 -> -inf dB
+        mean_snr_db = np.where(power > 0, np.asarray(self.channel.mean_snr_db(power, d), dtype=float) + shadow, -np.inf)
         outcomes = []
         for i, user in enumerate(batch):
             r, n_i = user.rounds_done, int(n[i])
