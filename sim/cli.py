@@ -224,8 +224,19 @@ def _load(path: Path) -> Scenario:
     return load_scenario(path)
 
 
+def _load_checked(path: Path) -> Scenario:
+    """The scenario, refused (one line per problem) if ``run`` would fail on its files or agents."""
+    from sim.validation import scenario_problems
+
+    scenario = load_scenario(path)
+    problems = scenario_problems(scenario)
+    if problems:
+        raise ScenarioError(str(path), problems)
+    return scenario
+
+
 def _cmd_validate(args) -> int:
-    scenario = _load(args.scenario)
+    scenario = _load_checked(args.scenario)
     print(f"{args.scenario}: ok (scenario {scenario.name!r})")
     return 0
 
@@ -247,7 +258,7 @@ def _cmd_check_agent(args) -> int:
 def _cmd_run(args) -> int:
     from sim.world.runner import run_scenario
 
-    scenario = _load(args.scenario)
+    scenario = _load_checked(args.scenario)
     if args.seed is not None and args.seed < 0:
         raise ScenarioError("--seed", [f"must be >= 0, got {args.seed}"])
     output = run_scenario(scenario, out=args.out, seed=args.seed, quiet=args.quiet)
@@ -266,7 +277,7 @@ def _cmd_run(args) -> int:
 def _cmd_compare(args) -> int:
     from sim.world.compare import compare, make_arms
 
-    scenario = _load(args.scenario)
+    scenario = _load_checked(args.scenario)
     arms = make_arms(scenario, args.agents, args.prompt_agents)
     seeds = [args.first_seed + s for s in args.seeds]
     out, runs = compare(scenario, arms, seeds, out=args.out, workers=args.workers, quiet=args.quiet,
@@ -283,7 +294,7 @@ def _cmd_sweep(args) -> int:
     from sim.world.compare import make_arms
     from sim.world.sweep import parse_grid, sweep
 
-    scenario = _load(args.scenario)
+    scenario = _load_checked(args.scenario)
     grid = parse_grid(args.grid)
     arms = make_arms(scenario, args.agents, args.prompt_agents)
     check_executor(args.executor, args.address)

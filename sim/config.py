@@ -12,17 +12,35 @@ file as for a wrong value.
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
 
 from sim import registry
 from sim.model.qoe import QOE_FORMS
 
-PositiveFloat = Annotated[float, Field(gt=0)]
-NonNegativeFloat = Annotated[float, Field(ge=0)]
+# Numbers are strict: a YAML boolean (``yes``, ``true``) or a string is not a number, and (through
+# ``allow_inf_nan=False`` on every section) neither is NaN or infinity.
+_EXPONENT_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def _yaml12_number(value: Any) -> Any:
+    """``1e-9`` is a number in YAML 1.2 but a string to PyYAML (YAML 1.1 wants ``1.0e-9``): read it as one."""
+    if isinstance(value, str) and _EXPONENT_NUMBER.match(value.strip()):
+        return float(value)
+    return value
+
+
+Float = Annotated[float, BeforeValidator(_yaml12_number), Strict()]
+Int = Annotated[int, Strict()]
+PositiveFloat = Annotated[float, BeforeValidator(_yaml12_number), Strict(), Field(gt=0)]
+NonNegativeFloat = Annotated[float, BeforeValidator(_yaml12_number), Strict(), Field(ge=0)]
+#: An upper bound on money, weights and times whose products and sums must stay finite.
+LARGE = 1e9
 
 #: Names checked against a registry of :mod:`sim.registry` (a registered name or a ``package.module:attribute``).
 ChannelModelName = Annotated[str, AfterValidator(registry.CHANNEL_MODELS.check_name)]
@@ -42,14 +60,14 @@ def _fallback_assessor(name: str) -> str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Range(_Strict):
     """A closed interval ``[low, high]`` sampled uniformly."""
 
-    low: float
-    high: float
+    low: Float
+    high: Float
 
     @model_validator(mode="after")
     def _ordered(self) -> Range:
@@ -64,9 +82,9 @@ class ArrivalConfig(_Strict):
     #: ``batch``: all users arrive at t = 0 (the paper's setting);
     #: ``poisson``: exponential inter-arrival times with ``rate_per_s``.
     process: Literal["batch", "poisson"] = "batch"
-    n_users: Annotated[int, Field(ge=1)] = 3
+    n_users: Annotated[int, Strict(), Field(ge=1)] = 3
     #: Mean arrivals per second (Poisson only).
-    rate_per_s: PositiveFloat = 0.05
+    rate_per_s: Annotated[PositiveFloat, Field(le=1e6)] = 0.05
 
 
 class UserConfig(_Strict):
@@ -79,7 +97,7 @@ class UserConfig(_Strict):
     #: Quality thresholds on the assessor's 0-10 scale, drawn uniformly.
     threshold: Range = Range(low=7.5, high=8.5)
     #: Fixed thresholds for users 0, 1, ... (overrides the range for those users).
-    thresholds: list[Annotated[float, Field(ge=0, le=10)]] = Field(default_factory=list)
+    thresholds: list[Annotated[float, BeforeValidator(_yaml12_number), Strict(), Field(ge=0, le=10)]] = Field(default_factory=list)
     #: Distance to the MASP in metres, drawn uniformly.
     distance_m: Range = Range(low=50.0, high=150.0)
     #: Fixed distances in metres for users 0, 1, ... (overrides the range for those users).
@@ -87,6 +105,9 @@ class UserConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> UserConfig:
+        blank = [i for i, p in enumerate(self.prompts) if not p.strip()]
+        if blank:
+            raise ValueError(f"prompts[{blank[0]}] is empty: a prompt needs words")
         if not 0 <= self.threshold.low <= self.threshold.high <= 10:
             raise ValueError("threshold range must lie within [0, 10]")
         if self.distance_m.low <= 0:
@@ -99,13 +120,13 @@ class MaspConfig(_Strict):
 
     name: str = "masp0"
     #: GPUs serving the generation queue (capacity of the SimPy resource).
-    gpus: Annotated[int, Field(ge=1)] = 1
+    gpus: Annotated[int, Strict(), Field(ge=1)] = 1
     #: Total transmit power shared by the users of one decision epoch, watts.
-    p_total_w: PositiveFloat = 1.0
+    p_total_w: Annotated[PositiveFloat, Field(le=1e3)] = 1.0
     #: Most users decided for jointly at one epoch (the paper's Q).
-    max_users_per_epoch: Annotated[int, Field(ge=1)] = 3
+    max_users_per_epoch: Annotated[int, Strict(), Field(ge=1)] = 3
     #: Position (x, y) in metres; users are placed around the origin at ``users.distance_m``.
-    position_m: tuple[float, float] = (0.0, 0.0)
+    position_m: tuple[Float, Float] = (0.0, 0.0)
 
 
 class ChannelConfig(_Strict):
@@ -113,11 +134,11 @@ class ChannelConfig(_Strict):
 
     path_loss_exponent: PositiveFloat = 3.0
     shadowing_sigma_db: NonNegativeFloat = 4.0
-    nakagami_m: Annotated[float, Field(ge=0.5)] = 2.0
+    nakagami_m: Annotated[float, BeforeValidator(_yaml12_number), Strict(), Field(ge=0.5)] = 2.0
     nakagami_omega: PositiveFloat = 1.0
-    noise_power_w: PositiveFloat = 1e-9
+    noise_power_w: Annotated[PositiveFloat, Field(ge=1e-30, le=1.0)] = 1e-9
     #: Bandwidth per user for the Shannon-rate transmission time, Hz; ``null`` ignores transmission time (as the paper does).
-    bandwidth_hz: PositiveFloat | None = 10e6
+    bandwidth_hz: Annotated[PositiveFloat, Field(ge=1.0, le=1e12)] | None = 10e6
     #: How the BER of one image is set. ``average_fading``: the image spans many coherence times of the
     #: small-scale fading, so its BER is the Nakagami-averaged BER (eq. 9) at this round's shadowed SNR;
     #: ``block_fading``: one fading draw holds for the whole image, BER = Q(sqrt(2 SNR)).
@@ -142,10 +163,10 @@ class LLMEndpointConfig(_Strict):
     model: str = "gpt-4o-mini"
     #: Name of the environment variable holding the API key (never the key itself).
     api_key_env: str = "OPENAI_API_KEY"
-    timeout_s: PositiveFloat = 60.0
+    timeout_s: Annotated[PositiveFloat, Field(le=1e4)] = 60.0
     #: Further attempts after a failed or malformed reply.
-    max_retries: Annotated[int, Field(ge=0, le=10)] = 2
-    temperature: Annotated[float, Field(ge=0, le=2)] = 0.2
+    max_retries: Annotated[int, Strict(), Field(ge=0, le=10)] = 2
+    temperature: Annotated[float, BeforeValidator(_yaml12_number), Strict(), Field(ge=0, le=2)] = 0.2
 
 
 class DiffusersConfig(_Strict):
@@ -157,7 +178,7 @@ class DiffusersConfig(_Strict):
     local_files_only: bool = False
     #: A diffusers scheduler class name; ``null`` keeps the pipeline's own.
     scheduler: str | None = "DPMSolverMultistepScheduler"
-    steps: Annotated[int, Field(ge=1, le=1000)] = 25
+    steps: Annotated[int, Strict(), Field(ge=1, le=1000)] = 25
     guidance_scale: NonNegativeFloat = 7.5
     #: ``auto``: CUDA when present, else CPU.
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -187,14 +208,14 @@ class GeneratorConfig(_Strict):
     #: Parameters of a user's own generator backend (the built-in ones have their own sections).
     params: dict[str, Any] = Field(default_factory=dict)
     #: Modelled GPU seconds per image (the paper's T_zeta); the diffusers backend uses it when ``time_source: modelled``.
-    inference_time_s: PositiveFloat = 2.0
-    image_size: Annotated[int, Field(ge=16, le=2048)] = 256
+    inference_time_s: Annotated[PositiveFloat, Field(le=1e6)] = 2.0
+    image_size: Annotated[int, Strict(), Field(ge=16, le=2048)] = 256
     #: GPU memory one image in flight holds, GiB (resource accounting only: Fig. 13's GiB-seconds per
     #: image). The default is an assumption for Stable Diffusion 2 base at 512 px in fp16, not a
     #: measurement: ``scripts/bench_real_backends.py --device cuda`` prints the peak on a GPU.
     gpu_memory_gib: PositiveFloat = 4.0
     image_format: Literal["jpeg", "png", "raw"] = "jpeg"
-    jpeg_quality: Annotated[int, Field(ge=1, le=95)] = 85
+    jpeg_quality: Annotated[int, Strict(), Field(ge=1, le=95)] = 85
     diffusers: DiffusersConfig = DiffusersConfig()
     cache: CacheConfig = CacheConfig()
 
@@ -215,9 +236,9 @@ class LLMAssessorConfig(_Strict):
     #: Knowledge base for retrieval: ``default`` is the one shipped in ``sim/data/knowledge``, or a directory of .md files.
     knowledge: str = "default"
     #: Chunks retrieved per request (0 turns retrieval off).
-    rag_top_k: Annotated[int, Field(ge=0, le=20)] = 3
+    rag_top_k: Annotated[int, Strict(), Field(ge=0, le=20)] = 3
     #: Recent image-score pairs of the same user kept in context (0 turns memory off).
-    memory_size: Annotated[int, Field(ge=0, le=50)] = 4
+    memory_size: Annotated[int, Strict(), Field(ge=0, le=50)] = 4
     #: Assessor used when the LLM fails after its retries (the failure is recorded either way); ``none`` scores 0.
     fallback: Annotated[str, AfterValidator(_fallback_assessor)] = "none"
 
@@ -256,15 +277,15 @@ class QoEConfig(_Strict):
     """QoE, cost and utility constants (see :mod:`sim.model.qoe`)."""
 
     #: Latency the user tolerates, seconds (L_max in eq. 23).
-    max_latency_s: PositiveFloat = 60.0
+    max_latency_s: Annotated[PositiveFloat, Field(le=LARGE)] = 60.0
     #: Weight of QoE in the utility (eta_q).
-    eta_q: NonNegativeFloat = 10.0
+    eta_q: Annotated[NonNegativeFloat, Field(le=LARGE)] = 10.0
     #: Weight of cost in the utility (eta_c).
-    eta_c: NonNegativeFloat = 0.05
+    eta_c: Annotated[NonNegativeFloat, Field(le=LARGE)] = 0.05
     #: Cost of one inference trial (c_zeta in eq. 24), in the same unit as one watt of transmit power.
-    cost_per_image: NonNegativeFloat = 0.5
+    cost_per_image: Annotated[NonNegativeFloat, Field(le=LARGE)] = 0.5
     #: Penalty rho per violated constraint (eq. 22).
-    penalty: NonNegativeFloat = 1.0
+    penalty: Annotated[NonNegativeFloat, Field(le=LARGE)] = 1.0
     #: Received scores below this floor count as the floor in ln(Q / Q_th) (an undecodable image scores 0).
     quality_floor: PositiveFloat = 0.5
     #: How latency and quality combine into QoE (docs/model.md): ``gated`` (default; latency and images count
@@ -318,29 +339,29 @@ class TrainingConfig(_Strict):
     #: the paper's one-epoch problem, fresh users every step).
     env: Literal["epoch", "world"] = "epoch"
     #: Decision epochs per episode (``epoch`` env; the ``world`` env's episodes end when every user has left).
-    episode_length: Annotated[int, Field(ge=1)] = 32
+    episode_length: Annotated[int, Strict(), Field(ge=1)] = 32
     #: ``feasible``: the power split always sums to P_total; ``penalised``: the paper's raw action, eq. 22 penalty.
     action_mapping: Literal["feasible", "penalised"] = "feasible"
     #: Prompt-engineering strategy the environment assumes for every request (0-6).
-    strategy: Annotated[int, Field(ge=0, le=6)] = 6
+    strategy: Annotated[int, Strict(), Field(ge=0, le=6)] = 6
     #: Environment steps between evaluations (and curve points).
-    eval_every_steps: Annotated[int, Field(ge=1)] = 2000
+    eval_every_steps: Annotated[int, Strict(), Field(ge=1)] = 2000
     #: Evaluation episodes, on seeds no training episode uses.
-    eval_episodes: Annotated[int, Field(ge=1)] = 5
+    eval_episodes: Annotated[int, Strict(), Field(ge=1)] = 5
     #: Which evaluation episodes: those of this seed for every run (so that runs of different seeds and the
     #: baselines meet the same ones), or ``null`` for each run's own seed's.
-    eval_seed: Annotated[int, Field(ge=0)] | None = None
+    eval_seed: Annotated[int, Strict(), Field(ge=0)] | None = None
     #: Environment steps between numbered checkpoints (the latest is always kept).
-    checkpoint_every_steps: Annotated[int, Field(ge=1)] = 10000
+    checkpoint_every_steps: Annotated[int, Strict(), Field(ge=1)] = 10000
     #: Per algorithm (ppo, sac, d3pg, ddpg), keyword arguments of its constructor / config.
     hyperparameters: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class ServiceConfig(_Strict):
     #: Most service rounds per user; a user still below threshold after these leaves unsatisfied.
-    max_rounds: Annotated[int, Field(ge=1)] = 5
+    max_rounds: Annotated[int, Strict(), Field(ge=1)] = 5
     #: Most images one user may get in one round (N_max).
-    max_images_per_round: Annotated[int, Field(ge=1)] = 8
+    max_images_per_round: Annotated[int, Strict(), Field(ge=1)] = 8
     #: Association rule of arriving users to MASPs.
     association: Literal["nearest", "least_loaded"] = "nearest"
     #: Simulated time limit, seconds (``null``: run until every user has left).
@@ -350,9 +371,10 @@ class ServiceConfig(_Strict):
 class Scenario(_Strict):
     """A whole scenario file."""
 
-    name: str
+    #: Also the name of the scenario's results directory: letters, digits, ``.``, ``_`` and ``-``.
+    name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
     description: str = ""
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Annotated[int, Strict(), Field(ge=0)] = 0
     arrivals: ArrivalConfig = ArrivalConfig()
     users: UserConfig = UserConfig()
     masps: list[MaspConfig] = Field(default_factory=lambda: [MaspConfig()], min_length=1)
@@ -433,6 +455,26 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
         raise ScenarioError(source, validation_problems(err)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping with the same key twice (YAML says keys are unique;
+    PyYAML would keep the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(text: str) -> Any:
+    """YAML text as Python data with :func:`yaml.safe_load`'s types, refusing duplicate keys."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
     """Read, parse and validate a scenario file; ``overrides`` replace top-level keys."""
     path = Path(path)
@@ -446,7 +488,7 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
     except (OSError, UnicodeDecodeError) as err:
         raise ScenarioError(source, [f"(file): cannot be read: {err}"]) from None
     try:
-        data = yaml.safe_load(text)
+        data = read_yaml(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""

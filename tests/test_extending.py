@@ -92,8 +92,9 @@ def test_a_missing_user_module_is_one_clear_line(workdir):
     out = _run("python -m sim run missing.yaml --quiet --out out/missing", workdir)
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "cannot import module 'no_such_pkg.agents'" in out.stderr
-    out = _run("python -m sim validate missing.yaml", workdir)  # the name has the entry-point form: valid
-    assert out.returncode == 0
+    out = _run("python -m sim validate missing.yaml", workdir)  # validate builds the agent as run would
+    assert out.returncode == 2 and out.stderr.strip().count("\n") == 0
+    assert "provisioning_agent: " in out.stderr and "cannot import module 'no_such_pkg.agents'" in out.stderr
     (workdir / "typo.yaml").write_text("name: t\nassessor: {backend: fidelty}\n")
     out = _run("python -m sim validate typo.yaml", workdir)
     assert out.returncode == 2 and "unknown assessor backend 'fidelty'; known: brisque, clip, fidelity, llm" in out.stderr
