@@ -27,7 +27,7 @@ def user_progress(total: int, description: str, quiet: bool) -> Iterator[Callabl
         yield lambda done, total: None
         return
     with _progress() as progress:
-        task = progress.add_task(f"{description}: users served", total=total)
+        task = progress.add_task(f"{description}: users done (served or out of rounds)", total=total)
         yield lambda done, total: progress.update(task, completed=done)
 
 
