@@ -38,7 +38,8 @@ class LearnedProvisioning(ProvisioningAgent):
 
     name = "learned"
 
-    def __init__(self, context: AgentContext, rng: np.random.Generator, checkpoint: str = "", deterministic: bool = True):
+    def __init__(self, context: AgentContext, rng: np.random.Generator, checkpoint: str = "", deterministic: bool = True,
+                 trust: bool = False):
         super().__init__(context, rng)
         directory = Path(checkpoint)
         meta_path = directory / CHECKPOINT_META
@@ -50,7 +51,8 @@ class LearnedProvisioning(ProvisioningAgent):
                 f"the policy was trained with max_images_per_round {self.meta['max_images']}, "
                 f"more than this scenario's {context.max_images}"
             )
-        self.model = load_model(self.meta["algorithm"], directory)
+        # tensors only; ``trust`` lets an SB3 checkpoint without policy.pt be unpickled (sim.rl.checkpoints)
+        self.model = load_model(self.meta["algorithm"], directory, trust=bool(trust))
         self.deterministic = bool(deterministic)
 
     def decide(self, obs: ProvisioningObservation) -> Provision:

@@ -31,11 +31,13 @@ class LearnedPrompt(PromptAgent):
 
     name = "learned"
 
-    def __init__(self, context: AgentContext, rng: np.random.Generator, checkpoint: str = "", deterministic: bool = True):
+    def __init__(self, context: AgentContext, rng: np.random.Generator, checkpoint: str = "", deterministic: bool = True,
+                 trust: bool = False):
         super().__init__(context, rng)
         if not checkpoint:
             raise ValueError("the learned prompt agent needs params.checkpoint (a prompt-policy checkpoint directory)")
-        self.meta, self.model = load_prompt_checkpoint(checkpoint)
+        # tensors only; ``trust`` lets a checkpoint without policy.pt be unpickled (sim.rl.checkpoints)
+        self.meta, self.model = load_prompt_checkpoint(checkpoint, trust=bool(trust))
         self.spec = ObservationSpec.from_dict(self.meta["observation"])
         self.deterministic = bool(deterministic)
         scenario = context.scenario

@@ -353,7 +353,7 @@ class GAIL:
         for name in (POLICY_FILE, DISCRIMINATOR_FILE):
             if not (directory / name).is_file():
                 raise FileNotFoundError(f"{directory}: no {name} (not a GAIL checkpoint)")
-        state = torch.load(directory / DISCRIMINATOR_FILE, map_location="cpu", weights_only=False)
+        state = torch.load(directory / DISCRIMINATOR_FILE, map_location="cpu", weights_only=True)
         config = GAILConfig(**state["config"])
         ppo = sb3.PPO.load(directory / POLICY_FILE, env=env, device="cpu")
         gail = cls(env, state["expert_obs"].numpy(), state["expert_actions"].numpy(), config, _ppo=ppo)
