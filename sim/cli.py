@@ -153,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", type=Path, help="output directory (default results/train/<scenario>/<agent>-seed<S>)")
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    t.add_argument("--trust-checkpoint", action="store_true", help="with --resume: unpickle a stable-baselines3 "
+                   "checkpoint that its checkpoint.json does not vouch for (a checkpoint is code: only your own)")
     t.add_argument("--quiet", action="store_true")
 
     pp = sub.add_parser("paper", help="reproduce the paper's figures and write the paper-comparison report")
@@ -385,7 +387,8 @@ def _cmd_train(args) -> int:
 
     scenario = _load(args.scenario)
     out = args.out or Path("results") / "train" / scenario.name / f"{args.agent}-seed{args.seed}"
-    result = train(scenario, args.agent, args.steps, args.seed, out, resume=args.resume, quiet=args.quiet)
+    result = train(scenario, args.agent, args.steps, args.seed, out, resume=args.resume, quiet=args.quiet,
+                   trust=args.trust_checkpoint)
     if not args.quiet:
         print(
             f"{args.agent} seed {args.seed}: {result.steps} steps, final evaluation utility "

@@ -81,8 +81,13 @@ def train(
     out: Path,
     resume: bool = False,
     quiet: bool = False,
+    trust: bool = False,
 ) -> TrainResult:
-    """Train ``algorithm`` for ``steps`` environment steps in total; write ``curve.csv`` and checkpoints in ``out``."""
+    """Train ``algorithm`` for ``steps`` environment steps in total; write ``curve.csv`` and checkpoints in ``out``.
+
+    ``trust`` (with ``resume``): unpickle a stable-baselines3 checkpoint its ``checkpoint.json`` does not vouch for
+    (:mod:`sim.rl.checkpoints`).
+    """
     if algorithm not in ALGORITHMS:
         raise TrainingError(f"unknown algorithm {algorithm!r}; known: {', '.join(ALGORITHMS)}")
     if steps < 1:
@@ -100,7 +105,7 @@ def train(
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if meta["algorithm"] != algorithm:
             raise TrainingError(f"{latest} holds a {meta['algorithm']} checkpoint, not {algorithm}")
-        model = load_model(algorithm, latest, env=env)
+        model = load_model(algorithm, latest, env=env, trust=trust)
         done = int(meta["steps"])
         rows = pd.read_csv(curve_path).to_dict("records") if curve_path.exists() else []
     else:
