@@ -277,7 +277,8 @@ def plot(states: pd.DataFrame, actions: pd.DataFrame, path: Path) -> None:
     d3pg = actions[(actions["actor"] == "d3pg") & (actions["state"] == state["state"])]
     if len(d3pg) and "sample_shares" in d3pg:
         samples = np.concatenate([json.loads(s) for s in d3pg["sample_shares"].dropna()])
-        twin.hist(samples, bins=np.linspace(0, 1, 21), color="tab:red", alpha=0.3, label="D3PG samples (fresh chain noise)")
+        twin.hist(samples, bins=np.linspace(0, 1, 21), color="tab:red", alpha=0.3,
+                  label=f"D3PG samples, fresh chain noise, all {len(d3pg)} seeds pooled")
     twin.set_ylabel("D3PG samples")
     for actor, color in (("d3pg", "tab:red"), ("ddpg", "tab:purple")):
         rows = actions[(actions["actor"] == actor) & (actions["state"] == state["state"])]
@@ -402,7 +403,8 @@ def section(out: Path, rel: str = "multimodality") -> str:
         f"{s.get('d3pg_covers_both_modes', float('nan')):.0%} of (state, seed) pairs and "
         f"{s.get('d3pg_samples_in_valley', float('nan')):.0%} of samples in the valley (share 0.25-0.75); the MLP "
         f"actor's deterministic action is in the valley in {s.get('ddpg_in_valley', float('nan')):.0%} of them. "
-        "Regret is utility per user below the landscape's optimum (mean over seeds, 95% CI over seeds).",
+        "Regret is utility per user below the landscape's optimum (mean over seeds, 95% CI over seeds). In the "
+        "figure, the samples of all seeds are pooled: a mode per seed shows as mass at both ends.",
     ]
     return "\n".join(lines) + "\n"
 
