@@ -23,7 +23,8 @@ def _first_line(err: BaseException) -> str:
 
 def scenario_problems(scenario: Scenario) -> list[str]:
     """Every problem ``run`` would meet with this (schema-valid) scenario's files and agents."""
-    from sim.backends import agent_context, build_provisioning_agent, build_prompt_agent, build_service_models
+    from sim.backends import (agent_context, build_provisioning_agent, build_prompt_agent, build_quality_model,
+                              build_service_models)
     from sim.prompting.prompts import load_prompts
 
     problems: list[str] = []
@@ -36,12 +37,15 @@ def scenario_problems(scenario: Scenario) -> list[str]:
         problems.append(f"generator.cache.dir: no such directory: {scenario.generator.cache.dir} "
                         "(python -m sim cache build fills one)")
     try:
+        build_quality_model(scenario)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        problems.append(f"quality: {_first_line(err)}")
+        return problems  # agents need the models
+    try:
         models = build_service_models(scenario)
     except (OSError, ValueError, KeyError, TypeError) as err:
-        key = "quality" if "quality" in str(err).lower() or scenario.quality.generation != "default" \
-            or scenario.quality.damage != "default" else "channel"
-        problems.append(f"{key}: {_first_line(err)}")
-        return problems  # agents need the models
+        problems.append(f"channel: {_first_line(err)}")
+        return problems
     context = agent_context(scenario, models)
     agents: list[tuple[str, str, AgentConfig]] = [("provisioning_agent", "provisioning", scenario.provisioning_agent),
                                                   ("prompt_agent", "prompt", scenario.prompt_agent)]

@@ -138,3 +138,10 @@ def test_every_shipped_scenario_passes(tmp_path):
         if scenario.generator.backend == "surrogate":
             assert scenario_problems(scenario) == [], path
         assert yaml.safe_load(path.read_text())["name"] == scenario.name
+
+
+def test_a_channel_model_with_bad_parameters_names_the_channel(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: s\nchannel: {params: {wall_db: 3}}\n")
+    problems = scenario_problems(load_scenario(path))
+    assert len(problems) == 1 and problems[0].startswith("channel: ") and "wall_db" in problems[0]
