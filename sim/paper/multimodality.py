@@ -245,7 +245,7 @@ def held_out_states(env: TightBudgetBandit, count: int, first_seed: int = 1_000_
     rows = []
     for k in range(count):
         obs = _observation(env, {"rng_seed": first_seed + k})
-        values, best_images = landscape(env, obs)
+        values, _ = landscape(env, obs)
         peaks = modes(values)
         # the optimum: the landscape's grid or the one-round oracle's exact search, whichever is higher
         best = max(float(values.max()), env.value(obs, env.oracle.decide(obs)))

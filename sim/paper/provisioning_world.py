@@ -221,18 +221,12 @@ def train_all(scenario: Scenario, budget: WorldBudget, chosen: dict[str, dict[st
 
 
 def tuned_static_images(scenario: Scenario, budget: WorldBudget) -> tuple[int, pd.DataFrame]:
-    """The uniform ``N`` (equal power) with the best mean utility on the tuning seed's curve episodes, and the table."""
-    from sim.rl.evaluation import evaluate_policy
-
+    """The uniform ``N`` (the ``static`` agent: equal power) with the best mean utility on the tuning seed's
+    curve episodes, and the table."""
     rows = []
     for n in range(1, scenario.service.max_images_per_round + 1):
-        def decide(env, obs, n=n):
-            users = env.current_observation.n_users
-            from sim.decisions import Provision
-
-            return Provision([n] * users, [env.current_observation.p_total_w / users] * users)
-
-        frame = evaluate_policy(decide, scenario, budget.eval_episodes, budget.tuning_seed)
+        frame = _level_one(scenario, "static", AgentConfig(name="static", params={"n_images": n}),
+                           budget.eval_episodes, budget.tuning_seed)
         rows.append({"n_images": n, "utility": float(frame["utility"].mean())})
     table_ = pd.DataFrame(rows)
     return int(table_.loc[table_["utility"].idxmax(), "n_images"]), table_
