@@ -31,6 +31,16 @@ def pyplot():
     return plt
 
 
+def save_figure(fig, path) -> None:
+    """Lay out, write (130 dpi, creating the folder) and close a figure of the reproductions."""
+    from pathlib import Path
+
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    pyplot().close(fig)
+
+
 def plot_mean_ci(ax, frame: pd.DataFrame, x: str, y: str, color: str, label: str) -> None:
     """Mean of ``y`` over the rows at each ``x`` (one per seed), with its 95% CI as a band."""
     stats = [(value, *mean_ci(group[y].to_numpy(float))) for value, group in frame.groupby(x)]

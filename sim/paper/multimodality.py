@@ -45,7 +45,7 @@ from gymnasium import spaces
 from sim.config import Scenario, load_scenario
 from sim.executors import run_tasks
 from sim.decisions import Provision, ProvisioningObservation
-from sim.paper.common import fmt_ci, pyplot, wall_time_sentence
+from sim.paper.common import fmt_ci, pyplot, wall_time_sentence, save_figure
 from sim.stats import mean_ci, paired_difference
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "paper" / "provisioning.yaml"
@@ -302,10 +302,7 @@ def plot(states: pd.DataFrame, actions: pd.DataFrame, path: Path) -> None:
     ax.set_ylabel("D3PG regret, utility per user")
     ax.set_title("regret per held-out state (red: multimodal), mean over seeds", fontsize=9)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def summary(states: pd.DataFrame, actions: pd.DataFrame) -> dict[str, Any]:

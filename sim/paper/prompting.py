@@ -39,7 +39,7 @@ import yaml
 from sim.config import Scenario, load_scenario
 from sim.executors import run_tasks
 from sim.paper import prompt_world as pw
-from sim.paper.common import fmt_ci, magnitude_verdict, plot_mean_ci, pyplot, verdict, wall_time_sentence
+from sim.paper.common import fmt_ci, magnitude_verdict, plot_mean_ci, pyplot, verdict, wall_time_sentence, save_figure
 from sim.stats import mean_ci
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "paper" / "prompting.yaml"
@@ -293,9 +293,7 @@ def plot_fig11(curves: pd.DataFrame, final: pd.DataFrame, path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle(f"Fig. 11: prompt-engineering policies, mean and 95% CI over {curves['seed'].nunique()} seeds")
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_fig12(cells: pd.DataFrame, fitted: pd.DataFrame, path: Path) -> None:
@@ -325,9 +323,7 @@ def plot_fig12(cells: pd.DataFrame, fitted: pd.DataFrame, path: Path) -> None:
     axes[1].set_yscale("log")
     axes[0].legend(fontsize=6)
     fig.suptitle("Fig. 12: service rounds and success without re-generation, held-out prompts")
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_fig13(table: pd.DataFrame, path: Path) -> None:
@@ -349,9 +345,7 @@ def plot_fig13(table: pd.DataFrame, path: Path) -> None:
         ax.grid(alpha=0.3, axis="y")
     axes[0].legend(fontsize=7)
     fig.suptitle("Fig. 13: resources per user (per image x images until served or out of rounds), N = 1")
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------

@@ -43,7 +43,7 @@ from sim.backends import agent_context, build_provisioning_agent
 from sim.decisions import Provision, ProvisioningObservation
 from sim.config import Scenario, load_scenario
 from sim.executors import run_tasks
-from sim.paper.common import fmt_ci, magnitude_verdict, plot_mean_ci, pyplot, verdict, wall_time_sentence
+from sim.paper.common import fmt_ci, magnitude_verdict, plot_mean_ci, pyplot, verdict, wall_time_sentence, save_figure
 from sim.stats import mean_ci
 
 LEARNERS = ("d3pg", "ppo", "sac", "ddpg")
@@ -313,10 +313,7 @@ def plot_fig14(curves: pd.DataFrame, final: pd.DataFrame, path: Path) -> None:
     ax.set_title(f"Fig. 14: provisioning agents, mean and 95% CI over {curves['seed'].nunique()} seeds")
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_fig15(example: pd.DataFrame, path: Path) -> None:

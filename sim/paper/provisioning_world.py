@@ -47,7 +47,7 @@ import pandas as pd
 
 from sim.config import AgentConfig, Scenario, load_scenario, scenario_to_yaml
 from sim.executors import run_tasks
-from sim.paper.common import fmt_ci, magnitude_verdict, plot_mean_ci, pyplot, verdict, wall_time_sentence
+from sim.paper.common import fmt_ci, magnitude_verdict, plot_mean_ci, pyplot, verdict, wall_time_sentence, save_figure
 from sim.stats import holm_adjust, mean_ci, paired_difference, paired_t_test
 
 LEARNERS = ("d3pg", "ddpg", "ppo", "sac")
@@ -427,10 +427,7 @@ def plot_curves(curves: pd.DataFrame, levels: pd.DataFrame, path: Path) -> None:
     ax.set_title(f"Learning in the world: mean and 95% CI over {curves['seed'].nunique()} training runs")
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_table(summary: pd.DataFrame, path: Path) -> None:
@@ -445,9 +442,7 @@ def plot_table(summary: pd.DataFrame, path: Path) -> None:
     ax.set_yticks(y, [LABELS.get(a, a) for a in summary["agent"]], fontsize=8)
     ax.set_xlabel("mean utility per user over its whole stay (95% CI over evaluation seeds)")
     ax.grid(alpha=0.3, axis="x")
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------
