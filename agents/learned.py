@@ -54,6 +54,7 @@ class LearnedProvisioning(ProvisioningAgent):
         # tensors only; ``trust`` lets an SB3 checkpoint without policy.pt be unpickled (sim.rl.checkpoints)
         self.model = load_model(self.meta["algorithm"], directory, trust=bool(trust))
         self.deterministic = bool(deterministic)
+        self.per_observation = self.deterministic  # a deterministic policy of a fixed checkpoint
 
     def decide(self, obs: ProvisioningObservation) -> Provision:
         q = int(self.meta["n_users"])

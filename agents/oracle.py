@@ -95,6 +95,7 @@ class OracleProvisioning(ProvisioningAgent):
     """
 
     name = "oracle"
+    per_observation = True
 
     def __init__(
         self,

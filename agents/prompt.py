@@ -11,6 +11,7 @@ class RawPrompt(PromptAgent):
     """No prompt engineering: strategy 0 (the paper's "default")."""
 
     name = "raw"
+    per_observation = True
 
     def choose(self, obs: PromptObservation) -> int:
         return 0
@@ -29,6 +30,7 @@ class EmpiricalPrompt(PromptAgent):
     """Always the same strategy; by default 6, all aspects (the paper's "empirical" baseline)."""
 
     name = "empirical"
+    per_observation = True
 
     def __init__(self, context: AgentContext, rng: np.random.Generator, strategy: int = 6):
         super().__init__(context, rng)

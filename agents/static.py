@@ -16,6 +16,7 @@ class StaticProvisioning(ProvisioningAgent):
     """``n_images`` per user and round (default 4, the paper's baseline), ``P_total / Q`` each."""
 
     name = "static"
+    per_observation = True
 
     def __init__(self, context: AgentContext, rng: np.random.Generator, n_images: int = 4):
         super().__init__(context, rng)

@@ -1,23 +1,57 @@
-"""Throughput of the surrogate world: wall time, users, rounds and images per minute.
+"""Throughput of the surrogate world: served users per wall minute, beside bare SimPy on the same machine.
 
-Runs a scenario (default ``scenarios/poisson_1000.yaml``: 1,000 Poisson users at two
-MASPs) once per seed and prints what the simulator processed per wall-clock minute.
+Runs a scenario (default ``scenarios/poisson_1000.yaml``: 1,000 Poisson users at two MASPs) once per seed,
+through the same path as ``python -m sim run`` (records written, ``--stream`` to Parquet in chunks,
+``--shards`` processes), and prints what the simulator processed per wall-clock minute of simulation
+(the run's ``wall_time_s``: without building the world and writing the report, as ``run`` reports it). First it measures
+bare SimPy on this machine (processes that only wait on timeouts, in the same run) and reports the world's
+rate against it too: the cost of one served user in bare SimPy events, a figure that carries over between
+machines better than users per minute. With ``--stream`` it reports the peak resident memory of the run
+(this process and its shard processes).
 
-Usage: ``python scripts/bench_world.py [SCENARIO] [--seeds 1] [--delivery bytes|statistical]``
+Usage: ``python scripts/bench_world.py [SCENARIO] [--seeds 1] [--delivery bytes|statistical] [--users N]
+[--shards K] [--stream]``
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import resource
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+import simpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sim.config import load_scenario  # noqa: E402
-from sim.world.simulation import World  # noqa: E402
+from sim.world.runner import run_scenario  # noqa: E402
+
+
+def simpy_events_per_s(n_processes: int = 100, events: int = 300_000) -> float:
+    """Bare SimPy: ``n_processes`` processes that each wait on timeouts; processed events per wall second."""
+    env = simpy.Environment()
+    per_process = events // n_processes
+
+    def ticker(k: int):
+        for _ in range(per_process):
+            yield env.timeout(1.0 + k * 1e-3)
+
+    for k in range(n_processes):
+        env.process(ticker(k))
+    t0 = time.perf_counter()
+    env.run()
+    return n_processes * per_process / (time.perf_counter() - t0)
+
+
+def peak_rss_mib() -> tuple[float, float]:
+    """Peak resident memory (MiB) of this process and of its largest finished child process (Linux: KiB)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return own, children
 
 
 def main() -> None:
@@ -26,26 +60,40 @@ def main() -> None:
     parser.add_argument("scenario", nargs="?", default=str(root / "scenarios" / "poisson_1000.yaml"))
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--delivery", choices=["bytes", "statistical"], help="channel.delivery (default: the scenario's)")
+    parser.add_argument("--users", type=int, help="arrivals.n_users (default: the scenario's)")
+    parser.add_argument("--shards", type=int, default=1, help="processes for one replication's MASPs (default 1)")
+    parser.add_argument("--stream", action="store_true", help="stream the records to Parquet (bounded memory)")
     args = parser.parse_args()
     scenario = load_scenario(args.scenario)
     if args.delivery:
         scenario = scenario.model_copy(update={"channel": scenario.channel.model_copy(update={"delivery": args.delivery})})
-    print(f"{scenario.name} ({scenario.channel.delivery} delivery): {scenario.arrivals.n_users} users; "
-          f"{platform.processor() or platform.machine()}, "
-          f"Python {platform.python_version()}")
-    print(f"{'seed':>4} {'wall s':>7} {'users/min':>9} {'served/min':>10} {'rounds/min':>10} {'images/s':>8} "
-          f"{'served':>6} {'mean rounds':>11} {'mean latency s':>14}")
-    for seed in range(args.seeds):
-        t0 = time.perf_counter()
-        result = World(scenario, seed=seed).run()
-        wall = time.perf_counter() - t0
-        s = result.summary
-        departed = s["served_users"] + s["unserved_users"]
-        print(
-            f"{seed:>4} {wall:>7.1f} {60 * departed / wall:>9.0f} {60 * s['served_users'] / wall:>10.0f} "
-            f"{60 * len(result.rounds) / wall:>10.0f} {len(result.images) / wall:>8.0f} {s['served_users']:>6} "
-            f"{s['mean_rounds']:>11.2f} {s['mean_latency_s']:>14.1f}"
-        )
+    if args.users:
+        scenario = scenario.model_copy(update={"arrivals": scenario.arrivals.model_copy(update={"n_users": args.users})})
+    events = simpy_events_per_s()
+    print(f"{scenario.name} ({scenario.channel.delivery} delivery): {scenario.arrivals.n_users:,} users, "
+          f"{len(scenario.masps)} MASPs, {args.shards} shard(s){', streamed' if args.stream else ''}; "
+          f"{platform.processor() or platform.machine()}, Python {platform.python_version()}")
+    print(f"bare SimPy on this machine: {events:,.0f} events/s")
+    print(f"{'seed':>4} {'wall s':>8} {'with output s':>13} {'users/min':>9} {'served/min':>10} {'rounds/min':>10} {'served':>7} "
+          f"{'mean rounds':>11} {'SimPy events per served user':>28}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(args.seeds):
+            t0 = time.perf_counter()
+            output = run_scenario(scenario, out=Path(tmp) / f"seed{seed}", seed=seed, quiet=True,
+                                  stream=args.stream, shards=args.shards)
+            total = time.perf_counter() - t0  # with building the world, writing the tables and the report
+            wall = output.wall_time_s  # the simulation (streamed runs: with writing their records)
+            s = output.result.summary
+            departed = s["served_users"] + s["unserved_users"]
+            rounds = s["mean_rounds"] * departed
+            served_per_s = s["served_users"] / wall
+            print(
+                f"{seed:>4} {wall:>8.1f} {total:>13.1f} {60 * departed / wall:>9,.0f} {60 * served_per_s:>10,.0f} "
+                f"{60 * rounds / wall:>10,.0f} {s['served_users']:>7,} {s['mean_rounds']:>11.2f} "
+                f"{events / served_per_s:>28,.0f}"
+            )
+    own, children = peak_rss_mib()
+    print(f"peak resident memory: {own:,.0f} MiB (this process), {children:,.0f} MiB (largest shard process)")
 
 
 if __name__ == "__main__":

@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", type=Path, help="results directory (default results/<scenario>/<time>-seed<N>)")
     r.add_argument("--seed", type=int, help="root seed (default: the scenario's)")
     r.add_argument("--quiet", action="store_true", help="no progress bar, only the results directory")
+    r.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
+                   help="write the trace and users to Parquet in chunks as the run goes, keeping memory bounded "
+                   "(default: from 100,000 users)")
+    r.add_argument("--shards", type=int, default=1, help="simulate the MASPs in this many processes (nearest "
+                   "association, agents that decide per observation); same results, less wall time (default 1)")
 
     c = sub.add_parser("compare", help="run agents on the same seeds; report means with confidence intervals")
     c.add_argument("scenario", type=Path)
@@ -263,7 +268,10 @@ def _cmd_run(args) -> int:
     scenario = _load_checked(args.scenario)
     if args.seed is not None and args.seed < 0:
         raise ScenarioError("--seed", [f"must be >= 0, got {args.seed}"])
-    output = run_scenario(scenario, out=args.out, seed=args.seed, quiet=args.quiet)
+    if args.shards < 1:
+        raise ScenarioError("--shards", [f"must be >= 1, got {args.shards}"])
+    output = run_scenario(scenario, out=args.out, seed=args.seed, quiet=args.quiet, stream=args.stream,
+                          shards=args.shards)
     s = output.result.summary
     if not args.quiet:
         print(

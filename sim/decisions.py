@@ -131,6 +131,9 @@ class ProvisioningAgent(ABC):
     """Chooses ``(N_i, P_i)`` for the users served at a decision epoch."""
 
     name: str = "provisioning"
+    #: Each decision depends on its observation alone (no state kept between decisions, no random draws), so
+    #: a world's MASPs can be simulated apart and give the same decisions (:mod:`sim.world.sharding`).
+    per_observation: bool = False
 
     def __init__(self, context: AgentContext, rng: np.random.Generator):
         self.context = context
@@ -144,6 +147,9 @@ class PromptAgent(ABC):
     """Chooses a prompt-engineering strategy (0-6) per request."""
 
     name: str = "prompt"
+    #: Each decision depends on its observation alone (no state kept between decisions, no random draws), so
+    #: a world's MASPs can be simulated apart and give the same decisions (:mod:`sim.world.sharding`).
+    per_observation: bool = False
 
     def __init__(self, context: AgentContext, rng: np.random.Generator):
         self.context = context

@@ -37,8 +37,17 @@ class ExecutorError(ValueError):
     """A bad executor choice or a missing optional package (the message names the extra)."""
 
 
+_PINNED: set[int] = set()
+
+
 def pin_threads() -> None:
-    """One BLAS / OpenMP thread, and one torch thread if torch is installed (runs are parallel, not threads)."""
+    """One BLAS / OpenMP thread, and one torch thread if torch is installed (runs are parallel, not threads).
+
+    Once per process: scanning the loaded libraries again before every task costs more than a short run.
+    """
+    if os.getpid() in _PINNED:
+        return
+    _PINNED.add(os.getpid())
     for name in THREAD_VARIABLES:
         os.environ[name] = "1"
     try:

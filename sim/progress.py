@@ -28,7 +28,13 @@ def user_progress(total: int, description: str, quiet: bool) -> Iterator[Callabl
         return
     with _progress() as progress:
         task = progress.add_task(f"{description}: users done (served or out of rounds)", total=total)
-        yield lambda done, total: progress.update(task, completed=done)
+        step = max(1, total // 1000)  # a redraw per user would cost more than a user in long runs
+
+        def update(done: int, total: int) -> None:
+            if done % step == 0 or done == total:
+                progress.update(task, completed=done)
+
+        yield update
 
 
 @contextmanager

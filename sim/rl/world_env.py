@@ -193,7 +193,7 @@ class WorldEnv(gym.Env):
         records = self.world.user_records
         left = records[self._departed:]
         self._departed = len(records)
-        reward = float(sum(r.utility for r in left)) / len(self.world.users)
+        reward = float(sum(r.utility for r in left)) / self.world.n_users
         terminated = self._request is None
         truncated = not terminated and self.max_steps is not None and self._steps >= self.max_steps
         info = self._info()

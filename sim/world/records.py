@@ -157,10 +157,47 @@ SUMMARY_METRICS = (
 )
 
 
-def _mean(values: list) -> float:
-    """Mean skipping NaN (as pandas does); NaN when nothing is left."""
-    kept = [float(v) for v in values if v == v]
-    return math.fsum(kept) / len(kept) if kept else math.nan
+class ExactSum:
+    """A running sum kept exactly (Shewchuk's partials, as :func:`math.fsum`), so that adding values one at a
+    time gives the same correctly rounded total as ``math.fsum`` over all of them at once, in any order."""
+
+    __slots__ = ("partials", "count")
+
+    def __init__(self) -> None:
+        self.partials: list[float] = []
+        self.count = 0
+
+    def add(self, x: float) -> None:
+        """Add ``x``; NaN is skipped (as pandas' means skip it)."""
+        if x != x:
+            return
+        self.count += 1
+        self._add_exact(x)
+
+    def merge(self, other: ExactSum) -> None:
+        """Add everything ``other`` holds (exactly: its partials sum to its values' total)."""
+        self.count += other.count
+        for x in other.partials:
+            self._add_exact(x)
+
+    def _add_exact(self, x: float) -> None:
+        partials = self.partials
+        i = 0
+        for y in partials:
+            if abs(x) < abs(y):
+                x, y = y, x
+            hi = x + y
+            lo = y - (hi - x)
+            if lo:
+                partials[i] = lo
+                i += 1
+            x = hi
+        partials[i:] = [x]
+
+    @property
+    def mean(self) -> float:
+        """The mean of the values added (NaN when none)."""
+        return math.fsum(self.partials) / self.count if self.count else math.nan
 
 
 @dataclass
@@ -170,17 +207,22 @@ class ImageTally:
     images: int = 0
     undecodable: int = 0
     assessment_failures: int = 0
-    ber_sum: float = 0.0
-    ber_count: int = 0
+    ber: ExactSum = dataclasses.field(default_factory=ExactSum)
 
     def add(self, undecodable: int, assessment_failures: int, bers) -> None:
         """Count a batch of images: how many failed to decode or to be assessed, and their BERs (NaN skipped)."""
-        kept = [float(b) for b in bers if b == b]
         self.images += len(bers)
         self.undecodable += int(undecodable)
         self.assessment_failures += int(assessment_failures)
-        self.ber_sum += math.fsum(kept)
-        self.ber_count += len(kept)
+        for b in bers:
+            self.ber.add(float(b))
+
+    def merge(self, other: ImageTally) -> None:
+        """Add another part of the run's images (e.g. another shard's)."""
+        self.images += other.images
+        self.undecodable += other.undecodable
+        self.assessment_failures += other.assessment_failures
+        self.ber.merge(other.ber)
 
     @classmethod
     def of(cls, images: list[ImageRecord]) -> ImageTally:
@@ -190,36 +232,71 @@ class ImageTally:
         return tally
 
 
-def summarise(users: list[UserRecord], images: list[ImageRecord] | ImageTally, n_arrived: int,
+#: The user-record fields whose means the summary reports, with their summary names.
+_USER_MEANS = {
+    "qoe": "mean_qoe",
+    "utility": "mean_utility",
+    "rounds": "mean_rounds",
+    "single_round_success": "single_round_success",
+    "latency_s": "mean_latency_s",
+    "images": "mean_images",
+    "best_score": "mean_best_score",
+    "cost": "mean_cost",
+}
+
+
+class UserTally:
+    """Running counts and exact sums of the user records behind the summary (no record kept), so a run of any
+    length summarises in constant memory and exactly as from the full list of records."""
+
+    def __init__(self) -> None:
+        self.departed = 0
+        self.served = 0
+        self.sums = {field: ExactSum() for field in _USER_MEANS}
+
+    def add(self, user: UserRecord) -> None:
+        self.departed += 1
+        self.served += bool(user.satisfied)
+        for field, total in self.sums.items():
+            total.add(float(getattr(user, field)))
+
+    def merge(self, other: UserTally) -> None:
+        """Add another part of the run's users (e.g. another shard's)."""
+        self.departed += other.departed
+        self.served += other.served
+        for field, total in self.sums.items():
+            total.merge(other.sums[field])
+
+    @classmethod
+    def of(cls, users: list[UserRecord]) -> UserTally:
+        tally = cls()
+        for user in users:
+            tally.add(user)
+        return tally
+
+
+def summarise(users: list[UserRecord] | UserTally, images: list[ImageRecord] | ImageTally, n_arrived: int,
               sim_time_s: float) -> dict[str, float]:
     """Run metrics. Means are over users who left (served or out of rounds); rates over images.
 
-    ``images`` are the run's image records or their :class:`ImageTally`.
+    ``users`` and ``images`` are the run's records or their tallies (:class:`UserTally`, :class:`ImageTally`).
 
     * ``served_users``: users whose best received image met their threshold;
     * ``unserved_users``: users who used every round without meeting it;
     * ``in_service_users``: arrived but not finished when the horizon ended the run;
     * ``single_round_success``: fraction of departed users served in their first round.
     """
+    people = users if isinstance(users, UserTally) else UserTally.of(users)
     tally = images if isinstance(images, ImageTally) else ImageTally.of(images)
-    served = sum(1 for u in users if u.satisfied)
     summary = {
         "users": int(n_arrived),
-        "served_users": served,
-        "unserved_users": int(len(users) - served),
-        "in_service_users": int(n_arrived - len(users)),
-        "mean_qoe": _mean([u.qoe for u in users]),
-        "mean_utility": _mean([u.utility for u in users]),
-        "mean_rounds": _mean([u.rounds for u in users]),
-        "single_round_success": _mean([float(u.single_round_success) for u in users]),
-        "mean_latency_s": _mean([u.latency_s for u in users]),
-        "mean_images": _mean([u.images for u in users]),
-        "mean_best_score": _mean([u.best_score for u in users]),
-        "mean_cost": _mean([u.cost for u in users]),
+        "served_users": people.served,
+        "unserved_users": int(people.departed - people.served),
+        "in_service_users": int(n_arrived - people.departed),
+        **{name: people.sums[field].mean for field, name in _USER_MEANS.items()},
         "undecodable_rate": tally.undecodable / tally.images if tally.images else math.nan,
         "assessment_failures": int(tally.assessment_failures),
-        "mean_ber": tally.ber_sum / tally.ber_count if tally.ber_count else math.nan,
+        "mean_ber": tally.ber.mean,
         "sim_time_s": float(sim_time_s),
     }
-    assert tuple(summary) == SUMMARY_METRICS
-    return summary
+    return {name: summary[name] for name in SUMMARY_METRICS}

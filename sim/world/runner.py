@@ -8,11 +8,18 @@ from datetime import datetime
 from pathlib import Path
 
 from sim.config import Scenario, scenario_to_yaml
-from sim.progress import user_progress
+from sim.config import ScenarioError
+from sim.progress import count_progress, user_progress
 from sim.world.report import write_run_report
 from sim.io import write_json, write_parquet
 from sim.world.records import UserRecord, records_frame, trace_frame
 from sim.world.simulation import World, WorldResult
+from sim.world.streaming import ParquetSink
+
+#: Runs of at least this many users stream their records to Parquet unless told otherwise.
+STREAM_FROM_USERS = 100_000
+#: Image rows of a streamed trace that its report's plots show (the first ones written).
+REPORT_SAMPLE_ROWS = 20_000
 
 
 @dataclass(frozen=True)
@@ -27,26 +34,88 @@ def default_run_dir(scenario: Scenario, seed: int, root: Path = Path("results"))
     return root / scenario.name / f"{stamp}-seed{seed}"
 
 
-def run_scenario(scenario: Scenario, out: Path | None = None, seed: int | None = None, quiet: bool = False) -> RunOutput:
-    """Run one replication; write ``scenario.yaml``, ``trace.parquet``, ``users.parquet``, ``summary.json``, ``report.md``."""
+def run_scenario(scenario: Scenario, out: Path | None = None, seed: int | None = None, quiet: bool = False,
+                 stream: bool | None = None, shards: int = 1) -> RunOutput:
+    """Run one replication; write ``scenario.yaml``, ``trace.parquet``, ``users.parquet``, ``summary.json``, ``report.md``.
+
+    ``stream`` writes the records to Parquet in chunks as they happen (:class:`~sim.world.streaming.ParquetSink`)
+    instead of keeping them, so memory stays bounded whatever the number of users; the result then holds the
+    summary only, the trace is sorted by time within each chunk and the users in order of departure. Default:
+    streamed from :data:`STREAM_FROM_USERS` users. ``shards`` > 1 runs the MASPs in that many processes
+    (:func:`sim.world.sharding.run_sharded`: the same records and summary, nearest association and agents
+    that decide per observation only).
+    """
     seed = scenario.seed if seed is None else seed
     scenario = scenario.model_copy(update={"seed": seed})
-    world = World(scenario, seed=seed)  # builds agents and backends: bad input fails before anything is written
+    stream = scenario.arrivals.n_users >= STREAM_FROM_USERS if stream is None else bool(stream)
+    if shards > 1:
+        from sim.world.sharding import sharding_problems
+
+        problems = sharding_problems(scenario, shards)  # builds agents and backends too
+        if problems:
+            raise ScenarioError("--shards", problems)
+        world = None
+    else:
+        world = World(scenario, seed=seed)  # builds agents and backends: bad input fails before anything is written
     out = Path(out) if out is not None else default_run_dir(scenario, seed)
     out.mkdir(parents=True, exist_ok=True)
     (out / "scenario.yaml").write_text(scenario_to_yaml(scenario), encoding="utf-8")
     started = time.perf_counter()
-    with user_progress(scenario.arrivals.n_users, f"{scenario.name} seed {seed}", quiet) as on_user_done:
-        world.on_user_done = on_user_done
-        result = world.run()
-    wall = time.perf_counter() - started
-    trace = trace_frame(result.images, result.rounds)
-    users = records_frame(result.users, UserRecord)
-    write_parquet(out / "trace.parquet", trace)
-    write_parquet(out / "users.parquet", users)
+    if world is None:
+        from sim.world.sharding import run_sharded
+
+        with count_progress(shards, f"{scenario.name} seed {seed}: shards done", quiet) as on_done:
+            result = run_sharded(scenario, seed, shards, stream_to=out if stream else None, on_shard_done=on_done)
+        return _write_outputs(out, scenario, seed, result, time.perf_counter() - started, stream, shards)
+    sink = ParquetSink(out) if stream else None
+    world.set_sink(sink)
+    try:
+        with user_progress(scenario.arrivals.n_users, f"{scenario.name} seed {seed}", quiet) as on_user_done:
+            world.on_user_done = on_user_done
+            result = world.run()
+        if sink is not None:
+            sink.close()
+    except BaseException:
+        if sink is not None:
+            sink.abort()
+        raise
+    return _write_outputs(out, scenario, seed, result, time.perf_counter() - started, stream, shards)
+
+
+def _write_outputs(out: Path, scenario: Scenario, seed: int, result: WorldResult, wall: float, streamed: bool,
+                   shards: int) -> RunOutput:
+    if not streamed:
+        trace = trace_frame(result.images, result.rounds)
+        users = records_frame(result.users, UserRecord)
+        write_parquet(out / "trace.parquet", trace)
+        write_parquet(out / "users.parquet", users)
+    else:
+        trace, users = _streamed_report_tables(out)
     write_json(out / "summary.json", result.summary)
     write_json(out / "run_info.json", {"scenario": scenario.name, "seed": seed, "wall_time_s": wall,
                                         "provisioning_agent": scenario.provisioning_agent.name,
-                                        "prompt_agent": scenario.prompt_agent.name})
+                                        "prompt_agent": scenario.prompt_agent.name, "streamed": streamed,
+                                        "shards": shards})
     write_run_report(out, scenario.name, seed, result.summary, trace, users)
     return RunOutput(out, result, wall)
+
+
+def _streamed_report_tables(out: Path):
+    """What the report of a streamed run plots: the first image rows of the trace, two columns of the users."""
+    import pyarrow.parquet as pq
+
+    trace_file = pq.ParquetFile(out / "trace.parquet")
+    frames, rows = [], 0
+    for group in range(trace_file.num_row_groups):
+        if rows >= REPORT_SAMPLE_ROWS:
+            break
+        frame = trace_file.read_row_group(group).to_pandas()
+        frames.append(frame)
+        rows += len(frame)
+    import pandas as pd
+
+    trace = pd.concat(frames, ignore_index=True).head(REPORT_SAMPLE_ROWS) if frames else pd.DataFrame()
+    users_file = pq.ParquetFile(out / "users.parquet")
+    small = users_file.metadata.num_rows <= 1000  # the report lists the users of small runs
+    users = users_file.read(columns=None if small else ["rounds", "satisfied"]).to_pandas()
+    return trace, users

@@ -2,8 +2,9 @@
 
 One replication, step by step:
 
-1. All users are drawn up front from their own random streams (arrival time,
-   prompt, threshold, position), so agents can never change who arrives.
+1. Users are drawn from their own random streams (arrival time, prompt,
+   threshold, position), one at a time as they arrive, so agents can never
+   change who arrives and a run of any length holds only the users present.
 2. An arriving user is associated to a MASP (``nearest`` or ``least_loaded``)
    and joins its queue of pending requests.
 3. A MASP runs decision epochs one after another. At each epoch it takes up to
@@ -56,7 +57,7 @@ from sim.model.qoe import QoEFunction, qoe, user_utility, utility
 from sim.model.quality import N_STRATEGIES, prompt_complexity
 from sim.prompting.prompts import Prompt, load_prompts
 from sim.prompting.strategies import apply_strategy
-from sim.world.records import ImageRecord, ImageTally, RoundRecord, UserRecord, summarise
+from sim.world.records import ImageRecord, ImageTally, RoundRecord, UserRecord, UserTally, summarise
 from sim.seeding import RandomStreams
 
 
@@ -127,6 +128,12 @@ class World:
     (progress bars hook in here). ``models`` reuses :class:`ServiceModels`
     already built from the same scenario; ``record_images=False`` keeps no
     per-image records (the summary is unchanged; environments use it).
+    ``sink`` receives every record instead of the in-memory lists (``add_image``,
+    ``add_round``, ``add_user``; e.g. :class:`sim.world.streaming.ParquetSink`), so a run
+    of a million users keeps none of them: its result carries the summary only.
+    ``only_masps`` simulates those MASPs and their users alone (nearest association
+    only: a user's MASP then depends on its position alone), the part of the world
+    :func:`sim.world.sharding.run_sharded` gives each process.
     """
 
     def __init__(
@@ -140,6 +147,8 @@ class World:
         external_decisions: bool = False,
         models: ServiceModels | None = None,
         record_images: bool = True,
+        sink=None,
+        only_masps=None,
     ):
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else int(seed)
@@ -150,6 +159,7 @@ class World:
         #: Without ``record_images``, no :class:`ImageRecord` is kept (the summary's image metrics still are).
         self.record_images = bool(record_images)
         self.image_tally = ImageTally()
+        self.user_tally = UserTally()
         self._refined: dict[tuple[str, int], str] = {}
         self.channel = self.models.channel
         self.quality = self.models.quality
@@ -180,17 +190,35 @@ class World:
         self.masps = [
             _Masp(self.env, m.name, m.gpus, m.p_total_w, m.max_users_per_epoch, m.position_m) for m in scenario.masps
         ]
-        self.users = self._draw_users()
+        self._simulated = self.masps  # the MASPs this world runs (see only_masps)
+        self._pool = self._prompt_pool()
+        self._arrival_times = self._draw_arrival_times()
+        #: The users this world simulates (all, or those of ``only_masps``), in order of arrival.
+        self._user_ids = np.arange(len(self._arrival_times))
+        if only_masps is not None:
+            self._user_ids = self._own_users(only_masps)
+        self.n_users = len(self._user_ids)
         self.image_records: list[ImageRecord] = []
         self.round_records: list[RoundRecord] = []
         self.user_records: list[UserRecord] = []
+        self._started = False
+        self.set_sink(sink)
         self._all_departed = self.env.event()
         #: With ``external_decisions``, MASPs do not ask the provisioning agent: each decision epoch appends a
         #: :class:`DecisionRequest` here and waits (see :meth:`advance`).
         self.external_decisions = bool(external_decisions)
         self.decision_requests: list[DecisionRequest] = []
         self.decision_requested = self.env.event()
-        self._started = False
+
+    def set_sink(self, sink) -> None:
+        """Send every record to ``sink`` (``add_image``, ``add_round``, ``add_user``) instead of keeping it;
+        ``None`` keeps them in :attr:`image_records`, :attr:`round_records`, :attr:`user_records`."""
+        if self._started:
+            raise RuntimeError("set the sink before the run starts")
+        self.sink = sink
+        self._add_image = self.image_records.append if sink is None else sink.add_image
+        self._add_round = self.round_records.append if sink is None else sink.add_round
+        self._add_user = self.user_records.append if sink is None else sink.add_user
 
     # -- population -------------------------------------------------------------------------------
 
@@ -198,53 +226,70 @@ class World:
         path = None if self.scenario.users.prompt_set == "default" else self.scenario.users.prompt_set
         return load_prompts(path)
 
-    def _draw_users(self) -> list[User]:
-        """Arrival times, prompts, thresholds and positions, from streams no agent touches."""
+    def _own_users(self, only_masps) -> np.ndarray:
+        names = {m.name for m in self.masps}
+        only = set(only_masps)
+        if not only or not only <= names:
+            raise ValueError(f"only_masps must name some of the scenario's MASPs ({', '.join(sorted(names))}), "
+                             f"got {sorted(only)}")
+        if self.scenario.service.association != "nearest":
+            raise ValueError("only_masps needs service.association: nearest (with least_loaded a user's MASP depends "
+                             "on the other MASPs' queues)")
+        self._simulated = [m for m in self.masps if m.name in only]
+        return np.array([u for u in range(len(self._arrival_times)) if self._nearest(self.draw_user(u)).name in only],
+                        dtype=np.int64)
+
+    def _draw_arrival_times(self) -> np.ndarray:
         sc = self.scenario
         n = sc.arrivals.n_users
         if sc.arrivals.process == "batch":
-            arrivals = np.zeros(n)
-        else:
-            gaps = self.streams.rng("arrivals").exponential(1.0 / sc.arrivals.rate_per_s, size=n)
-            arrivals = np.cumsum(gaps)
-        pool = self._prompt_pool()
-        cfg = sc.users
-        users = []
-        for u in range(n):
-            rng = self.streams.rng("users", u)
-            prompt_idx = int(rng.integers(len(pool)))
-            threshold = float(rng.uniform(cfg.threshold.low, cfg.threshold.high))
-            radius = float(rng.uniform(cfg.distance_m.low, cfg.distance_m.high))
-            angle = float(rng.uniform(0.0, 2 * math.pi))
-            text = cfg.prompts[u] if u < len(cfg.prompts) else pool[prompt_idx].text
-            if u < len(cfg.thresholds):
-                threshold = float(cfg.thresholds[u])
-            if u < len(cfg.distances_m):
-                radius = float(cfg.distances_m[u])
-            users.append(
-                User(
-                    user_id=u,
-                    arrival_s=float(arrivals[u]),
-                    prompt=text,
-                    complexity=float(prompt_complexity(text)),
-                    threshold=threshold,
-                    position_m=radius * np.array([math.cos(angle), math.sin(angle)]),
-                )
-            )
-        return users
+            return np.zeros(n)
+        gaps = self.streams.rng("arrivals").exponential(1.0 / sc.arrivals.rate_per_s, size=n)
+        return np.cumsum(gaps)
+
+    def draw_user(self, u: int) -> User:
+        """User ``u`` as it arrives: prompt, threshold and position from its own stream (no agent touches it)."""
+        cfg, pool = self.scenario.users, self._pool
+        rng = self.streams.rng("users", u)
+        prompt_idx = int(rng.integers(len(pool)))
+        threshold = float(rng.uniform(cfg.threshold.low, cfg.threshold.high))
+        radius = float(rng.uniform(cfg.distance_m.low, cfg.distance_m.high))
+        angle = float(rng.uniform(0.0, 2 * math.pi))
+        text = cfg.prompts[u] if u < len(cfg.prompts) else pool[prompt_idx].text
+        if u < len(cfg.thresholds):
+            threshold = float(cfg.thresholds[u])
+        if u < len(cfg.distances_m):
+            radius = float(cfg.distances_m[u])
+        return User(
+            user_id=u,
+            arrival_s=float(self._arrival_times[u]),
+            prompt=text,
+            complexity=float(prompt_complexity(text)),
+            threshold=threshold,
+            position_m=radius * np.array([math.cos(angle), math.sin(angle)]),
+        )
+
+    @property
+    def users(self) -> list[User]:
+        """Every user of the run, freshly drawn (the run itself draws them one at a time as they arrive)."""
+        return [self.draw_user(int(u)) for u in self._user_ids]
 
     # -- processes --------------------------------------------------------------------------------
 
-    def _associate(self, user: User) -> _Masp:
-        def distance(m: _Masp) -> float:
-            return max(float(np.linalg.norm(user.position_m - m.position_m)), 1.0)
+    @staticmethod
+    def _distance(user: User, masp: _Masp) -> float:
+        return max(float(np.linalg.norm(user.position_m - masp.position_m)), 1.0)
 
+    def _nearest(self, user: User) -> _Masp:
+        return min(self.masps, key=lambda m: self._distance(user, m))
+
+    def _associate(self, user: User) -> _Masp:
         if self.scenario.service.association == "least_loaded":
-            masp = min(self.masps, key=lambda m: (len(m.pending) + m.in_service, distance(m)))
+            masp = min(self.masps, key=lambda m: (len(m.pending) + m.in_service, self._distance(user, m)))
         else:
-            masp = min(self.masps, key=distance)
+            masp = self._nearest(user)
         user.masp = masp.name
-        user.distance_m = distance(masp)
+        user.distance_m = self._distance(user, masp)
         user.mean_snr_db_at_1w = float(self.channel.mean_snr_db(1.0, user.distance_m))
         return masp
 
@@ -254,9 +299,15 @@ class World:
         if not masp.wakeup.triggered:
             masp.wakeup.succeed()
 
-    def _arrive(self, user: User):
-        yield self.env.timeout(user.arrival_s)
-        self._enqueue(self._associate(user), user)
+    def _arrivals(self):
+        """One process for all arrivals: each user is drawn when it arrives (users at the same instant together)."""
+        times = self._arrival_times
+        for u in self._user_ids.tolist():
+            wait = float(times[u]) - self.env.now
+            if wait > 0:
+                yield self.env.timeout(wait)
+            user = self.draw_user(u)
+            self._enqueue(self._associate(user), user)
 
     def _masp_loop(self, masp: _Masp):
         while True:
@@ -350,7 +401,7 @@ class World:
         )
         for i, (user, out) in enumerate(zip(batch, outcomes)):
             n_i = int(decision.n_images[i])
-            self.round_records.append(
+            self._add_round(
                 RoundRecord(
                     user_id=user.user_id,
                     masp=masp.name,
@@ -431,7 +482,7 @@ class World:
             undecodable = int((~img.decodable[i, used]).sum())
             self.image_tally.add(undecodable, 0, img.ber[i, used].tolist())
             for j in range(n_i if self.record_images else 0):
-                self.image_records.append(ImageRecord(
+                self._add_image(ImageRecord(
                     user_id=user.user_id, masp=masp.name, round_index=r, image_index=j, strategy=strategies[i],
                     generation_seed=-1, n_images=n_i, power_w=float(power[i]), t_queued_s=t0,
                     t_generation_start_s=t0 + float(img.done_s[i, j]) - t_gen, t_generation_end_s=t0 + float(img.done_s[i, j]),
@@ -489,7 +540,8 @@ class World:
             self.image_tally.add(sum(not rec.decodable for rec in records),
                                  sum(rec.assessment_failed for rec in records), [rec.ber for rec in records])
             if self.record_images:
-                self.image_records.extend(records)
+                for rec in records:
+                    self._add_image(rec)
             outcome["ber"] = float(np.mean([rec.ber for rec in records]))
             outcome["bits_flipped"] = int(sum(rec.bits_flipped for rec in records))
             outcome["undecodable"] = int(sum(not rec.decodable for rec in records))
@@ -548,30 +600,31 @@ class World:
     def _depart(self, user: User) -> None:
         latency = self.env.now - user.arrival_s
         q = float(self.qoe_fn(user.best_score, user.threshold, latency, max(user.images, 1), self.qoe_params))
-        self.user_records.append(
-            UserRecord(
-                user_id=user.user_id,
-                masp=user.masp,
-                prompt=user.prompt,
-                complexity=user.complexity,
-                threshold=user.threshold,
-                distance_m=user.distance_m,
-                arrival_s=user.arrival_s,
-                departure_s=self.env.now,
-                rounds=user.rounds_done,
-                images=user.images,
-                best_score=user.best_score,
-                satisfied=user.satisfied,
-                single_round_success=user.satisfied and user.rounds_done == 1,
-                latency_s=latency,
-                qoe=q,
-                cost=user.total_cost,
-                utility=float(user_utility(q, user.total_cost, not user.satisfied, self.qoe_params)),
-            )
+        record = UserRecord(
+            user_id=user.user_id,
+            masp=user.masp,
+            prompt=user.prompt,
+            complexity=user.complexity,
+            threshold=user.threshold,
+            distance_m=user.distance_m,
+            arrival_s=user.arrival_s,
+            departure_s=self.env.now,
+            rounds=user.rounds_done,
+            images=user.images,
+            best_score=user.best_score,
+            satisfied=user.satisfied,
+            single_round_success=user.satisfied and user.rounds_done == 1,
+            latency_s=latency,
+            qoe=q,
+            cost=user.total_cost,
+            utility=float(user_utility(q, user.total_cost, not user.satisfied, self.qoe_params)),
         )
+        self._add_user(record)
+        self.user_tally.add(record)
+        done = self.user_tally.departed
         if self.on_user_done is not None:
-            self.on_user_done(len(self.user_records), len(self.users))
-        if len(self.user_records) == len(self.users):
+            self.on_user_done(done, self.n_users)
+        if done == self.n_users:
             self._all_departed.succeed()
 
     # -- run --------------------------------------------------------------------------------------
@@ -581,9 +634,10 @@ class World:
         if self._started:
             return
         self._started = True
-        for user in self.users:
-            self.env.process(self._arrive(user))
-        for masp in self.masps:
+        if self.n_users == 0:  # a shard whose MASPs serve nobody
+            self._all_departed.succeed()
+        self.env.process(self._arrivals())
+        for masp in self._simulated:
             self.env.process(self._masp_loop(masp))
 
     @property
@@ -610,9 +664,9 @@ class World:
     def result(self, end_s: float | None = None) -> WorldResult:
         """The records and summary so far (``end_s``: the simulated time the run ends at; default now)."""
         end = self.env.now if end_s is None else end_s
-        arrived = sum(1 for u in self.users if u.arrival_s <= end)
+        arrived = int(np.searchsorted(self._arrival_times[self._user_ids], end, side="right"))
         self.user_records.sort(key=lambda r: r.user_id)
-        summary = summarise(self.user_records, self.image_tally, arrived, end)
+        summary = summarise(self.user_tally, self.image_tally, arrived, end)
         return WorldResult(self.seed, self.user_records, self.round_records, self.image_records, summary)
 
     def run(self) -> WorldResult:

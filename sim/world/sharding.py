@@ -1,0 +1,136 @@
+"""One replication on several processes: its MASPs split into shards that run side by side.
+
+With ``service.association: nearest`` a user's MASP depends on its position alone, so the MASPs of a
+replication never share a user, and every random draw is keyed by user, round and image
+(:class:`sim.seeding.RandomStreams`). When the agents also decide from each observation alone
+(``per_observation``: no state kept between decisions, no random draws), a world that simulates some of
+the MASPs with their users (``World(only_masps=...)``) produces exactly the records the whole world
+produces for them. :func:`run_sharded` runs the shards on an executor and merges their records and exact
+tallies: the summary equals the single-process run's bit for bit, and the records are the same records.
+
+Use it for one long replication on a multi-core machine (``python -m sim run FILE --shards 2``); for many
+replications, running them side by side (``compare``, ``sweep``) already uses every core.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pyarrow.parquet as pq
+
+from sim.config import Scenario
+from sim.executors import run_tasks
+from sim.world.records import ImageRecord, ImageTally, RoundRecord, UserRecord, UserTally, summarise
+from sim.world.simulation import World, WorldResult
+from sim.world.streaming import TRACE_SCHEMA, USERS_SCHEMA, ParquetSink
+
+
+def sharding_problems(scenario: Scenario, shards: int) -> list[str]:
+    """Why this scenario cannot run in ``shards`` shards (empty when it can)."""
+    problems = []
+    if shards > len(scenario.masps):
+        problems.append(f"--shards {shards}: the scenario has {len(scenario.masps)} MASP(s); a shard needs one at least")
+    if scenario.service.association != "nearest":
+        problems.append("service.association: shards need nearest association (with least_loaded a user's MASP "
+                        "depends on the other MASPs' queues)")
+    world = World(scenario, seed=scenario.seed)
+    for kind, agent in (("provisioning_agent", world.provisioning_agent), ("prompt_agent", world.prompt_agent)):
+        if not getattr(agent, "per_observation", False):
+            problems.append(f"{kind}: {agent.name!r} keeps state or draws random numbers across decisions, so "
+                            "MASPs simulated apart would not see the same decisions; run it in one process")
+    return problems
+
+
+def shard_masps(scenario: Scenario, shards: int) -> list[list[str]]:
+    """The MASP names of each shard: dealt round-robin in scenario order."""
+    names = [m.name for m in scenario.masps]
+    return [names[k::shards] for k in range(shards)]
+
+
+@dataclass
+class ShardResult:
+    users: UserTally
+    images: ImageTally
+    arrived: int
+    end_s: float
+    user_records: list[UserRecord]
+    round_records: list[RoundRecord]
+    image_records: list[ImageRecord]
+
+
+def run_shard(scenario: Scenario, seed: int, masps: list[str], stream_dir: str | None = None) -> ShardResult:
+    """Simulate ``masps`` and their users; records go to ``stream_dir`` (Parquet) or come back in the result."""
+    world = World(scenario, seed=seed, only_masps=masps)
+    sink = None
+    if stream_dir is not None:
+        Path(stream_dir).mkdir(parents=True, exist_ok=True)
+        sink = ParquetSink(Path(stream_dir))
+        world.set_sink(sink)
+    try:
+        result = world.run()
+        if sink is not None:
+            sink.close()
+    except BaseException:
+        if sink is not None:
+            sink.abort()
+        raise
+    horizon = scenario.service.horizon_s
+    end = world.env.now if horizon is None else float(horizon)
+    return ShardResult(world.user_tally, world.image_tally, result.summary["users"], end,
+                       result.users, result.rounds, result.images)
+
+
+def run_sharded(scenario: Scenario, seed: int | None = None, shards: int = 2, stream_to: Path | None = None,
+                executor: str | None = None, address: str | None = None,
+                on_shard_done: Callable[[], None] | None = None) -> WorldResult:
+    """One replication of ``scenario`` in ``shards`` processes (module docstring); the same result as ``World.run``.
+
+    ``stream_to``: write ``trace.parquet`` and ``users.parquet`` there, each shard's chunks one after another
+    (as :class:`~sim.world.streaming.ParquetSink`: sorted by time within a chunk); the result then carries the
+    summary only. Raises ``ValueError`` naming what prevents sharding.
+    """
+    seed = scenario.seed if seed is None else int(seed)
+    shards = int(shards)
+    if shards < 1:
+        raise ValueError(f"shards must be >= 1, got {shards}")
+    problems = sharding_problems(scenario, shards)
+    if problems:
+        raise ValueError("; ".join(problems))
+    groups = shard_masps(scenario, shards)
+    parts_dir = None if stream_to is None else Path(stream_to) / ".shards"
+    tasks = [(scenario, seed, group, None if parts_dir is None else str(parts_dir / f"shard-{k}"))
+             for k, group in enumerate(groups)]
+    parts: list[ShardResult] = run_tasks(run_shard, tasks, executor=executor, workers=shards, address=address,
+                                         on_done=on_shard_done)
+    users, images = UserTally(), ImageTally()
+    for part in parts:
+        users.merge(part.users)
+        images.merge(part.images)
+    end = max(part.end_s for part in parts)
+    summary = summarise(users, images, sum(part.arrived for part in parts), end)
+    if parts_dir is not None:
+        _concatenate(parts_dir, Path(stream_to), len(groups))
+        shutil.rmtree(parts_dir)
+        return WorldResult(seed, [], [], [], summary)
+    user_records = sorted((r for part in parts for r in part.user_records), key=lambda r: r.user_id)
+    rounds = [r for part in parts for r in part.round_records]
+    images_records = [r for part in parts for r in part.image_records]
+    return WorldResult(seed, user_records, rounds, images_records, summary)
+
+
+def _concatenate(parts_dir: Path, out: Path, n: int) -> None:
+    """Append every shard's row groups, one at a time, to ``out``'s tables (bounded memory)."""
+    for name, schema in (("trace.parquet", TRACE_SCHEMA), ("users.parquet", USERS_SCHEMA)):
+        tmp = out / f".{name}.merging"
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for k in range(n):
+                source = pq.ParquetFile(parts_dir / f"shard-{k}" / name)
+                for group in range(source.num_row_groups):
+                    writer.write_table(source.read_row_group(group))
+        tmp.replace(out / name)
+
+
+__all__ = ["ShardResult", "run_shard", "run_sharded", "shard_masps", "sharding_problems"]

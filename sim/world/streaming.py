@@ -1,0 +1,153 @@
+"""Records streamed to Parquet in chunks, so a run of any length keeps a bounded number of them in memory.
+
+:class:`ParquetSink` is a :class:`~sim.world.simulation.World` ``sink``: it buffers image, round and user
+records and, every ``chunk_rows`` records, appends them as a row group to ``trace.parquet`` (image and round
+records in the columns :func:`~sim.world.records.trace_frame` gives them, sorted by time within the chunk)
+or ``users.parquet`` (in order of departure). The files are written under temporary names and renamed into
+place by :meth:`ParquetSink.close`, so a run that fails leaves no half-written table under the final name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sim.world.records import ImageRecord, RoundRecord, UserRecord
+
+#: Records buffered per table before a row group is written.
+DEFAULT_CHUNK_ROWS = 50_000
+
+_ARROW_TYPES = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
+
+
+def _fields(record_type: type) -> list[tuple[str, pa.DataType]]:
+    hints = typing.get_type_hints(record_type)
+    return [(f.name, _ARROW_TYPES[hints[f.name]]) for f in dataclasses.fields(record_type)]
+
+
+def _trace_schema() -> pa.Schema:
+    """``record``, ``t_s``, the keys, then every image and round field (a field both have appears once)."""
+    first = ["record", "t_s", "user_id", "masp", "round_index", "image_index"]
+    types: dict[str, pa.DataType] = {"record": pa.string(), "t_s": pa.float64()}
+    for record_type in (ImageRecord, RoundRecord):
+        for name, kind in _fields(record_type):
+            if types.setdefault(name, kind) != kind:  # pragma: no cover - the record types agree
+                raise TypeError(f"trace column {name} has two types")
+    if "image_index" not in types:  # pragma: no cover
+        raise TypeError("image records need an image_index")
+    order = first + [n for n in types if n not in first]
+    return pa.schema([(n, types[n]) for n in order])
+
+
+TRACE_SCHEMA = _trace_schema()
+USERS_SCHEMA = pa.schema(_fields(UserRecord))
+
+
+def _table(records: list, record_type: type, schema: pa.Schema, extra: dict[str, pa.Array] | None = None) -> pa.Table:
+    """Records of one type as a table of ``schema`` (columns the type lacks are null)."""
+    own = dict(_fields(record_type))
+    n = len(records)
+    columns = []
+    for field in schema:
+        if extra and field.name in extra:
+            columns.append(extra[field.name])
+        elif field.name in own:
+            columns.append(pa.array([getattr(r, field.name) for r in records], type=field.type))
+        else:
+            columns.append(pa.nulls(n, type=field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+class ParquetSink:
+    """Streams a world's records to ``out/trace.parquet`` and ``out/users.parquet`` (module docstring)."""
+
+    def __init__(self, out: Path, chunk_rows: int = DEFAULT_CHUNK_ROWS):
+        if int(chunk_rows) < 1:
+            raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+        self.out = Path(out)
+        self.chunk_rows = int(chunk_rows)
+        self._images: list[ImageRecord] = []
+        self._rounds: list[RoundRecord] = []
+        self._users: list[UserRecord] = []
+        self._trace_tmp = self.out / f".trace.parquet.{os.getpid()}.tmp"
+        self._users_tmp = self.out / f".users.parquet.{os.getpid()}.tmp"
+        self._trace_writer = pq.ParquetWriter(self._trace_tmp, TRACE_SCHEMA)
+        self._users_writer = pq.ParquetWriter(self._users_tmp, USERS_SCHEMA)
+        #: Rows written so far, per table.
+        self.rows = {"trace": 0, "users": 0}
+        self.closed = False
+
+    def add_image(self, record: ImageRecord) -> None:
+        self._images.append(record)
+        if len(self._images) + len(self._rounds) >= self.chunk_rows:
+            self._flush_trace()
+
+    def add_round(self, record: RoundRecord) -> None:
+        self._rounds.append(record)
+        if len(self._images) + len(self._rounds) >= self.chunk_rows:
+            self._flush_trace()
+
+    def add_user(self, record: UserRecord) -> None:
+        self._users.append(record)
+        if len(self._users) >= self.chunk_rows:
+            self._flush_users()
+
+    def _flush_trace(self) -> None:
+        parts = []
+        for records, record_type, kind, time_field in (
+            (self._images, ImageRecord, "image", "t_received_s"),
+            (self._rounds, RoundRecord, "round", "t_done_s"),
+        ):
+            if records:
+                extra = {
+                    "record": pa.array([kind] * len(records), type=pa.string()),
+                    "t_s": pa.array([getattr(r, time_field) for r in records], type=pa.float64()),
+                }
+                parts.append(_table(records, record_type, TRACE_SCHEMA, extra))
+        if parts:
+            chunk = pa.concat_tables(parts).sort_by(
+                [("t_s", "ascending"), ("record", "ascending"), ("user_id", "ascending"),
+                 ("round_index", "ascending"), ("image_index", "ascending")]
+            )
+            self._trace_writer.write_table(chunk)
+            self.rows["trace"] += chunk.num_rows
+        self._images, self._rounds = [], []
+
+    def _flush_users(self) -> None:
+        if self._users:
+            self._users_writer.write_table(_table(self._users, UserRecord, USERS_SCHEMA))
+            self.rows["users"] += len(self._users)
+        self._users = []
+
+    def close(self) -> None:
+        """Write what is buffered and move both tables into place."""
+        if self.closed:
+            return
+        self._flush_trace()
+        self._flush_users()
+        self._trace_writer.close()
+        self._users_writer.close()
+        os.replace(self._trace_tmp, self.out / "trace.parquet")
+        os.replace(self._users_tmp, self.out / "users.parquet")
+        self.closed = True
+
+    def abort(self) -> None:
+        """Drop the partial tables (after a failed run)."""
+        if self.closed:
+            return
+        for writer in (self._trace_writer, self._users_writer):
+            try:
+                writer.close()
+            except Exception:  # noqa: BLE001 - already failing; the temporary files go either way
+                pass
+        for tmp in (self._trace_tmp, self._users_tmp):
+            tmp.unlink(missing_ok=True)
+        self.closed = True
+
+
+__all__ = ["DEFAULT_CHUNK_ROWS", "ParquetSink", "TRACE_SCHEMA", "USERS_SCHEMA"]

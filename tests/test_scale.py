@@ -1,0 +1,165 @@
+"""Long runs: exact running tallies, records streamed to Parquet, one replication sharded over processes."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sim.config import load_scenario
+from sim.world.records import ExactSum, UserTally, summarise, trace_frame
+from sim.world.runner import run_scenario
+from sim.world.sharding import run_sharded, sharding_problems
+from sim.world.simulation import World
+from sim.world.streaming import ParquetSink
+
+ROOT = Path(__file__).resolve().parents[1]
+TRACE_KEYS = ["t_s", "record", "user_id", "round_index", "image_index"]
+
+
+def _scenario(n_users: int = 60, delivery: str = "statistical", **service):
+    sc = load_scenario(ROOT / "scenarios" / "poisson_100.yaml")
+    return sc.model_copy(update={
+        "arrivals": sc.arrivals.model_copy(update={"n_users": n_users}),
+        "channel": sc.channel.model_copy(update={"delivery": delivery}),
+        "service": sc.service.model_copy(update=service),
+    })
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sim", *args], capture_output=True, text=True, cwd=ROOT, timeout=600)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(min_value=-1e12, max_value=1e12) | st.just(math.nan), max_size=40),
+       st.integers(min_value=0, max_value=40))
+def test_exact_sum_equals_fsum_added_one_by_one_or_merged(values, cut):
+    kept = [v for v in values if v == v]
+    whole, left, right = ExactSum(), ExactSum(), ExactSum()
+    for v in values:
+        whole.add(v)
+    for v in values[:cut]:
+        left.add(v)
+    for v in values[cut:]:
+        right.add(v)
+    left.merge(right)
+    expected = math.fsum(kept) / len(kept) if kept else math.nan
+    for total in (whole, left):
+        assert total.count == len(kept)
+        assert (math.isnan(total.mean) and math.isnan(expected)) or total.mean == expected
+
+
+def test_user_tally_summary_equals_the_one_from_records():
+    result = World(_scenario(40), seed=2).run()
+    from_records = summarise(result.users, result.images, result.summary["users"], result.summary["sim_time_s"])
+    assert from_records == result.summary  # the world summarises from its tallies, records give the same numbers
+    halves = UserTally.of(result.users[:13])
+    halves.merge(UserTally.of(result.users[13:]))
+    assert summarise(halves, result.images, 40, 1.0)["mean_utility"] == result.summary["mean_utility"]
+
+
+def test_users_are_drawn_as_they_arrive():
+    world = World(_scenario(50), seed=1)
+    assert world.n_users == 50
+    assert [u.user_id for u in world.users] == list(range(50))
+    first = world.draw_user(7)
+    assert (first.prompt, first.threshold) == (world.users[7].prompt, world.users[7].threshold)
+
+
+@pytest.mark.parametrize("delivery", ["statistical", "bytes"])
+def test_a_streamed_run_writes_the_same_records_in_chunks(tmp_path, delivery):
+    sc = _scenario(30 if delivery == "bytes" else 80, delivery)
+    memory = run_scenario(sc, out=tmp_path / "memory", seed=5, quiet=True, stream=False)
+    world = World(sc, seed=5)
+    sink = ParquetSink(tmp_path, chunk_rows=97)
+    world.set_sink(sink)
+    streamed = world.run()
+    sink.close()
+    assert streamed.summary == memory.result.summary
+    assert streamed.users == [] and streamed.rounds == [] and streamed.images == []
+    trace_file = pq.ParquetFile(tmp_path / "trace.parquet")
+    assert trace_file.num_row_groups > 3  # written chunk by chunk
+    trace = trace_file.read().to_pandas()
+    for _, chunk in trace.groupby(trace.index // 97):
+        assert chunk["t_s"].is_monotonic_increasing  # sorted by time within each chunk
+    expected = pd.read_parquet(tmp_path / "memory" / "trace.parquet")
+    pd.testing.assert_frame_equal(trace.sort_values(TRACE_KEYS, kind="stable").reset_index(drop=True), expected)
+    users = pd.read_parquet(tmp_path / "users.parquet").sort_values("user_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(users, pd.read_parquet(tmp_path / "memory" / "users.parquet"))
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_failed_streamed_run_leaves_no_table(tmp_path, monkeypatch):
+    sc = _scenario(20)
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(World, "_statistical_epoch", broken)
+    with pytest.raises(RuntimeError, match="boom"):
+        run_scenario(sc, out=tmp_path, seed=0, quiet=True, stream=True)
+    assert not (tmp_path / "trace.parquet").exists() and not list(tmp_path.glob(".*tmp"))
+
+
+@pytest.mark.parametrize("delivery", ["statistical", "bytes"])
+def test_a_sharded_run_equals_the_single_process_run(tmp_path, delivery):
+    sc = _scenario(60 if delivery == "statistical" else 24, delivery)
+    single = World(sc, seed=9).run()
+    sharded = run_sharded(sc, seed=9, shards=2, executor="local")
+    assert sharded.summary == single.summary  # exact tallies: bit for bit
+    assert sharded.users == single.users
+    # the same records (compared as tables: a NaN damage is not == itself)
+    pd.testing.assert_frame_equal(trace_frame(sharded.images, sharded.rounds), trace_frame(single.images, single.rounds))
+    assert len(single.images) > 100
+    streamed = run_sharded(sc, seed=9, shards=2, stream_to=tmp_path, executor="local")
+    assert streamed.summary == single.summary
+    assert not (tmp_path / ".shards").exists()
+    assert len(pd.read_parquet(tmp_path / "users.parquet")) == (60 if delivery == "statistical" else 24)
+
+
+def test_a_shard_of_an_unvisited_masp_and_a_horizon(tmp_path):
+    sc = _scenario(30, horizon_s=120.0)
+    far = sc.masps[1].model_copy(update={"name": "far", "position_m": [5000.0, 5000.0]})
+    sc = sc.model_copy(update={"masps": [sc.masps[0], far]})
+    single = World(sc, seed=3).run()
+    assert single.summary["sim_time_s"] == 120.0
+    assert run_sharded(sc, seed=3, shards=2, executor="local").summary == single.summary
+
+
+def test_sharding_refuses_what_would_change_the_results(tmp_path):
+    sc = _scenario(20)
+    assert sharding_problems(sc, 2) == []
+    assert any("MASP" in p for p in sharding_problems(sc, 3))
+    least = _scenario(20, association="least_loaded")
+    assert any("nearest" in p for p in sharding_problems(least, 2))
+    random_agent = sc.model_copy(update={"provisioning_agent": sc.provisioning_agent.model_copy(
+        update={"name": "random", "params": {}})})
+    assert any("'random'" in p for p in sharding_problems(random_agent, 2))
+    with pytest.raises(ValueError, match="nearest"):
+        World(least, seed=0, only_masps=["north"])
+    with pytest.raises(ValueError, match="only_masps"):
+        World(sc, seed=0, only_masps=["nowhere"])
+    path = tmp_path / "random.yaml"
+    text = (ROOT / "scenarios" / "poisson_100.yaml").read_text().replace("{name: static, params: {n_images: 4}}",
+                                                                       "{name: random}")
+    path.write_text(text)
+    done = _cli("run", str(path), "--shards", "2", "--out", str(tmp_path / "out"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "random" in done.stderr
+
+
+def test_run_cli_shards_and_streams(tmp_path):
+    done = _cli("run", "scenarios/three_users.yaml", "--shards", "1", "--stream", "--quiet", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    info = json.loads((tmp_path / "run_info.json").read_text())
+    assert info["streamed"] is True and info["shards"] == 1
+    assert "report.md" in {p.name for p in tmp_path.iterdir()}
+    assert len(pd.read_parquet(tmp_path / "users.parquet")) == 3
