@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from sim.rl.checkpoints import PROMPT_ALGORITHMS, PROVISIONING_ALGORITHMS
 from sim.rl.prompt_features import EMBEDDINGS
 
 EXIT_BAD_INPUT = 2
+#: Every assessment of the run failed: its scores are not the assessor's (the run is written, with a warning).
+EXIT_ASSESSMENTS_FAILED = 3
 
 
 def _seed_list(text: str) -> list[int]:
@@ -78,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
                    help="write the trace and users to Parquet in chunks as the run goes, keeping memory bounded "
                    "(default: from 100,000 users)")
+    r.add_argument("--overwrite", action="store_true", help="replace a run already in --out (refused otherwise)")
     r.add_argument("--shards", type=int, default=1, help="simulate the MASPs in this many processes (nearest "
                    "association, agents that decide per observation); same results, less wall time (default 1)")
 
@@ -271,8 +275,13 @@ def _cmd_run(args) -> int:
     if args.shards < 1:
         raise ScenarioError("--shards", [f"must be >= 1, got {args.shards}"])
     output = run_scenario(scenario, out=args.out, seed=args.seed, quiet=args.quiet, stream=args.stream,
-                          shards=args.shards)
+                          shards=args.shards, overwrite=args.overwrite)
     s = output.result.summary
+    from sim.world.runner import assessment_warnings
+
+    warnings = assessment_warnings(output.result)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if not args.quiet:
         print(
             f"{scenario.name} seed {output.result.seed}: {s['served_users']}/{s['users']} users served, "
@@ -281,17 +290,25 @@ def _cmd_run(args) -> int:
             f"({output.wall_time_s:.1f} s wall)"
         )
     print(output.out)
+    if output.result.images_generated and s["assessment_failures"] == output.result.images_generated:
+        return EXIT_ASSESSMENTS_FAILED
     return 0
 
 
 def _cmd_compare(args) -> int:
-    from sim.world.compare import compare, make_arms
+    from sim.world.compare import compare, default_compare_dir, make_arms
 
     scenario = _load_checked(args.scenario)
     arms = make_arms(scenario, args.agents, args.prompt_agents)
     seeds = [args.first_seed + s for s in args.seeds]
-    out, runs = compare(scenario, arms, seeds, out=args.out, workers=args.workers, quiet=args.quiet,
-                        executor=args.executor, address=args.address)
+    out = args.out if args.out is not None else default_compare_dir(scenario)
+    try:
+        out, runs = compare(scenario, arms, seeds, out=out, workers=args.workers, quiet=args.quiet,
+                            executor=args.executor, address=args.address)
+    except KeyboardInterrupt:
+        print(f"interrupted; finished runs are kept in {out}: add --out {out} to the same command to resume",
+              file=sys.stderr)
+        return 130
     if not args.quiet:
         means = runs.groupby("agent", sort=False)[["mean_qoe", "mean_utility", "single_round_success", "mean_rounds"]].mean()
         print(means.to_string(float_format=lambda v: f"{v:.3f}"))
@@ -312,8 +329,12 @@ def _cmd_sweep(args) -> int:
         raise ScenarioError("--first-seed", [f"must be >= 0, got {args.first_seed}"])
     seeds = [args.first_seed + s for s in args.seeds]
     out = args.out or Path("results") / scenario.name / "sweep"
-    results = sweep(scenario, grid, arms, seeds, out, executor=args.executor, workers=args.workers,
-                    address=args.address, quiet=args.quiet, log=lambda m: print(m, file=sys.stderr))
+    try:
+        results = sweep(scenario, grid, arms, seeds, out, executor=args.executor, workers=args.workers,
+                        address=args.address, quiet=args.quiet, log=lambda m: print(m, file=sys.stderr))
+    except KeyboardInterrupt:
+        print(f"interrupted; finished runs are kept in {out}: rerun the same command to resume", file=sys.stderr)
+        return 130
     if not args.quiet:
         means = results.groupby([*grid, "agent"], sort=False)[["mean_utility", "mean_qoe", "mean_latency_s"]].mean()
         print(means.to_string(float_format=lambda v: f"{v:.3f}"))
@@ -470,6 +491,7 @@ def main(argv: list[str] | None = None) -> int:
         "train-prompt": _cmd_train_prompt,
         "paper": _cmd_paper,
     }
+    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # SIGTERM stops a command as Ctrl-C does
     try:
         return handlers[args.command](args)
     except ScenarioError as err:
@@ -498,6 +520,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate_as_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":  # pragma: no cover

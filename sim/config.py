@@ -55,6 +55,16 @@ def _qoe_form(form: str) -> str:
     return form
 
 
+_KEY_VARIABLE = re.compile(r"^[A-Z][A-Z0-9_]*(?:KEY|TOKEN)$")
+
+
+def _key_variable(name: str) -> str:
+    if not _KEY_VARIABLE.match(name):
+        raise ValueError(f"api_key_env must name an environment variable that holds an API key (upper case, ending "
+                         f"in KEY or TOKEN, e.g. OPENAI_API_KEY), got {name!r}")
+    return name
+
+
 def _fallback_assessor(name: str) -> str:
     return name if name == "none" else registry.ASSESSORS.check_name(name)
 
@@ -161,11 +171,18 @@ class LLMEndpointConfig(_Strict):
     #: (and the OpenAI API when that is unset).
     base_url: str | None = None
     model: str = "gpt-4o-mini"
-    #: Name of the environment variable holding the API key (never the key itself).
-    api_key_env: str = "OPENAI_API_KEY"
+    #: Name of the environment variable holding the API key (never the key itself): a name that says it
+    #: holds a key (``..._KEY``, ``..._TOKEN``, ``..._API_KEY``...), so that a scenario cannot send another
+    #: variable (a password, a path) to an endpoint. The key is never sent over plain HTTP to a non-local host.
+    api_key_env: Annotated[str, AfterValidator(_key_variable)] = "OPENAI_API_KEY"
     timeout_s: Annotated[PositiveFloat, Field(le=1e4)] = 60.0
     #: Further attempts after a failed or malformed reply.
     max_retries: Annotated[int, Strict(), Field(ge=0, le=10)] = 2
+    #: Wait before the first retry of a failed request, s; it doubles with each further retry (with jitter:
+    #: each wait is drawn in [half, all] of it) up to ``max_backoff_s``. An HTTP 429 or 503 with
+    #: ``Retry-After`` waits what the server asks (up to ``max_backoff_s``) instead.
+    backoff_s: Annotated[float, BeforeValidator(_yaml12_number), Strict(), Field(ge=0, le=600)] = 1.0
+    max_backoff_s: Annotated[float, BeforeValidator(_yaml12_number), Strict(), Field(ge=0, le=3600)] = 30.0
     temperature: Annotated[float, BeforeValidator(_yaml12_number), Strict(), Field(ge=0, le=2)] = 0.2
 
 
@@ -241,6 +258,11 @@ class LLMAssessorConfig(_Strict):
     memory_size: Annotated[int, Strict(), Field(ge=0, le=50)] = 4
     #: Assessor used when the LLM fails after its retries (the failure is recorded either way); ``none`` scores 0.
     fallback: Annotated[str, AfterValidator(_fallback_assessor)] = "none"
+    #: Images the LLM may fail to score (after retries) in one run before ``on_failure_budget`` applies.
+    failure_budget: Annotated[int, Strict(), Field(ge=0, le=1_000_000)] = 20
+    #: Once the budget is spent: ``stop`` ends the run with an error; ``fallback`` stops asking the endpoint
+    #: and scores every further image with ``fallback`` (recorded as failed, with the reason).
+    on_failure_budget: Literal["stop", "fallback"] = "stop"
 
 
 class AssessorConfig(_Strict):

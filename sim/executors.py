@@ -22,7 +22,9 @@ with the same extras) and the same input files at the same paths.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
@@ -61,6 +63,12 @@ def pin_threads() -> None:
     except ModuleNotFoundError:
         return
     torch.set_num_threads(1)
+
+
+def _init_local_worker() -> None:
+    """A local worker process: SIGTERM ends it (not the parent's Ctrl-C handler it inherited), one thread."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    pin_threads()
 
 
 def _pinned_call(fn: Callable[..., Any], args: tuple) -> Any:
@@ -126,12 +134,22 @@ def _run_local(fn, tasks, workers, on_done) -> list[Any]:
             if on_done:
                 on_done()
         return results
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), initializer=pin_threads) as pool:
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), initializer=_init_local_worker)
+    try:
         futures = {pool.submit(fn, *task): i for i, task in enumerate(tasks)}
         for future in as_completed(futures):
             results[futures[future]] = future.result()
             if on_done:
                 on_done()
+    except BaseException:  # interrupted (SIGINT, SIGTERM) or a run failed: leave no worker behind
+        pool.shutdown(wait=False, cancel_futures=True)
+        children = multiprocessing.active_children()
+        for process in children:
+            process.terminate()
+        for process in children:
+            process.join(timeout=10)
+        raise
+    pool.shutdown()
     return results
 
 

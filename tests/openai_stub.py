@@ -7,7 +7,8 @@ the ``default`` action answers:
 
 - :func:`reply` -- 200 with a chat completion whose assistant text is ``content``;
 - :func:`slow` -- the same after sleeping ``delay_s`` (longer than a client timeout);
-- :func:`status` -- an HTTP error status (e.g. 500) with an OpenAI-style error body.
+- :func:`status` -- an HTTP error status (e.g. 500) with an OpenAI-style error body (and a
+  ``Retry-After`` header when asked).
 
 "Connection refused" is :meth:`OpenAIStub.stop`: the port is closed and nothing listens.
 """
@@ -29,6 +30,10 @@ class Action:
     content: str = ""
     delay_s: float = 0.0
     status: int = 200
+    #: ``Retry-After`` header of a status reply (seconds), if any.
+    retry_after: float | None = None
+    #: Error message of a status reply (default ``stub error <status>``).
+    message: str = ""
 
 
 def reply(content: str) -> Action:
@@ -39,8 +44,8 @@ def slow(content: str, delay_s: float) -> Action:
     return Action("slow", content=content, delay_s=delay_s)
 
 
-def status(code: int) -> Action:
-    return Action("status", status=code)
+def status(code: int, retry_after: float | None = None, message: str = "") -> Action:
+    return Action("status", status=code, retry_after=retry_after, message=message)
 
 
 @dataclass
@@ -107,10 +112,12 @@ class OpenAIStub:
             def log_message(self, *args: Any) -> None:  # keep test output quiet
                 pass
 
-            def _send(self, code: int, payload: Any) -> None:
+            def _send(self, code: int, payload: Any, headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(payload).encode()
                 try:
                     self.send_response(code)
+                    for key, value in (headers or {}).items():
+                        self.send_header(key, value)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
@@ -147,7 +154,9 @@ class OpenAIStub:
                 if action is None:
                     action = stub.default(body) if callable(stub.default) else stub.default
                 if action.kind == "status":
-                    self._send(action.status, {"error": {"message": f"stub error {action.status}", "type": "server_error"}})
+                    headers = {"Retry-After": f"{action.retry_after:g}"} if action.retry_after is not None else None
+                    message = action.message or f"stub error {action.status}"
+                    self._send(action.status, {"error": {"message": message, "type": "server_error"}}, headers)
                     return
                 if action.kind == "slow":
                     if stub._stopping.wait(action.delay_s):

@@ -93,7 +93,8 @@ def _no_key(monkeypatch):
 
 
 def endpoint(server: OpenAIStub, **kw) -> LLMEndpointConfig:
-    base = {"base_url": server.url, "model": "stub-model", "api_key_env": KEY_ENV, "timeout_s": 5.0, "max_retries": 2}
+    base = {"base_url": server.url, "model": "stub-model", "api_key_env": KEY_ENV, "timeout_s": 5.0, "max_retries": 2,
+            "backoff_s": 0.01}
     base.update(kw)
     return LLMEndpointConfig(**base)
 
@@ -236,6 +237,8 @@ def test_llm_corpus_cache_hits_without_a_request(stub, tmp_path):
     other_model = PromptingConfig(corpus="llm", llm=endpoint(stub, model="other-model"), cache_dir=str(tmp_path))
     build_corpus(other_model).elements("A dog with a colorful collar")
     assert len(stub.chat_requests) == 2  # the model is part of the key
+    stored = json.loads(corpus.path_for("A dog with a colorful collar").read_text())
+    assert stored["model"] == "stub-model" and stored["answered_by"] == "stub-model"  # asked for, and what answered
 
 
 def test_backends_build_corpus_offline(tmp_path, offline):

@@ -36,13 +36,20 @@ see :class:`LLMAssessor`). Parsing is tolerant of form and strict on content
 (:func:`parse_score_reply`): fenced JSON and JSON inside prose are accepted, and so is a
 plain ``score: 7.5`` line; a score outside [0, 10], a missing score or no reply is
 *malformed*. Malformed replies, timeouts (``endpoint.timeout_s``), connection errors and
-HTTP 5xx/429 are retried up to ``endpoint.max_retries`` times (a malformed reply is
-shown back to the model with what was wrong).
+HTTP 408, 429 and 5xx are retried up to ``endpoint.max_retries`` times (a malformed reply is
+shown back to the model with what was wrong), waiting between attempts as the server asks
+(``Retry-After``) or with exponential backoff and jitter (``endpoint.backoff_s``, doubling, up to
+``endpoint.max_backoff_s``). Other statuses, and a text-only model refusing the image, are not
+retried: the failure names the likely cause (a wrong key, model or URL; no vision).
 
 **Failure.** After the retries the failure is never hidden: with a fallback assessor the
 result is the fallback's score with ``failed=True``, ``assessor=<fallback name>`` and the
-LLM failure in ``detail``; without one, ``score=0.0, failed=True, assessor="llm"``. The
-instance counts failures (``failures``) and requests (``attempts``).
+LLM failure in ``detail`` (the world copies it to the trace's ``assessment_detail`` and the
+run's ``run.log``); without one, ``score=0.0, failed=True, assessor="llm"``. The instance
+counts failures (``failures``) and requests (``attempts``). After ``failure_budget`` failed
+images in a run, ``on_failure_budget: stop`` raises :class:`FailureBudgetSpent` (the run ends,
+its directory says why) and ``fallback`` stops asking the endpoint and scores the rest with the
+fallback, marked failed.
 
 ``damage`` is ``1 - SSIM(sent, received)`` (:func:`sim.assessment.fidelity.ssim`) whenever the
 received bytes decode.
@@ -82,6 +89,7 @@ from sim.generation.base import GeneratedImage
 from sim.generation.render import decode_image_checked, encode_image
 from sim.prompting.corpus import (
     EndpointClient,
+    backoff_wait_s,
     classify_api_error,
     endpoint_base_url,
     reply_text,
@@ -95,6 +103,10 @@ DEFAULT_KNOWLEDGE_DIR = Path(__file__).resolve().parent.parent / "data" / "knowl
 
 #: Target characters per knowledge chunk, and characters carried over between neighbours.
 CHUNK_CHARS, CHUNK_OVERLAP = 500, 100
+
+
+class FailureBudgetSpent(RuntimeError):
+    """The llm assessor failed on more images than its ``failure_budget`` allows (``on_failure_budget: stop``)."""
 
 
 class AssessorError(ValueError):
@@ -365,8 +377,9 @@ class LLMAssessor(EndpointClient):
         self._lock = threading.Lock()
         #: Requests sent to the endpoint.
         self.attempts = 0
-        #: Images the LLM could not score (after retries).
+        #: Images the LLM could not score (after retries); at ``config.failure_budget`` the endpoint is not asked again.
         self.failures = 0
+        self.last_failure = ""
 
     # -- plumbing --
 
@@ -430,6 +443,14 @@ class LLMAssessor(EndpointClient):
         if pixels is None:
             return Assessment(score=0.0, decodable=False, damage=math.nan, detail=f"undecodable: {why}", assessor=self.name)
         damage = 0.0 if bytes(received) == sent.data else 1.0 - ssim(sent.pixels, pixels)
+        if self.failures >= self.config.failure_budget:  # spent: the endpoint is not asked again this run
+            if self.config.on_failure_budget == "stop":
+                raise FailureBudgetSpent(
+                    f"the llm assessor failed on {self.failures} image(s), its failure_budget "
+                    f"({self.config.failure_budget}); last: {self.last_failure} (on_failure_budget: fallback "
+                    "scores the rest with the fallback assessor instead)")
+            return self._fail(sent, received, prompt, user_id, 0, "failure budget spent: endpoint not asked "
+                              f"(last failure: {self.last_failure})", damage, count=False)
         try:
             messages = self.build_messages(prompt, pixels, user_id)
         except Exception as exc:  # noqa: BLE001 - e.g. the embedding model is missing: record it, do not crash
@@ -446,6 +467,8 @@ class LLMAssessor(EndpointClient):
                 if not retryable:
                     break
                 log.warning("LLM assessor attempt %d/%d failed: %s", attempt, tries, last)
+                if attempt < tries:
+                    self.sleep(backoff_wait_s(self.endpoint, attempt, exc))
                 continue
             text = ""
             try:
@@ -468,11 +491,14 @@ class LLMAssessor(EndpointClient):
         return self._fail(sent, received, prompt, user_id, attempt, last, damage)
 
     def _fail(
-        self, sent: GeneratedImage, received: bytes, prompt: str, user_id: int | None, attempts: int, why: str, damage: float
+        self, sent: GeneratedImage, received: bytes, prompt: str, user_id: int | None, attempts: int, why: str,
+        damage: float, count: bool = True,
     ) -> Assessment:
-        self.failures += 1
         detail = f"llm assessor failed after {attempts} attempt(s) (endpoint {self.base_url}, model {self.model}): {why}"
-        log.warning(detail)
+        if count:
+            self.failures += 1
+            self.last_failure = why
+            log.warning(detail)
         if self.fallback is None:
             return Assessment(score=0.0, decodable=True, damage=damage, detail=detail, failed=True, assessor=self.name)
         fb_name = getattr(self.fallback, "name", type(self.fallback).__name__)

@@ -26,8 +26,10 @@
     (and adds a JSON schema, ``{"type": "json_object", "schema": {...}}``, for llama.cpp
     servers, whose grammar-constrained decoding then enforces the keys, the string type and
     the 2-25 single-spaced words through a ``pattern``: see ``json_schema``). Code fences around the JSON are stripped. A malformed reply, a
-    timeout, a connection error or an HTTP 5xx/429 is retried up to
-    ``max_retries`` times (a malformed reply is shown back to the model with what was wrong);
+    timeout, a connection error or an HTTP 408/429/5xx is retried up to
+    ``max_retries`` times (a malformed reply is shown back to the model with what was wrong;
+    between attempts it waits the server's ``Retry-After`` or backs off exponentially with
+    jitter, :func:`backoff_wait_s`; other statuses are not retried and name their likely cause);
     then :class:`CorpusError` says in one line what failed, where (endpoint) and with
     which model. Retries and failures are logged (logger ``sim.prompting.corpus``) and
     counted on the instance (``attempts``, ``failures``), never hidden.
@@ -57,8 +59,10 @@ import hashlib
 import json
 import logging
 import os
+import random
 import re
 import threading
+import time
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -214,6 +218,7 @@ def endpoint_api_key(endpoint: LLMEndpointConfig) -> str:
     """
     key = os.environ.get(endpoint.api_key_env)
     if key:
+        check_key_transport(endpoint_base_url(endpoint), endpoint.api_key_env)
         return key
     if endpoint.api_key_env not in _WARNED_KEYS:
         _WARNED_KEYS.add(endpoint.api_key_env)
@@ -226,6 +231,26 @@ def endpoint_api_key(endpoint: LLMEndpointConfig) -> str:
 
 
 _WARNED_KEYS: set[str] = set()
+
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
+
+
+def check_key_transport(base_url: str, variable: str) -> None:
+    """Refuse to send a real API key in clear text: plain ``http://`` is for this machine only.
+
+    >>> check_key_transport("http://127.0.0.1:8000/v1", "OPENAI_API_KEY")
+    >>> check_key_transport("http://example.com/v1", "OPENAI_API_KEY")
+    Traceback (most recent call last):
+    ...
+    sim.prompting.corpus.CorpusError: refusing to send the key in OPENAI_API_KEY over plain HTTP to example.com: use https://, or a server on this machine (localhost)
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme == "http" and host not in _LOCAL_HOSTS and not host.startswith("127."):
+        raise CorpusError(f"refusing to send the key in {variable} over plain HTTP to {host}: use https://, or a "
+                          "server on this machine (localhost)")
 
 
 def openai_client(endpoint: LLMEndpointConfig) -> Any:
@@ -243,8 +268,27 @@ def openai_client(endpoint: LLMEndpointConfig) -> Any:
     )
 
 
+#: Likely causes of HTTP statuses that are not worth retrying.
+_STATUS_CAUSES = {
+    400: "the endpoint refused the request as malformed (model parameters, response_format)",
+    401: "the API key is missing or wrong (see the endpoint's api_key_env)",
+    403: "the API key may not use this model or endpoint",
+    404: "no such model or route: check endpoint.model and endpoint.base_url (it usually ends in /v1)",
+    413: "the request is too large (the image or the knowledge context)",
+    422: "the endpoint could not process the request's parameters",
+}
+
+_IMAGE_REFUSAL = re.compile(r"image|vision|multimodal|image_url", re.IGNORECASE)
+_NOT_SUPPORTED = re.compile(r"not support|unsupported|does not accept|cannot process|invalid content type|"
+                            r"only (?:text|string)|must be a string", re.IGNORECASE)
+
+
 def classify_api_error(exc: BaseException, timeout_s: float) -> tuple[str, bool]:
-    """``(one-line description, retryable)`` of an exception raised by an ``openai`` call."""
+    """``(one-line description, retryable)`` of an exception raised by an ``openai`` call.
+
+    Timeouts, connection errors, HTTP 408, 429 and 5xx are retryable; other statuses are not and the
+    description names their likely cause, as it does for a text-only model refusing an image (at any status).
+    """
     import openai
 
     if isinstance(exc, openai.APITimeoutError):
@@ -256,11 +300,57 @@ def classify_api_error(exc: BaseException, timeout_s: float) -> tuple[str, bool]
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         body = exc.body if exc.body is not None else exc.message
-        text = f"HTTP {status}: {_short(json.dumps(body) if not isinstance(body, str) else body, 120)}"
-        return text, status >= 500 or status in (408, 409, 429)
+        raw = json.dumps(body) if not isinstance(body, str) else body
+        text = f"HTTP {status}: {_short(raw, 120)}"
+        if _IMAGE_REFUSAL.search(raw) and _NOT_SUPPORTED.search(raw):
+            return f"{text} (likely cause: a text-only model that does not take images; use a vision model, or " \
+                   "send_image off for a plumbing check)", False
+        retryable = status >= 500 or status in (408, 429)
+        if not retryable and status in _STATUS_CAUSES:
+            text += f" (likely cause: {_STATUS_CAUSES[status]})"
+        return text, retryable
     if isinstance(exc, openai.APIResponseValidationError):
         return f"unexpected response shape: {_short(str(exc), 120)}", True
     return f"{type(exc).__name__}: {_short(str(exc), 120)}", False
+
+
+def retry_after_s(exc: BaseException) -> float | None:
+    """Seconds a server asked to wait (``Retry-After``: seconds or an HTTP date) in an ``openai`` error, if any."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    value = headers.get("retry-after") if headers is not None else None
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        from email.utils import parsedate_to_datetime
+        import datetime as _dt
+
+        when = parsedate_to_datetime(value)
+        return max((when - _dt.datetime.now(when.tzinfo)).total_seconds(), 0.0)
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def backoff_wait_s(endpoint: LLMEndpointConfig, attempt: int, exc: BaseException | None = None,
+                   rng: random.Random | None = None) -> float:
+    """Seconds to wait before attempt ``attempt + 1`` after a failed ``attempt`` (1-based).
+
+    The server's ``Retry-After`` when it sent one (capped at ``max_backoff_s``); otherwise exponential
+    backoff ``backoff_s * 2**(attempt - 1)``, capped, with jitter (drawn in [half, all] of it) so that
+    parallel clients do not retry in step.
+    """
+    asked = retry_after_s(exc) if exc is not None else None
+    if asked is not None:
+        return min(asked, endpoint.max_backoff_s)
+    ceiling = min(endpoint.backoff_s * 2.0 ** (attempt - 1), endpoint.max_backoff_s)
+    return ceiling * (rng or _JITTER).uniform(0.5, 1.0)
+
+
+_JITTER = random.Random()
 
 
 def reply_text(completion: Any) -> str:
@@ -488,6 +578,8 @@ class EndpointClient:
     base_url: str
     _client: Any = None
     _json_schema: bool | None = None
+    #: How a backoff waits (tests replace it to count the waits instead).
+    sleep = staticmethod(time.sleep)
 
     @property
     def client(self) -> Any:
@@ -557,6 +649,8 @@ class LLMCorpus(EndpointClient):
         self._client = client
         self.attempts = 0
         self.failures = 0
+        #: Per prompt (normalised), the model that answered, as the endpoint reported it.
+        self.answered_by: dict[str, str] = {}
 
     def reply_schema(self) -> dict[str, Any]:
         return corpus_json_schema()
@@ -575,11 +669,16 @@ class LLMCorpus(EndpointClient):
                 if not retryable:
                     break
                 log.warning("LLM corpus attempt %d/%d for %r failed: %s", attempt, tries, prompt, last)
+                if attempt < tries:
+                    self.sleep(backoff_wait_s(self.config, attempt, exc))
                 continue
             text = ""
             try:
                 text = reply_text(completion)
-                return validate_elements(parse_json_object(text))
+                elements = validate_elements(parse_json_object(text))
+                #: the model the endpoint says answered (it may differ from the one asked for), kept with the cache
+                self.answered_by[_normalise_prompt(prompt)] = str(getattr(completion, "model", "") or "")
+                return elements
             except ValueError as exc:
                 last = f"malformed reply ({exc})"
                 log.warning("LLM corpus attempt %d/%d for %r: %s", attempt, tries, prompt, last)
@@ -650,6 +749,9 @@ class CachedCorpus:
 
     def _write(self, path: Path, prompt: str, elements: dict[str, str]) -> None:
         record = {**self.identity, "prompt": _normalise_prompt(prompt), "elements": elements}
+        answered = getattr(self.inner, "answered_by", {}).get(_normalise_prompt(prompt))
+        if answered:
+            record["answered_by"] = answered
         write_json(path, record, indent=1)
 
     def elements(self, prompt: str) -> dict[str, str]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -11,9 +14,9 @@ from typing import Any
 import pandas as pd
 
 from sim.backends import AgentError
-from sim.config import AgentConfig, Scenario, scenario_to_yaml
+from sim.config import AgentConfig, Scenario, ScenarioError, scenario_to_yaml
 from sim.executors import check_executor, run_tasks
-from sim.io import write_csv
+from sim.io import unique_dir, write_csv, write_text
 from sim.progress import count_progress
 from sim.registry import PROMPT_AGENTS, PROVISIONING_AGENTS, RegistryError
 from sim.world.report import write_compare_report
@@ -70,8 +73,26 @@ def run_arm_seed(scenario: Scenario, arm: Arm, seed: int) -> dict[str, Any]:
             "seed": seed, **result.summary}
 
 
+def run_arm_seed_to(scenario: Scenario, arm: Arm, seed: int, path: str) -> dict[str, Any]:
+    """:func:`run_arm_seed`, its summary row also written to ``path`` (atomically) so that a rerun skips it."""
+    row = run_arm_seed(scenario, arm, seed)
+    write_text(path, json.dumps(row))  # floats round-trip exactly; NaN as NaN
+    return row
+
+
+def claim_results_dir(out: Path, scenario: Scenario, what: str) -> None:
+    """Create ``out`` for resumable results, or check that the runs already in it are of this same scenario."""
+    out.mkdir(parents=True, exist_ok=True)
+    saved = out / "scenario.yaml"
+    text = scenario_to_yaml(scenario)
+    if saved.exists() and saved.read_text(encoding="utf-8") != text:
+        raise ScenarioError(str(out), [f"holds the {what} of another scenario (or other settings); resume it with "
+                                       "the same scenario file, or choose another --out"])
+    write_text(saved, text)
+
+
 def default_compare_dir(scenario: Scenario, root: Path = Path("results")) -> Path:
-    return root / scenario.name / f"compare-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    return unique_dir(root / scenario.name / f"compare-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
 
 
 def compare(
@@ -84,18 +105,32 @@ def compare(
     executor: str = "local",
     address: str | None = None,
 ) -> tuple[Path, pd.DataFrame]:
-    """Run every arm on every seed (``executor``: local processes, Dask or Ray); write ``runs.csv`` and ``report.md``."""
+    """Run every arm on every seed (``executor``: local processes, Dask or Ray); write ``runs.csv`` and ``report.md``.
+
+    Each run's summary is saved on its own (``runs/<agent>-seed<S>.json``, atomically) as it finishes, so the
+    same command with the same ``out`` after an interruption runs only what is missing.
+    """
     check_executor(executor, address)
     out = Path(out) if out is not None else default_compare_dir(scenario)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "scenario.yaml").write_text(scenario_to_yaml(scenario), encoding="utf-8")
-    jobs = [(scenario, arm, seed) for arm in arms for seed in seeds]
-    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
-    with count_progress(len(jobs), f"{scenario.name}: runs", quiet) as advance:
-        rows = run_tasks(run_arm_seed, jobs, executor, workers, address, on_done=advance)
+    claim_results_dir(out, scenario, "comparison")
+    plan = [(scenario, arm, seed, str(out / "runs" / f"{_file_label(arm.label)}-seed{seed}.json"))
+            for arm in arms for seed in seeds]
+    todo = [job for job in plan if not Path(job[3]).exists()]
+    if not quiet and len(todo) < len(plan):
+        print(f"{len(plan) - len(todo)} of {len(plan)} runs already done in {out}: skipped", file=sys.stderr)
+    workers = max(1, min(workers or os.cpu_count() or 1, max(len(todo), 1)))
+    with count_progress(len(todo), f"{scenario.name}: runs", quiet) as advance:
+        run_tasks(run_arm_seed_to, todo, executor, workers, address, on_done=advance)
+    rows = [json.loads(Path(path).read_text(encoding="utf-8")) for *_, path in plan]
     order = {arm.label: i for i, arm in enumerate(arms)}
     runs = pd.DataFrame(rows).sort_values(["agent", "seed"], key=lambda c: c.map(order) if c.name == "agent" else c)
     runs = runs.reset_index(drop=True)
     write_csv(out / "runs.csv", runs)
     write_compare_report(out, scenario.name, runs)
     return out, runs
+
+
+def _file_label(label: str) -> str:
+    """A file name for an agent label (a short hash keeps two labels that sanitise alike apart)."""
+    safe = "".join(c if c.isalnum() or c in "=.-_+" else "-" for c in label)
+    return safe if safe == label else f"{safe}-{hashlib.sha256(label.encode()).hexdigest()[:8]}"

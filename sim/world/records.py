@@ -62,6 +62,8 @@ class ImageRecord:
     assessor: str
     #: The configured assessor failed on this image (see the run log / detail).
     assessment_failed: bool
+    #: Why the assessment failed (the assessor's detail; empty when it did not).
+    assessment_detail: str = ""
 
 
 @dataclass(frozen=True)

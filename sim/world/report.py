@@ -51,8 +51,9 @@ def _save(fig: plt.Figure, path: Path) -> None:
     plt.close(fig)
 
 
-def write_run_report(out: Path, scenario_name: str, seed: int, summary: dict, trace: pd.DataFrame, users: pd.DataFrame) -> Path:
-    """``report.md`` and its PNG plots for one run, in ``out``."""
+def write_run_report(out: Path, scenario_name: str, seed: int, summary: dict, trace: pd.DataFrame, users: pd.DataFrame,
+                     warnings: list[str] | tuple[str, ...] = ()) -> Path:
+    """``report.md`` and its PNG plots for one run, in ``out`` (``warnings``: lines shown above the summary)."""
     sns.set_theme(style="whitegrid")
     images = trace[trace["record"] == "image"]
     figures = []
@@ -103,6 +104,8 @@ def write_run_report(out: Path, scenario_name: str, seed: int, summary: dict, tr
         "Files: `scenario.yaml` (resolved config), `trace.parquet` (one record per image and per round), "
         "`users.parquet` (one record per user), `summary.json`.",
         "",
+        *[f"**Warning:** {w}" for w in warnings],
+        *([""] if warnings else []),
         "## Summary",
         "",
         _markdown_table(rows),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,7 +12,7 @@ from sim.config import Scenario, scenario_to_yaml
 from sim.config import ScenarioError
 from sim.progress import count_progress, user_progress
 from sim.world.report import write_run_report
-from sim.io import write_json, write_parquet
+from sim.io import unique_dir, write_json, write_parquet, write_text
 from sim.world.records import UserRecord, records_frame, trace_frame
 from sim.world.simulation import World, WorldResult
 from sim.world.streaming import ParquetSink
@@ -29,13 +30,29 @@ class RunOutput:
     wall_time_s: float
 
 
+#: Share of failed assessments from which a run's summary carries a warning (all failed: the run fails).
+FAILED_ASSESSMENTS_WARNING = 0.5
+
+
 def default_run_dir(scenario: Scenario, seed: int, root: Path = Path("results")) -> Path:
+    """A new directory ``results/<scenario>/<time>-seed<N>`` (``-2``, ``-3``, ... when started in the same second)."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return root / scenario.name / f"{stamp}-seed{seed}"
+    return unique_dir(root / scenario.name / f"{stamp}-seed{seed}")
+
+
+def assessment_warnings(result: WorldResult) -> list[str]:
+    """A warning when most (or all) of the run's assessments failed."""
+    images = result.images_generated
+    failed = result.summary["assessment_failures"]
+    if images and failed >= FAILED_ASSESSMENTS_WARNING * images:
+        share = f"every assessment ({images})" if failed == images else f"{failed} of {images} assessments"
+        return [f"{share} failed: the scores are the fallback's (or 0), not the assessor's; see the trace's "
+                "assessment_failed column and the assessor's endpoint"]
+    return []
 
 
 def run_scenario(scenario: Scenario, out: Path | None = None, seed: int | None = None, quiet: bool = False,
-                 stream: bool | None = None, shards: int = 1) -> RunOutput:
+                 stream: bool | None = None, shards: int = 1, overwrite: bool = False) -> RunOutput:
     """Run one replication; write ``scenario.yaml``, ``trace.parquet``, ``users.parquet``, ``summary.json``, ``report.md``.
 
     ``stream`` writes the records to Parquet in chunks as they happen (:class:`~sim.world.streaming.ParquetSink`)
@@ -43,7 +60,8 @@ def run_scenario(scenario: Scenario, out: Path | None = None, seed: int | None =
     summary only, the trace is sorted by time within each chunk and the users in order of departure. Default:
     streamed from :data:`STREAM_FROM_USERS` users. ``shards`` > 1 runs the MASPs in that many processes
     (:func:`sim.world.sharding.run_sharded`: the same records and summary, nearest association and agents
-    that decide per observation only).
+    that decide per observation only). An ``out`` that holds a run is refused unless ``overwrite``; a run that
+    fails leaves ``FAILED.json`` (the error) in its directory.
     """
     seed = scenario.seed if seed is None else seed
     scenario = scenario.model_copy(update={"seed": seed})
@@ -57,9 +75,43 @@ def run_scenario(scenario: Scenario, out: Path | None = None, seed: int | None =
         world = None
     else:
         world = World(scenario, seed=seed)  # builds agents and backends: bad input fails before anything is written
-    out = Path(out) if out is not None else default_run_dir(scenario, seed)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "scenario.yaml").write_text(scenario_to_yaml(scenario), encoding="utf-8")
+    if out is None:
+        out = default_run_dir(scenario, seed)
+    else:
+        out = Path(out)
+        finished = [name for name in ("summary.json", "trace.parquet", "FAILED.json") if (out / name).exists()]
+        if finished and not overwrite:
+            raise ScenarioError(str(out), [f"already holds a run ({', '.join(finished)}); choose another --out or "
+                                           "pass --overwrite"])
+        out.mkdir(parents=True, exist_ok=True)
+        for name in finished:
+            (out / name).unlink()
+    write_text(out / "scenario.yaml", scenario_to_yaml(scenario))
+    log_handler = logging.FileHandler(out / "run.log", encoding="utf-8")  # warnings (e.g. endpoint failures)
+    log_handler.setLevel(logging.WARNING)
+    log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    sim_log = logging.getLogger("sim")
+    sim_log.addHandler(log_handler)
+    stderr_handler = None
+    if not logging.getLogger().handlers:  # nobody configured logging: warnings still reach stderr too
+        stderr_handler = logging.StreamHandler()
+        stderr_handler.setLevel(logging.WARNING)
+        sim_log.addHandler(stderr_handler)
+    try:
+        return _run(scenario, seed, world, out, quiet, stream, shards)
+    except BaseException as err:  # the directory says the run failed, and why
+        write_json(out / "FAILED.json", {"scenario": scenario.name, "seed": seed, "error": type(err).__name__,
+                                         "message": " ".join(str(err).split())[:500]})
+        raise
+    finally:
+        sim_log.removeHandler(log_handler)
+        log_handler.close()
+        if stderr_handler is not None:
+            sim_log.removeHandler(stderr_handler)
+
+
+def _run(scenario: Scenario, seed: int, world: World | None, out: Path, quiet: bool, stream: bool,
+         shards: int) -> RunOutput:
     started = time.perf_counter()
     if world is None:
         from sim.world.sharding import run_sharded
@@ -92,11 +144,12 @@ def _write_outputs(out: Path, scenario: Scenario, seed: int, result: WorldResult
     else:
         trace, users = _streamed_report_tables(out)
     write_json(out / "summary.json", result.summary)
+    warnings = assessment_warnings(result)
     write_json(out / "run_info.json", {"scenario": scenario.name, "seed": seed, "wall_time_s": wall,
                                         "provisioning_agent": scenario.provisioning_agent.name,
                                         "prompt_agent": scenario.prompt_agent.name, "streamed": streamed,
-                                        "shards": shards})
-    write_run_report(out, scenario.name, seed, result.summary, trace, users)
+                                        "shards": shards, "warnings": warnings})
+    write_run_report(out, scenario.name, seed, result.summary, trace, users, warnings)
     return RunOutput(out, result, wall)
 
 

@@ -114,11 +114,11 @@ def run_sharded(scenario: Scenario, seed: int | None = None, shards: int = 2, st
     if parts_dir is not None:
         _concatenate(parts_dir, Path(stream_to), len(groups))
         shutil.rmtree(parts_dir)
-        return WorldResult(seed, [], [], [], summary)
+        return WorldResult(seed, [], [], [], summary, images.images)
     user_records = sorted((r for part in parts for r in part.user_records), key=lambda r: r.user_id)
     rounds = [r for part in parts for r in part.round_records]
     images_records = [r for part in parts for r in part.image_records]
-    return WorldResult(seed, user_records, rounds, images_records, summary)
+    return WorldResult(seed, user_records, rounds, images_records, summary, images.images)
 
 
 def _concatenate(parts_dir: Path, out: Path, n: int) -> None:

@@ -105,6 +105,8 @@ class WorldResult:
     rounds: list[RoundRecord]
     images: list[ImageRecord]
     summary: dict[str, float]
+    #: Images generated in the run (kept also when image records are not).
+    images_generated: int = 0
 
 
 class _Masp:
@@ -595,6 +597,7 @@ class World:
             damage=float(verdict.damage),
             assessor=verdict.assessor or self.assessor.name,
             assessment_failed=bool(verdict.failed),
+            assessment_detail=verdict.detail if verdict.failed else "",
         )
 
     def _depart(self, user: User) -> None:
@@ -667,7 +670,8 @@ class World:
         arrived = int(np.searchsorted(self._arrival_times[self._user_ids], end, side="right"))
         self.user_records.sort(key=lambda r: r.user_id)
         summary = summarise(self.user_tally, self.image_tally, arrived, end)
-        return WorldResult(self.seed, self.user_records, self.round_records, self.image_records, summary)
+        return WorldResult(self.seed, self.user_records, self.round_records, self.image_records, summary,
+                           self.image_tally.images)
 
     def run(self) -> WorldResult:
         if self.external_decisions:

@@ -26,12 +26,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from sim.config import Scenario, ScenarioError, parse_scenario, scenario_to_yaml
+from sim.config import Scenario, ScenarioError, parse_scenario
 from sim.executors import run_tasks
 from sim.io import write_csv, write_parquet, write_text
 from sim.progress import count_progress
 from sim.stats import mean_ci
-from sim.world.compare import Arm, run_arm_seed
+from sim.world.compare import Arm, claim_results_dir, run_arm_seed_to
 
 #: Metrics plotted by the sweep report.
 HEADLINE_METRICS = ("mean_utility", "mean_qoe", "single_round_success", "mean_latency_s", "mean_images")
@@ -103,13 +103,6 @@ def cell_id(params: dict[str, Any]) -> str:
     return f"{safe}_{digest}" if safe else digest
 
 
-def _run_one(scenario: Scenario, arm: Arm, seed: int, path: str) -> dict[str, Any]:
-    """One run; its summary row is also written to ``path`` (atomically) so that a rerun skips it."""
-    row = run_arm_seed(scenario, arm, seed)
-    write_text(path, json.dumps(row))  # floats round-trip exactly; NaN as NaN
-    return row
-
-
 def sweep(scenario: Scenario, grid: dict[str, list[Any]], arms: list[Arm], seeds: Sequence[int], out: Path,
           executor: str = "local", workers: int | None = None, address: str | None = None,
           quiet: bool = False, log: Callable[[str], None] = print) -> pd.DataFrame:
@@ -118,8 +111,7 @@ def sweep(scenario: Scenario, grid: dict[str, list[Any]], arms: list[Arm], seeds
         raise ScenarioError("--grid", ["give at least one --grid KEY=V1,V2,..."])
     grid_cells = cells(scenario, grid)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "scenario.yaml", scenario_to_yaml(scenario))
+    claim_results_dir(out, scenario, "sweep")
     write_text(out / "sweep.json", json.dumps({"grid": grid, "agents": [a.label for a in arms],
                                                 "seeds": list(seeds)}, indent=2) + "\n")
     plan = []
@@ -132,7 +124,7 @@ def sweep(scenario: Scenario, grid: dict[str, list[Any]], arms: list[Arm], seeds
     if not quiet and len(todo) < len(plan):
         log(f"{len(plan) - len(todo)} of {len(plan)} runs already done: skipped")
     with count_progress(len(todo), f"{scenario.name} sweep: runs", quiet) as advance:
-        run_tasks(_run_one, [(s, a, seed, str(path)) for _, s, a, seed, path in todo], executor, workers, address,
+        run_tasks(run_arm_seed_to, [(s, a, seed, str(path)) for _, s, a, seed, path in todo], executor, workers, address,
                   on_done=advance)
     rows = []
     for params, _, arm, seed, path in plan:
