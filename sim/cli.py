@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "plots against each swept parameter")
     sw.add_argument("scenario", type=Path)
     sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
-                    help="a swept parameter: a dotted scenario key (masps.0.p_total_w, masps.*.gpus) and its values; "
+                    help="a swept parameter: a dotted scenario key (masps.0.gpus, masps.*.p_total_w) and its values; "
                     "repeat for more parameters (every combination runs)")
     sw.add_argument("--agents", type=_names, help="provisioning agents, as for compare (default: the compare section's, "
                     "else the scenario's agent)")

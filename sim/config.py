@@ -107,7 +107,7 @@ class UserConfig(_Strict):
     #: Quality thresholds on the assessor's 0-10 scale, drawn uniformly.
     threshold: Range = Range(low=7.5, high=8.5)
     #: Fixed thresholds for users 0, 1, ... (overrides the range for those users).
-    thresholds: list[Annotated[float, BeforeValidator(_yaml12_number), Strict(), Field(ge=0, le=10)]] = Field(default_factory=list)
+    thresholds: list[Annotated[float, BeforeValidator(_yaml12_number), Strict(), Field(gt=0, le=10)]] = Field(default_factory=list)
     #: Distance to the MASP in metres, drawn uniformly.
     distance_m: Range = Range(low=50.0, high=150.0)
     #: Fixed distances in metres for users 0, 1, ... (overrides the range for those users).
@@ -118,8 +118,9 @@ class UserConfig(_Strict):
         blank = [i for i, p in enumerate(self.prompts) if not p.strip()]
         if blank:
             raise ValueError(f"prompts[{blank[0]}] is empty: a prompt needs words")
-        if not 0 <= self.threshold.low <= self.threshold.high <= 10:
-            raise ValueError("threshold range must lie within [0, 10]")
+        if not 0 < self.threshold.low <= self.threshold.high <= 10:
+            raise ValueError("threshold range must lie within (0, 10]: QoE compares scores with the threshold as a "
+                             "ratio, so a threshold of 0 has no meaning")
         if self.distance_m.low <= 0:
             raise ValueError("distance_m.low must be > 0 metres")
         return self
@@ -429,6 +430,10 @@ class Scenario(_Strict):
         names = [m.name for m in self.masps]
         if len(set(names)) != len(names):
             raise ValueError(f"MASP names must be unique, got {names}")
+        budgets = sorted({m.p_total_w for m in self.masps})
+        if len(budgets) > 1:
+            raise ValueError(f"masps: every MASP needs the same p_total_w (agents are built for one P_total), got "
+                             f"{', '.join(f'{b:g}' for b in budgets)} W")
         return self
 
 

@@ -153,14 +153,22 @@ def _run_local(fn, tasks, workers, on_done) -> list[Any]:
     return results
 
 
+#: Environment of the local Dask cluster's worker processes: one thread per library, and *not* Dask's default
+#: ``MALLOC_TRIM_THRESHOLD_=65536``, under which glibc hands memory back to the system so eagerly that the
+#: oracle's many small numpy arrays run about twice as slowly (measured: 7.2 s against 3.5 s for one run).
+DASK_WORKER_ENVIRON = {name: 1 for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+
+
 def _run_dask(fn, tasks, workers, address, on_done) -> list[Any]:
+    import dask
     from distributed import Client, LocalCluster
 
     cluster = None
     if address:
         client = Client(address)
     else:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": DASK_WORKER_ENVIRON}):
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
     try:
         client.run(pin_threads)

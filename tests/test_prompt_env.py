@@ -146,7 +146,7 @@ def test_episode_is_one_user_until_served_or_max_rounds():
         ends.append(last["satisfied"])
     assert any(ends) and not all(ends)
     # an easy threshold: served in the first round
-    easy = PromptEnv(parse_scenario({"name": "easy", "users": {"threshold": {"low": 0.0, "high": 0.0}}}),
+    easy = PromptEnv(parse_scenario({"name": "easy", "users": {"threshold": {"low": 0.01, "high": 0.01}}}),
                      prompts=PROMPTS, image_bits=BITS)
     easy.reset(seed=0)
     assert easy.step(0)[2] is True

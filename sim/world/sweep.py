@@ -3,7 +3,7 @@
 ``python -m sim sweep FILE --grid arrivals.rate_per_s=0.05,0.1 --grid masps.*.p_total_w=0.5,1 --agents
 static,lookahead --seeds 10`` runs the scenario once per combination of the grid's values (a *cell*), for
 every agent and every seed 0..9 (the same seeds in every cell). A grid key is a dotted path into the
-scenario (``masps.0.p_total_w`` for the first MASP, ``masps.*.p_total_w`` for all of them); values are
+scenario (``masps.0.gpus`` for the first MASP, ``masps.*.p_total_w`` for all of them); values are
 YAML scalars. Every cell is validated like a scenario file before anything runs: a bad key or value is one
 line naming it.
 
