@@ -3,6 +3,7 @@ failure reasons in the trace and the run log, and an assessor that is broken cau
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -25,6 +26,9 @@ from sim.prompting.corpus import backoff_wait_s  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY_ENV = "SIM_TEST_FAULTS_KEY"
+#: Tests that talk to the stub server go through the real ``openai`` client (the ``real`` extra).
+needs_openai = pytest.mark.skipif(importlib.util.find_spec("openai") is None,
+                                  reason="needs the openai client (pip install -e '.[real]')")
 GOOD = json.dumps({"score": 7.5, "reason": "fine"})
 
 
@@ -59,6 +63,7 @@ def test_backoff_doubles_with_jitter_and_is_capped():
         assert max(waits) - min(waits) > 0.2 * ceiling  # jittered, not in step
 
 
+@needs_openai
 def test_retry_after_on_429_is_honoured(stub):
     stub.push(status(429, retry_after=0.4), status(429, retry_after=0.4))
     llm = _assessor(stub, endpoint={"backoff_s": 0.0})
@@ -72,6 +77,7 @@ def test_retry_after_on_429_is_honoured(stub):
     assert elapsed >= 0.8
 
 
+@needs_openai
 def test_retries_back_off_instead_of_hammering(stub):
     stub.default = status(500)
     llm = _assessor(stub, endpoint={"backoff_s": 0.2, "max_retries": 3})
@@ -83,6 +89,7 @@ def test_retries_back_off_instead_of_hammering(stub):
     assert gaps[0] >= 0.1 and gaps[1] >= 0.2 and gaps[2] >= 0.4  # 0.2, 0.4, 0.8 s ceilings, drawn in [half, all]
 
 
+@needs_openai
 @pytest.mark.parametrize("action, cause", [
     (status(400, message="bad parameter"), "malformed"),
     (status(401), "API key"),
@@ -97,6 +104,7 @@ def test_errors_not_worth_retrying_are_named_and_asked_once(stub, action, cause)
     assert len(stub.chat_requests) == 1
 
 
+@needs_openai
 def test_failure_budget_then_fallback_stops_asking_the_endpoint(stub):
     stub.default = status(503)
     llm = _assessor(stub, endpoint={"max_retries": 1, "backoff_s": 0.01}, failure_budget=2,
@@ -107,6 +115,7 @@ def test_failure_budget_then_fallback_stops_asking_the_endpoint(stub):
     assert "failure budget spent" in verdicts[-1].detail and "HTTP 503" in verdicts[-1].detail
 
 
+@needs_openai
 def test_failure_budget_then_stop_ends_the_run(stub):
     stub.default = slow(GOOD, delay_s=3.0)
     llm = _assessor(stub, endpoint={"timeout_s": 0.2, "max_retries": 0}, failure_budget=1, on_failure_budget="stop")
@@ -117,6 +126,7 @@ def test_failure_budget_then_stop_ends_the_run(stub):
     assert time.monotonic() - t0 < 2.0 and len(stub.chat_requests) == 1
 
 
+@needs_openai
 def test_a_broken_assessor_is_caught_through_the_cli(stub, tmp_path):
     """Every request fails: the run says so (exit 3 or a failed run), and the trace and run.log say why."""
     stub.default = status(500, message="model crashed")
