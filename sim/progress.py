@@ -29,9 +29,11 @@ def user_progress(total: int, description: str, quiet: bool) -> Iterator[Callabl
     with _progress() as progress:
         task = progress.add_task(f"{description}: users done (served or out of rounds)", total=total)
         step = max(1, total // 1000)  # a redraw per user would cost more than a user in long runs
+        shown = [0]
 
         def update(done: int, total: int) -> None:
-            if done % step == 0 or done == total:
+            if done - shown[0] >= step or done == total:
+                shown[0] = done
                 progress.update(task, completed=done)
 
         yield update

@@ -163,3 +163,11 @@ def test_run_cli_shards_and_streams(tmp_path):
     assert info["streamed"] is True and info["shards"] == 1
     assert "report.md" in {p.name for p in tmp_path.iterdir()}
     assert len(pd.read_parquet(tmp_path / "users.parquet")) == 3
+
+
+def test_a_sharded_run_reports_progress_over_all_shards():
+    seen = []
+    run_sharded(_scenario(80), seed=1, shards=2, executor="local", on_user_done=lambda d, t: seen.append((d, t)))
+    assert seen[-1] == (80, 80)
+    done = [d for d, _ in seen]
+    assert done == sorted(done)  # never goes back

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sim.config import Scenario, scenario_to_yaml
 from sim.config import ScenarioError
-from sim.progress import count_progress, user_progress
+from sim.progress import user_progress
 from sim.world.report import write_run_report
 from sim.io import unique_dir, write_json, write_parquet, write_text
 from sim.world.records import UserRecord, records_frame, trace_frame
@@ -116,8 +116,10 @@ def _run(scenario: Scenario, seed: int, world: World | None, out: Path, quiet: b
     if world is None:
         from sim.world.sharding import run_sharded
 
-        with count_progress(shards, f"{scenario.name} seed {seed}: shards done", quiet) as on_done:
-            result = run_sharded(scenario, seed, shards, stream_to=out if stream else None, on_shard_done=on_done)
+        with user_progress(scenario.arrivals.n_users, f"{scenario.name} seed {seed} ({shards} shards)",
+                           quiet) as on_user_done:
+            result = run_sharded(scenario, seed, shards, stream_to=out if stream else None,
+                                 on_user_done=on_user_done)
         return _write_outputs(out, scenario, seed, result, time.perf_counter() - started, stream, shards)
     sink = ParquetSink(out) if stream else None
     world.set_sink(sink)

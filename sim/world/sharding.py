@@ -15,6 +15,8 @@ replications, running them side by side (``compare``, ``sweep``) already uses ev
 from __future__ import annotations
 
 import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -61,9 +63,15 @@ class ShardResult:
     image_records: list[ImageRecord]
 
 
-def run_shard(scenario: Scenario, seed: int, masps: list[str], stream_dir: str | None = None) -> ShardResult:
-    """Simulate ``masps`` and their users; records go to ``stream_dir`` (Parquet) or come back in the result."""
+def run_shard(scenario: Scenario, seed: int, masps: list[str], stream_dir: str | None = None,
+              progress_file: str | None = None) -> ShardResult:
+    """Simulate ``masps`` and their users; records go to ``stream_dir`` (Parquet) or come back in the result.
+
+    ``progress_file``: where the shard keeps ``departed total`` up to date (a few hundred times a run).
+    """
     world = World(scenario, seed=seed, only_masps=masps)
+    if progress_file is not None:
+        world.on_user_done = _progress_writer(Path(progress_file), world.n_users)
     sink = None
     if stream_dir is not None:
         Path(stream_dir).mkdir(parents=True, exist_ok=True)
@@ -83,14 +91,44 @@ def run_shard(scenario: Scenario, seed: int, masps: list[str], stream_dir: str |
                        result.users, result.rounds, result.images)
 
 
+def _progress_writer(path: Path, total: int) -> Callable[[int, int], None]:
+    step = max(1, total // 500)
+    _write_progress(path, 0, total)
+
+    def update(done: int, _total: int) -> None:
+        if done % step == 0 or done == total:
+            _write_progress(path, done, total)
+
+    return update
+
+
+def _write_progress(path: Path, done: int, total: int) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(f"{done} {total}")
+    tmp.replace(path)
+
+
+def _read_progress(paths: list[Path]) -> tuple[int, int]:
+    done = total = 0
+    for path in paths:
+        try:
+            d, t = path.read_text().split()
+        except (OSError, ValueError):
+            continue
+        done, total = done + int(d), total + int(t)
+    return done, total
+
+
 def run_sharded(scenario: Scenario, seed: int | None = None, shards: int = 2, stream_to: Path | None = None,
                 executor: str | None = None, address: str | None = None,
-                on_shard_done: Callable[[], None] | None = None) -> WorldResult:
+                on_shard_done: Callable[[], None] | None = None,
+                on_user_done: Callable[[int, int], None] | None = None) -> WorldResult:
     """One replication of ``scenario`` in ``shards`` processes (module docstring); the same result as ``World.run``.
 
     ``stream_to``: write ``trace.parquet`` and ``users.parquet`` there, each shard's chunks one after another
     (as :class:`~sim.world.streaming.ParquetSink`: sorted by time within a chunk); the result then carries the
-    summary only. Raises ``ValueError`` naming what prevents sharding.
+    summary only. ``on_user_done(done, total)`` follows the users who left, over all shards (polled from
+    the shards' progress files twice a second). Raises ``ValueError`` naming what prevents sharding.
     """
     seed = scenario.seed if seed is None else int(seed)
     shards = int(shards)
@@ -101,10 +139,20 @@ def run_sharded(scenario: Scenario, seed: int | None = None, shards: int = 2, st
         raise ValueError("; ".join(problems))
     groups = shard_masps(scenario, shards)
     parts_dir = None if stream_to is None else Path(stream_to) / ".shards"
-    tasks = [(scenario, seed, group, None if parts_dir is None else str(parts_dir / f"shard-{k}"))
-             for k, group in enumerate(groups)]
-    parts: list[ShardResult] = run_tasks(run_shard, tasks, executor=executor, workers=shards, address=address,
-                                         on_done=on_shard_done)
+    with tempfile.TemporaryDirectory(prefix="sim-shards-") as progress_dir:
+        progress = [Path(progress_dir) / f"shard-{k}.progress" for k in range(len(groups))]
+        tasks = [(scenario, seed, group, None if parts_dir is None else str(parts_dir / f"shard-{k}"),
+                  str(progress[k])) for k, group in enumerate(groups)]
+        with ThreadPoolExecutor(max_workers=1) as waiter:
+            running = waiter.submit(run_tasks, run_shard, tasks, executor=executor, workers=shards, address=address,
+                                    on_done=on_shard_done)
+            while not running.done():
+                if on_user_done is not None:
+                    on_user_done(*_read_progress(progress))
+                wait([running], timeout=0.5)
+            parts: list[ShardResult] = running.result()
+        if on_user_done is not None:
+            on_user_done(*_read_progress(progress))
     users, images = UserTally(), ImageTally()
     for part in parts:
         users.merge(part.users)
