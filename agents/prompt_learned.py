@@ -40,6 +40,7 @@ class LearnedPrompt(PromptAgent):
         self.meta, self.model = load_prompt_checkpoint(checkpoint, trust=bool(trust))
         self.spec = ObservationSpec.from_dict(self.meta["observation"])
         self.deterministic = bool(deterministic)
+        self.per_observation = self.deterministic  # only a sampling policy draws from its stream
         scenario = context.scenario
         if scenario is not None and scenario.users.prompts:
             prefetch_prompt_vectors(list(scenario.users.prompts), self.spec.embedding)

@@ -47,6 +47,20 @@ def simpy_events_per_s(n_processes: int = 100, events: int = 300_000) -> float:
     return n_processes * per_process / (time.perf_counter() - t0)
 
 
+def render_encode_ms(scenario, n: int = 50) -> float:
+    """Milliseconds to render and encode one surrogate image of the scenario's size and format (the bytes mode's
+    cost per image before the channel)."""
+    from sim.generation.surrogate import render_encoded
+    from sim.prompting.prompts import load_prompts
+
+    prompts = [p.text for p in load_prompts(None)][:n]
+    g = scenario.generator
+    t0 = time.perf_counter()
+    for k, prompt in enumerate(prompts):
+        render_encoded(prompt, k, g.image_size, g.image_format, g.jpeg_quality)
+    return 1e3 * (time.perf_counter() - t0) / len(prompts)
+
+
 def peak_rss_mib() -> tuple[float, float]:
     """Peak resident memory (MiB) of this process and of its largest finished child process (Linux: KiB)."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -74,6 +88,9 @@ def main() -> None:
           f"{len(scenario.masps)} MASPs, {args.shards} shard(s){', streamed' if args.stream else ''}; "
           f"{platform.processor() or platform.machine()}, Python {platform.python_version()}")
     print(f"bare SimPy on this machine: {events:,.0f} events/s")
+    if scenario.channel.delivery == "bytes":
+        print(f"render + encode + decode of one {scenario.generator.image_size}-px {scenario.generator.image_format} "
+              f"surrogate image: {render_encode_ms(scenario):.1f} ms")
     print(f"{'seed':>4} {'wall s':>8} {'with output s':>13} {'users/min':>9} {'served/min':>10} {'rounds/min':>10} {'served':>7} "
           f"{'mean rounds':>11} {'SimPy events per served user':>28}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,6 +24,7 @@ from sim.executors import ExecutorError
 from sim.registry import RegistryError
 from sim.rl.checkpoints import PROMPT_ALGORITHMS, PROVISIONING_ALGORITHMS
 from sim.rl.prompt_features import EMBEDDINGS
+from sim.validation import first_line
 
 EXIT_BAD_INPUT = 2
 #: Every assessment of the run failed: its scores are not the assessor's (the run is written, with a warning).
@@ -267,7 +268,7 @@ def _cmd_check_agent(args) -> int:
 
 
 def _cmd_run(args) -> int:
-    from sim.world.runner import run_scenario
+    from sim.world.runner import all_assessments_failed, assessment_warnings, run_scenario
 
     scenario = _load_checked(args.scenario)
     if args.seed is not None and args.seed < 0:
@@ -277,10 +278,7 @@ def _cmd_run(args) -> int:
     output = run_scenario(scenario, out=args.out, seed=args.seed, quiet=args.quiet, stream=args.stream,
                           shards=args.shards, overwrite=args.overwrite)
     s = output.result.summary
-    from sim.world.runner import assessment_warnings
-
-    warnings = assessment_warnings(output.result)
-    for warning in warnings:
+    for warning in assessment_warnings(output.result):
         print(f"warning: {warning}", file=sys.stderr)
     if not args.quiet:
         print(
@@ -290,7 +288,7 @@ def _cmd_run(args) -> int:
             f"({output.wall_time_s:.1f} s wall)"
         )
     print(output.out)
-    if output.result.images_generated and s["assessment_failures"] == output.result.images_generated:
+    if all_assessments_failed(output.result):
         return EXIT_ASSESSMENTS_FAILED
     return 0
 
@@ -514,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
         # a malformed dataset): one line. SIM_DEBUG=1 shows the traceback.
         if os.environ.get("SIM_DEBUG"):
             raise
-        message = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+        message = first_line(err)
         print(f"error: {type(err).__name__}: {message} (SIM_DEBUG=1 shows the traceback)", file=sys.stderr)
         return EXIT_BAD_INPUT if isinstance(err, (ValueError, KeyError)) else 1
     except KeyboardInterrupt:

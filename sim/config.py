@@ -37,8 +37,8 @@ def _yaml12_number(value: Any) -> Any:
 
 Float = Annotated[float, BeforeValidator(_yaml12_number), Strict()]
 Int = Annotated[int, Strict()]
-PositiveFloat = Annotated[float, BeforeValidator(_yaml12_number), Strict(), Field(gt=0)]
-NonNegativeFloat = Annotated[float, BeforeValidator(_yaml12_number), Strict(), Field(ge=0)]
+PositiveFloat = Annotated[Float, Field(gt=0)]
+NonNegativeFloat = Annotated[Float, Field(ge=0)]
 #: An upper bound on money, weights and times whose products and sums must stay finite.
 LARGE = 1e9
 
@@ -92,7 +92,7 @@ class ArrivalConfig(_Strict):
     #: ``batch``: all users arrive at t = 0 (the paper's setting);
     #: ``poisson``: exponential inter-arrival times with ``rate_per_s``.
     process: Literal["batch", "poisson"] = "batch"
-    n_users: Annotated[int, Strict(), Field(ge=1)] = 3
+    n_users: Annotated[Int, Field(ge=1)] = 3
     #: Mean arrivals per second (Poisson only).
     rate_per_s: Annotated[PositiveFloat, Field(le=1e6)] = 0.05
 
@@ -107,7 +107,7 @@ class UserConfig(_Strict):
     #: Quality thresholds on the assessor's 0-10 scale, drawn uniformly.
     threshold: Range = Range(low=7.5, high=8.5)
     #: Fixed thresholds for users 0, 1, ... (overrides the range for those users).
-    thresholds: list[Annotated[float, BeforeValidator(_yaml12_number), Strict(), Field(gt=0, le=10)]] = Field(default_factory=list)
+    thresholds: list[Annotated[Float, Field(gt=0, le=10)]] = Field(default_factory=list)
     #: Distance to the MASP in metres, drawn uniformly.
     distance_m: Range = Range(low=50.0, high=150.0)
     #: Fixed distances in metres for users 0, 1, ... (overrides the range for those users).
@@ -131,11 +131,11 @@ class MaspConfig(_Strict):
 
     name: str = "masp0"
     #: GPUs serving the generation queue (capacity of the SimPy resource).
-    gpus: Annotated[int, Strict(), Field(ge=1)] = 1
+    gpus: Annotated[Int, Field(ge=1)] = 1
     #: Total transmit power shared by the users of one decision epoch, watts.
     p_total_w: Annotated[PositiveFloat, Field(le=1e3)] = 1.0
     #: Most users decided for jointly at one epoch (the paper's Q).
-    max_users_per_epoch: Annotated[int, Strict(), Field(ge=1)] = 3
+    max_users_per_epoch: Annotated[Int, Field(ge=1)] = 3
     #: Position (x, y) in metres; users are placed around the origin at ``users.distance_m``.
     position_m: tuple[Float, Float] = (0.0, 0.0)
 
@@ -145,7 +145,7 @@ class ChannelConfig(_Strict):
 
     path_loss_exponent: PositiveFloat = 3.0
     shadowing_sigma_db: NonNegativeFloat = 4.0
-    nakagami_m: Annotated[float, BeforeValidator(_yaml12_number), Strict(), Field(ge=0.5)] = 2.0
+    nakagami_m: Annotated[Float, Field(ge=0.5)] = 2.0
     nakagami_omega: PositiveFloat = 1.0
     noise_power_w: Annotated[PositiveFloat, Field(ge=1e-30, le=1.0)] = 1e-9
     #: Bandwidth per user for the Shannon-rate transmission time, Hz; ``null`` ignores transmission time (as the paper does).
@@ -178,13 +178,13 @@ class LLMEndpointConfig(_Strict):
     api_key_env: Annotated[str, AfterValidator(_key_variable)] = "OPENAI_API_KEY"
     timeout_s: Annotated[PositiveFloat, Field(le=1e4)] = 60.0
     #: Further attempts after a failed or malformed reply.
-    max_retries: Annotated[int, Strict(), Field(ge=0, le=10)] = 2
+    max_retries: Annotated[Int, Field(ge=0, le=10)] = 2
     #: Wait before the first retry of a failed request, s; it doubles with each further retry (with jitter:
     #: each wait is drawn in [half, all] of it) up to ``max_backoff_s``. An HTTP 429 or 503 with
     #: ``Retry-After`` waits what the server asks (up to ``max_backoff_s``) instead.
-    backoff_s: Annotated[float, BeforeValidator(_yaml12_number), Strict(), Field(ge=0, le=600)] = 1.0
-    max_backoff_s: Annotated[float, BeforeValidator(_yaml12_number), Strict(), Field(ge=0, le=3600)] = 30.0
-    temperature: Annotated[float, BeforeValidator(_yaml12_number), Strict(), Field(ge=0, le=2)] = 0.2
+    backoff_s: Annotated[Float, Field(ge=0, le=600)] = 1.0
+    max_backoff_s: Annotated[Float, Field(ge=0, le=3600)] = 30.0
+    temperature: Annotated[Float, Field(ge=0, le=2)] = 0.2
 
 
 class DiffusersConfig(_Strict):
@@ -196,7 +196,7 @@ class DiffusersConfig(_Strict):
     local_files_only: bool = False
     #: A diffusers scheduler class name; ``null`` keeps the pipeline's own.
     scheduler: str | None = "DPMSolverMultistepScheduler"
-    steps: Annotated[int, Strict(), Field(ge=1, le=1000)] = 25
+    steps: Annotated[Int, Field(ge=1, le=1000)] = 25
     guidance_scale: NonNegativeFloat = 7.5
     #: ``auto``: CUDA when present, else CPU.
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -227,13 +227,13 @@ class GeneratorConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     #: Modelled GPU seconds per image (the paper's T_zeta); the diffusers backend uses it when ``time_source: modelled``.
     inference_time_s: Annotated[PositiveFloat, Field(le=1e6)] = 2.0
-    image_size: Annotated[int, Strict(), Field(ge=16, le=2048)] = 256
+    image_size: Annotated[Int, Field(ge=16, le=2048)] = 256
     #: GPU memory one image in flight holds, GiB (resource accounting only: Fig. 13's GiB-seconds per
     #: image). The default is an assumption for Stable Diffusion 2 base at 512 px in fp16, not a
     #: measurement: ``scripts/bench_real_backends.py --device cuda`` prints the peak on a GPU.
     gpu_memory_gib: PositiveFloat = 4.0
     image_format: Literal["jpeg", "png", "raw"] = "jpeg"
-    jpeg_quality: Annotated[int, Strict(), Field(ge=1, le=95)] = 85
+    jpeg_quality: Annotated[Int, Field(ge=1, le=95)] = 85
     diffusers: DiffusersConfig = DiffusersConfig()
     cache: CacheConfig = CacheConfig()
 
@@ -254,13 +254,13 @@ class LLMAssessorConfig(_Strict):
     #: Knowledge base for retrieval: ``default`` is the one shipped in ``sim/data/knowledge``, or a directory of .md files.
     knowledge: str = "default"
     #: Chunks retrieved per request (0 turns retrieval off).
-    rag_top_k: Annotated[int, Strict(), Field(ge=0, le=20)] = 3
+    rag_top_k: Annotated[Int, Field(ge=0, le=20)] = 3
     #: Recent image-score pairs of the same user kept in context (0 turns memory off).
-    memory_size: Annotated[int, Strict(), Field(ge=0, le=50)] = 4
+    memory_size: Annotated[Int, Field(ge=0, le=50)] = 4
     #: Assessor used when the LLM fails after its retries (the failure is recorded either way); ``none`` scores 0.
     fallback: Annotated[str, AfterValidator(_fallback_assessor)] = "none"
     #: Images the LLM may fail to score (after retries) in one run before ``on_failure_budget`` applies.
-    failure_budget: Annotated[int, Strict(), Field(ge=0, le=1_000_000)] = 20
+    failure_budget: Annotated[Int, Field(ge=0, le=1_000_000)] = 20
     #: Once the budget is spent: ``stop`` ends the run with an error; ``fallback`` stops asking the endpoint
     #: and scores every further image with ``fallback`` (recorded as failed, with the reason).
     on_failure_budget: Literal["stop", "fallback"] = "stop"
@@ -362,29 +362,29 @@ class TrainingConfig(_Strict):
     #: the paper's one-epoch problem, fresh users every step).
     env: Literal["epoch", "world"] = "epoch"
     #: Decision epochs per episode (``epoch`` env; the ``world`` env's episodes end when every user has left).
-    episode_length: Annotated[int, Strict(), Field(ge=1)] = 32
+    episode_length: Annotated[Int, Field(ge=1)] = 32
     #: ``feasible``: the power split always sums to P_total; ``penalised``: the paper's raw action, eq. 22 penalty.
     action_mapping: Literal["feasible", "penalised"] = "feasible"
     #: Prompt-engineering strategy the environment assumes for every request (0-6).
-    strategy: Annotated[int, Strict(), Field(ge=0, le=6)] = 6
+    strategy: Annotated[Int, Field(ge=0, le=6)] = 6
     #: Environment steps between evaluations (and curve points).
-    eval_every_steps: Annotated[int, Strict(), Field(ge=1)] = 2000
+    eval_every_steps: Annotated[Int, Field(ge=1)] = 2000
     #: Evaluation episodes, on seeds no training episode uses.
-    eval_episodes: Annotated[int, Strict(), Field(ge=1)] = 5
+    eval_episodes: Annotated[Int, Field(ge=1)] = 5
     #: Which evaluation episodes: those of this seed for every run (so that runs of different seeds and the
     #: baselines meet the same ones), or ``null`` for each run's own seed's.
-    eval_seed: Annotated[int, Strict(), Field(ge=0)] | None = None
+    eval_seed: Annotated[Int, Field(ge=0)] | None = None
     #: Environment steps between numbered checkpoints (the latest is always kept).
-    checkpoint_every_steps: Annotated[int, Strict(), Field(ge=1)] = 10000
+    checkpoint_every_steps: Annotated[Int, Field(ge=1)] = 10000
     #: Per algorithm (ppo, sac, d3pg, ddpg), keyword arguments of its constructor / config.
     hyperparameters: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class ServiceConfig(_Strict):
     #: Most service rounds per user; a user still below threshold after these leaves unsatisfied.
-    max_rounds: Annotated[int, Strict(), Field(ge=1)] = 5
+    max_rounds: Annotated[Int, Field(ge=1)] = 5
     #: Most images one user may get in one round (N_max).
-    max_images_per_round: Annotated[int, Strict(), Field(ge=1)] = 8
+    max_images_per_round: Annotated[Int, Field(ge=1)] = 8
     #: Association rule of arriving users to MASPs.
     association: Literal["nearest", "least_loaded"] = "nearest"
     #: Simulated time limit, seconds (``null``: run until every user has left).
@@ -397,7 +397,7 @@ class Scenario(_Strict):
     #: Also the name of the scenario's results directory: letters, digits, ``.``, ``_`` and ``-``.
     name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
     description: str = ""
-    seed: Annotated[int, Strict(), Field(ge=0)] = 0
+    seed: Annotated[Int, Field(ge=0)] = 0
     arrivals: ArrivalConfig = ArrivalConfig()
     users: UserConfig = UserConfig()
     masps: list[MaspConfig] = Field(default_factory=lambda: [MaspConfig()], min_length=1)

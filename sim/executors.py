@@ -155,20 +155,42 @@ def _run_local(fn, tasks, workers, on_done) -> list[Any]:
 
 #: Environment of the local Dask cluster's worker processes: one thread per library, and *not* Dask's default
 #: ``MALLOC_TRIM_THRESHOLD_=65536``, under which glibc hands memory back to the system so eagerly that the
-#: oracle's many small numpy arrays run about twice as slowly (measured: 7.2 s against 3.5 s for one run).
-DASK_WORKER_ENVIRON = {name: 1 for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+#: oracle's many small numpy arrays run about three times as slowly (``python scripts/bench_dask_workers.py``).
+DASK_WORKER_ENVIRON = {name: 1 for name in THREAD_VARIABLES}
+
+
+#: What Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_`` to by default.
+_DASK_MALLOC_TRIM = "65536"
+
+
+def local_dask_cluster(workers: int, environ: dict[str, Any] | None = DASK_WORKER_ENVIRON):
+    """A ``LocalCluster`` of ``workers`` one-thread worker processes started with ``environ`` (``None``: Dask's
+    default worker environment).
+
+    Dask's nanny copies the spawn environment into this process's ``os.environ``, so a cluster started with
+    Dask's default leaves ``MALLOC_TRIM_THRESHOLD_=65536`` here for every later cluster's workers to inherit:
+    it is dropped first (only when it holds Dask's value, not one of the user's own).
+    """
+    import dask
+    from distributed import LocalCluster
+
+    settings = {}
+    if environ is not None:
+        settings = {"distributed.nanny.pre-spawn-environ": environ}
+        if os.environ.get("MALLOC_TRIM_THRESHOLD_") == _DASK_MALLOC_TRIM:
+            del os.environ["MALLOC_TRIM_THRESHOLD_"]
+    with dask.config.set(settings):
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
 
 
 def _run_dask(fn, tasks, workers, address, on_done) -> list[Any]:
-    import dask
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     cluster = None
     if address:
         client = Client(address)
     else:
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": DASK_WORKER_ENVIRON}):
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        cluster = local_dask_cluster(workers)
         client = Client(cluster)
     try:
         client.run(pin_threads)
@@ -214,4 +236,5 @@ def _run_ray(fn, tasks, workers, address, on_done) -> list[Any]:
             ray.shutdown()
 
 
-__all__ = ["EXECUTORS", "ExecutorError", "check_executor", "pin_threads", "run_tasks", "using"]
+__all__ = ["DASK_WORKER_ENVIRON", "EXECUTORS", "ExecutorError", "check_executor", "local_dask_cluster", "pin_threads",
+           "run_tasks", "using"]

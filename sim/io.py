@@ -95,9 +95,6 @@ def write_with(path: str | Path, save: Callable[[Path], Any]) -> None:
         save(tmp)
 
 
-__all__ = ["atomic_path", "json_safe", "write_bytes", "write_csv", "write_json", "write_parquet", "write_text", "write_with"]
-
-
 def unique_dir(path: Path) -> Path:
     """``path`` created new, or ``path-2``, ``path-3``, ... when it exists (two runs started in the same second)."""
     candidate, k = Path(path), 1
@@ -108,3 +105,7 @@ def unique_dir(path: Path) -> Path:
         except FileExistsError:
             k += 1
             candidate = Path(f"{path}-{k}")
+
+
+__all__ = ["atomic_path", "json_safe", "unique_dir", "write_bytes", "write_csv", "write_json", "write_parquet",
+           "write_text", "write_with"]

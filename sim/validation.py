@@ -16,7 +16,8 @@ import numpy as np
 from sim.config import AgentConfig, Scenario
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message (its type's name when it has none)."""
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
 
@@ -32,19 +33,19 @@ def scenario_problems(scenario: Scenario) -> list[str]:
         try:
             load_prompts(scenario.users.prompt_set)
         except (OSError, ValueError, KeyError, TypeError) as err:
-            problems.append(f"users.prompt_set: {_first_line(err)}")
+            problems.append(f"users.prompt_set: {first_line(err)}")
     if scenario.generator.backend == "cache" and not Path(scenario.generator.cache.dir).is_dir():
         problems.append(f"generator.cache.dir: no such directory: {scenario.generator.cache.dir} "
                         "(python -m sim cache build fills one)")
     try:
         build_quality_model(scenario)
     except (OSError, ValueError, KeyError, TypeError) as err:
-        problems.append(f"quality: {_first_line(err)}")
+        problems.append(f"quality: {first_line(err)}")
         return problems  # agents need the models
     try:
         models = build_service_models(scenario)
     except (OSError, ValueError, KeyError, TypeError) as err:
-        problems.append(f"channel: {_first_line(err)}")
+        problems.append(f"channel: {first_line(err)}")
         return problems
     context = agent_context(scenario, models)
     agents: list[tuple[str, str, AgentConfig]] = [("provisioning_agent", "provisioning", scenario.provisioning_agent),
@@ -58,8 +59,8 @@ def scenario_problems(scenario: Scenario) -> list[str]:
         except Exception as err:  # noqa: BLE001 (an agent's own code: any failure is a problem to report)
             if isinstance(err, ModuleNotFoundError):
                 raise
-            problems.append(f"{key}: {_first_line(err)}")
+            problems.append(f"{key}: {first_line(err)}")
     return problems
 
 
-__all__ = ["scenario_problems"]
+__all__ = ["first_line", "scenario_problems"]

@@ -15,14 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sim.config import load_scenario
-from sim.world.records import ExactSum, UserTally, summarise, trace_frame
+from sim.world.records import TRACE_SORT_KEYS, ExactSum, UserTally, summarise, trace_frame
 from sim.world.runner import run_scenario
 from sim.world.sharding import run_sharded, sharding_problems
 from sim.world.simulation import World
 from sim.world.streaming import ParquetSink
 
 ROOT = Path(__file__).resolve().parents[1]
-TRACE_KEYS = ["t_s", "record", "user_id", "round_index", "image_index"]
 
 
 def _scenario(n_users: int = 60, delivery: str = "statistical", **service):
@@ -66,12 +65,25 @@ def test_user_tally_summary_equals_the_one_from_records():
     assert summarise(halves, result.images, 40, 1.0)["mean_utility"] == result.summary["mean_utility"]
 
 
-def test_users_are_drawn_as_they_arrive():
+def test_users_are_drawn_as_they_arrive(monkeypatch):
     world = World(_scenario(50), seed=1)
     assert world.n_users == 50
     assert [u.user_id for u in world.users] == list(range(50))
     first = world.draw_user(7)
     assert (first.prompt, first.threshold) == (world.users[7].prompt, world.users[7].threshold)
+    drawn: list[tuple[int, float]] = []
+    original = World.draw_user
+
+    def spy(self, u):
+        drawn.append((u, self.env.now))
+        return original(self, u)
+
+    monkeypatch.setattr(World, "draw_user", spy)
+    world = World(_scenario(50), seed=1)
+    assert drawn == []  # nobody exists before the run
+    world.run()
+    assert [u for u, _ in drawn] == list(range(50))  # each user once, in order of arrival
+    assert all(now == world._arrival_times[u] for u, now in drawn)  # at the moment it arrives
 
 
 @pytest.mark.parametrize("delivery", ["statistical", "bytes"])
@@ -91,7 +103,7 @@ def test_a_streamed_run_writes_the_same_records_in_chunks(tmp_path, delivery):
     for _, chunk in trace.groupby(trace.index // 97):
         assert chunk["t_s"].is_monotonic_increasing  # sorted by time within each chunk
     expected = pd.read_parquet(tmp_path / "memory" / "trace.parquet")
-    pd.testing.assert_frame_equal(trace.sort_values(TRACE_KEYS, kind="stable").reset_index(drop=True), expected)
+    pd.testing.assert_frame_equal(trace.sort_values(list(TRACE_SORT_KEYS), kind="stable").reset_index(drop=True), expected)
     users = pd.read_parquet(tmp_path / "users.parquet").sort_values("user_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(users, pd.read_parquet(tmp_path / "memory" / "users.parquet"))
     assert not list(tmp_path.glob(".*.tmp"))

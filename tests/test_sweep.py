@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from sim.config import ScenarioError, load_scenario
+import sim.executors as ex
 from sim.executors import ExecutorError, check_executor, run_tasks
 from sim.world.compare import make_arms
 from sim.world.sweep import cell_id, cells, parse_grid, sweep
@@ -105,7 +106,6 @@ def test_sweep_cli_refuses_bad_input_in_one_line(tmp_path):
 
 def test_using_sets_the_executor_of_calls_that_name_none():
     pytest.importorskip("distributed")
-    import sim.executors as ex
 
     seen = []
     original = ex._run_dask
@@ -125,3 +125,25 @@ def test_using_sets_the_executor_of_calls_that_name_none():
     with pytest.raises(ExecutorError):
         with ex.using("nope"):
             pass
+
+
+def _worker_environ() -> tuple[str | None, str | None]:
+    import os
+
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OPENBLAS_NUM_THREADS")
+
+
+def test_local_dask_workers_start_without_dasks_malloc_trim_even_after_a_default_cluster():
+    pytest.importorskip("distributed")
+    from distributed import Client
+
+    from sim.executors import local_dask_cluster
+
+    for environ, expected in ((None, ("65536", "1")), (ex.DASK_WORKER_ENVIRON, (None, "1"))):
+        cluster = local_dask_cluster(1, environ)  # Dask's default first: it leaves its value in os.environ
+        client = Client(cluster)
+        try:
+            assert list(client.run(_worker_environ).values()) == [expected]
+        finally:
+            client.close()
+            cluster.close()

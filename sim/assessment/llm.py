@@ -89,8 +89,6 @@ from sim.generation.base import GeneratedImage
 from sim.generation.render import decode_image_checked, encode_image
 from sim.prompting.corpus import (
     EndpointClient,
-    backoff_wait_s,
-    classify_api_error,
     endpoint_base_url,
     reply_text,
     strip_code_fences,
@@ -463,12 +461,9 @@ class LLMAssessor(EndpointClient):
             try:
                 completion = self.request(messages)
             except Exception as exc:  # noqa: BLE001 - classified; unknown errors are not retried
-                last, retryable = classify_api_error(exc, self.endpoint.timeout_s)
+                last, retryable = self.failed_request(exc, attempt, tries, "LLM assessor")
                 if not retryable:
                     break
-                log.warning("LLM assessor attempt %d/%d failed: %s", attempt, tries, last)
-                if attempt < tries:
-                    self.sleep(backoff_wait_s(self.endpoint, attempt, exc))
                 continue
             text = ""
             try:

@@ -55,6 +55,7 @@ ValueError: missing key(s) environment, mood, lighting, quality, negative
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import logging
@@ -63,6 +64,7 @@ import random
 import re
 import threading
 import time
+from email.utils import parsedate_to_datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -326,13 +328,14 @@ def retry_after_s(exc: BaseException) -> float | None:
     except ValueError:
         pass
     try:
-        from email.utils import parsedate_to_datetime
-        import datetime as _dt
-
         when = parsedate_to_datetime(value)
-        return max((when - _dt.datetime.now(when.tzinfo)).total_seconds(), 0.0)
+        return max((when - datetime.datetime.now(when.tzinfo)).total_seconds(), 0.0)
     except (TypeError, ValueError, IndexError):
         return None
+
+
+#: Jitter of the backoff waits (wall time only: it never touches a simulation's random streams).
+_JITTER = random.Random()
 
 
 def backoff_wait_s(endpoint: LLMEndpointConfig, attempt: int, exc: BaseException | None = None,
@@ -348,9 +351,6 @@ def backoff_wait_s(endpoint: LLMEndpointConfig, attempt: int, exc: BaseException
         return min(asked, endpoint.max_backoff_s)
     ceiling = min(endpoint.backoff_s * 2.0 ** (attempt - 1), endpoint.max_backoff_s)
     return ceiling * (rng or _JITTER).uniform(0.5, 1.0)
-
-
-_JITTER = random.Random()
 
 
 def reply_text(completion: Any) -> str:
@@ -581,6 +581,16 @@ class EndpointClient:
     #: How a backoff waits (tests replace it to count the waits instead).
     sleep = staticmethod(time.sleep)
 
+    def failed_request(self, exc: BaseException, attempt: int, tries: int, what: str) -> tuple[str, bool]:
+        """``(description, retryable)`` of a request that raised (:func:`classify_api_error`); a retryable
+        failure is logged and, when another attempt follows, waited out (:func:`backoff_wait_s`)."""
+        last, retryable = classify_api_error(exc, self.endpoint.timeout_s)
+        if retryable:
+            log.warning("%s attempt %d/%d failed: %s", what, attempt, tries, last)
+            if attempt < tries:
+                self.sleep(backoff_wait_s(self.endpoint, attempt, exc))
+        return last, retryable
+
     @property
     def client(self) -> Any:
         if self._client is None:
@@ -664,19 +674,16 @@ class LLMCorpus(EndpointClient):
         for attempt in range(1, tries + 1):
             try:
                 completion = self.request(messages)
-            except Exception as exc:  # noqa: BLE001 - classified below; unknown errors are not retried
-                last, retryable = classify_api_error(exc, self.config.timeout_s)
+            except Exception as exc:  # noqa: BLE001 - classified; unknown errors are not retried
+                last, retryable = self.failed_request(exc, attempt, tries, f"LLM corpus for {prompt!r}")
                 if not retryable:
                     break
-                log.warning("LLM corpus attempt %d/%d for %r failed: %s", attempt, tries, prompt, last)
-                if attempt < tries:
-                    self.sleep(backoff_wait_s(self.config, attempt, exc))
                 continue
             text = ""
             try:
                 text = reply_text(completion)
                 elements = validate_elements(parse_json_object(text))
-                #: the model the endpoint says answered (it may differ from the one asked for), kept with the cache
+                # the model the endpoint says answered (it may differ from the one asked for), kept with the cache
                 self.answered_by[_normalise_prompt(prompt)] = str(getattr(completion, "model", "") or "")
                 return elements
             except ValueError as exc:

@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -80,6 +80,20 @@ def run_arm_seed_to(scenario: Scenario, arm: Arm, seed: int, path: str) -> dict[
     return row
 
 
+def run_saved(jobs: list[tuple[Scenario, Arm, int, str]], executor: str | None, workers: int | None,
+              address: str | None, quiet: bool, description: str,
+              log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> list[dict[str, Any]]:
+    """Every ``(scenario, arm, seed, path)`` job's summary row, in order: the jobs whose file exists are read
+    back, the others run (:func:`run_arm_seed_to`) and saved, so an interrupted study resumes where it stopped."""
+    todo = [job for job in jobs if not Path(job[3]).exists()]
+    if not quiet and len(todo) < len(jobs):
+        log(f"{len(jobs) - len(todo)} of {len(jobs)} runs already done: skipped")
+    workers = max(1, min(workers or os.cpu_count() or 1, max(len(todo), 1)))
+    with count_progress(len(todo), description, quiet) as advance:
+        run_tasks(run_arm_seed_to, todo, executor, workers, address, on_done=advance)
+    return [json.loads(Path(path).read_text(encoding="utf-8")) for *_, path in jobs]
+
+
 def claim_results_dir(out: Path, scenario: Scenario, what: str) -> None:
     """Create ``out`` for resumable results, or check that the runs already in it are of this same scenario."""
     out.mkdir(parents=True, exist_ok=True)
@@ -113,15 +127,9 @@ def compare(
     check_executor(executor, address)
     out = Path(out) if out is not None else default_compare_dir(scenario)
     claim_results_dir(out, scenario, "comparison")
-    plan = [(scenario, arm, seed, str(out / "runs" / f"{_file_label(arm.label)}-seed{seed}.json"))
+    jobs = [(scenario, arm, seed, str(out / "runs" / f"{_file_label(arm.label)}-seed{seed}.json"))
             for arm in arms for seed in seeds]
-    todo = [job for job in plan if not Path(job[3]).exists()]
-    if not quiet and len(todo) < len(plan):
-        print(f"{len(plan) - len(todo)} of {len(plan)} runs already done in {out}: skipped", file=sys.stderr)
-    workers = max(1, min(workers or os.cpu_count() or 1, max(len(todo), 1)))
-    with count_progress(len(todo), f"{scenario.name}: runs", quiet) as advance:
-        run_tasks(run_arm_seed_to, todo, executor, workers, address, on_done=advance)
-    rows = [json.loads(Path(path).read_text(encoding="utf-8")) for *_, path in plan]
+    rows = run_saved(jobs, executor, workers, address, quiet, f"{scenario.name}: runs")
     order = {arm.label: i for i, arm in enumerate(arms)}
     runs = pd.DataFrame(rows).sort_values(["agent", "seed"], key=lambda c: c.map(order) if c.name == "agent" else c)
     runs = runs.reset_index(drop=True)

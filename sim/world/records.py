@@ -125,6 +125,11 @@ def records_frame(records: list[Any], record_type: type) -> pd.DataFrame:
     return pd.DataFrame([tuple(getattr(r, c) for c in columns) for r in records], columns=columns)
 
 
+#: The trace's leading columns, and the keys it is sorted by (time first).
+TRACE_FIRST_COLUMNS = ("record", "t_s", "user_id", "masp", "round_index", "image_index")
+TRACE_SORT_KEYS = ("t_s", "record", "user_id", "round_index", "image_index")
+
+
 def trace_frame(images: list[ImageRecord], rounds: list[RoundRecord]) -> pd.DataFrame:
     """The event trace: image and round records in one table, ordered by time."""
     img = records_frame(images, ImageRecord).assign(record="image", t_s=lambda d: d["t_received_s"])
@@ -133,8 +138,8 @@ def trace_frame(images: list[ImageRecord], rounds: list[RoundRecord]) -> pd.Data
     if not frames:
         return pd.concat([img, rnd], ignore_index=True)
     trace = pd.concat(frames, ignore_index=True)
-    trace = trace.sort_values(["t_s", "record", "user_id", "round_index", "image_index"], kind="stable")
-    first = ["record", "t_s", "user_id", "masp", "round_index", "image_index"]
+    trace = trace.sort_values(list(TRACE_SORT_KEYS), kind="stable")
+    first = list(TRACE_FIRST_COLUMNS)
     return trace[first + [c for c in trace.columns if c not in first]].reset_index(drop=True)
 
 

@@ -8,14 +8,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sim.config import Scenario, scenario_to_yaml
-from sim.config import ScenarioError
+import pandas as pd
+import pyarrow.parquet as pq
+
+from sim.config import Scenario, ScenarioError, scenario_to_yaml
 from sim.progress import user_progress
 from sim.world.report import write_run_report
 from sim.io import unique_dir, write_json, write_parquet, write_text
 from sim.world.records import UserRecord, records_frame, trace_frame
 from sim.world.simulation import World, WorldResult
-from sim.world.streaming import ParquetSink
+from sim.world.streaming import streamed
 
 #: Runs of at least this many users stream their records to Parquet unless told otherwise.
 STREAM_FROM_USERS = 100_000
@@ -30,7 +32,7 @@ class RunOutput:
     wall_time_s: float
 
 
-#: Share of failed assessments from which a run's summary carries a warning (all failed: the run fails).
+#: Share of failed assessments from which a run carries a warning (all failed: ``run`` also exits with status 3).
 FAILED_ASSESSMENTS_WARNING = 0.5
 
 
@@ -40,12 +42,17 @@ def default_run_dir(scenario: Scenario, seed: int, root: Path = Path("results"))
     return unique_dir(root / scenario.name / f"{stamp}-seed{seed}")
 
 
+def all_assessments_failed(result: WorldResult) -> bool:
+    """Every image of the run was generated but none was scored by the configured assessor."""
+    return bool(result.images_generated) and result.summary["assessment_failures"] == result.images_generated
+
+
 def assessment_warnings(result: WorldResult) -> list[str]:
     """A warning when most (or all) of the run's assessments failed."""
     images = result.images_generated
     failed = result.summary["assessment_failures"]
     if images and failed >= FAILED_ASSESSMENTS_WARNING * images:
-        share = f"every assessment ({images})" if failed == images else f"{failed} of {images} assessments"
+        share = f"every assessment ({images})" if all_assessments_failed(result) else f"{failed} of {images} assessments"
         return [f"{share} failed: the scores are the fallback's (or 0), not the assessor's; see the trace's "
                 "assessment_failed column and the assessor's endpoint"]
     return []
@@ -121,18 +128,10 @@ def _run(scenario: Scenario, seed: int, world: World | None, out: Path, quiet: b
             result = run_sharded(scenario, seed, shards, stream_to=out if stream else None,
                                  on_user_done=on_user_done)
         return _write_outputs(out, scenario, seed, result, time.perf_counter() - started, stream, shards)
-    sink = ParquetSink(out) if stream else None
-    world.set_sink(sink)
-    try:
-        with user_progress(scenario.arrivals.n_users, f"{scenario.name} seed {seed}", quiet) as on_user_done:
-            world.on_user_done = on_user_done
-            result = world.run()
-        if sink is not None:
-            sink.close()
-    except BaseException:
-        if sink is not None:
-            sink.abort()
-        raise
+    with streamed(world, out if stream else None), \
+            user_progress(scenario.arrivals.n_users, f"{scenario.name} seed {seed}", quiet) as on_user_done:
+        world.on_user_done = on_user_done
+        result = world.run()
     return _write_outputs(out, scenario, seed, result, time.perf_counter() - started, stream, shards)
 
 
@@ -157,8 +156,6 @@ def _write_outputs(out: Path, scenario: Scenario, seed: int, result: WorldResult
 
 def _streamed_report_tables(out: Path):
     """What the report of a streamed run plots: the first image rows of the trace, two columns of the users."""
-    import pyarrow.parquet as pq
-
     trace_file = pq.ParquetFile(out / "trace.parquet")
     frames, rows = [], 0
     for group in range(trace_file.num_row_groups):
@@ -167,8 +164,6 @@ def _streamed_report_tables(out: Path):
         frame = trace_file.read_row_group(group).to_pandas()
         frames.append(frame)
         rows += len(frame)
-    import pandas as pd
-
     trace = pd.concat(frames, ignore_index=True).head(REPORT_SAMPLE_ROWS) if frames else pd.DataFrame()
     users_file = pq.ParquetFile(out / "users.parquet")
     small = users_file.metadata.num_rows <= 1000  # the report lists the users of small runs

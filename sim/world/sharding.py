@@ -27,7 +27,7 @@ from sim.config import Scenario
 from sim.executors import run_tasks
 from sim.world.records import ImageRecord, ImageTally, RoundRecord, UserRecord, UserTally, summarise
 from sim.world.simulation import World, WorldResult
-from sim.world.streaming import TRACE_SCHEMA, USERS_SCHEMA, ParquetSink
+from sim.world.streaming import TRACE_SCHEMA, USERS_SCHEMA, streamed
 
 
 def sharding_problems(scenario: Scenario, shards: int) -> list[str]:
@@ -72,19 +72,10 @@ def run_shard(scenario: Scenario, seed: int, masps: list[str], stream_dir: str |
     world = World(scenario, seed=seed, only_masps=masps)
     if progress_file is not None:
         world.on_user_done = _progress_writer(Path(progress_file), world.n_users)
-    sink = None
     if stream_dir is not None:
         Path(stream_dir).mkdir(parents=True, exist_ok=True)
-        sink = ParquetSink(Path(stream_dir))
-        world.set_sink(sink)
-    try:
+    with streamed(world, stream_dir):
         result = world.run()
-        if sink is not None:
-            sink.close()
-    except BaseException:
-        if sink is not None:
-            sink.abort()
-        raise
     horizon = scenario.service.horizon_s
     end = world.env.now if horizon is None else float(horizon)
     return ShardResult(world.user_tally, world.image_tally, result.summary["users"], end,

@@ -130,9 +130,9 @@ class World:
     (progress bars hook in here). ``models`` reuses :class:`ServiceModels`
     already built from the same scenario; ``record_images=False`` keeps no
     per-image records (the summary is unchanged; environments use it).
-    ``sink`` receives every record instead of the in-memory lists (``add_image``,
-    ``add_round``, ``add_user``; e.g. :class:`sim.world.streaming.ParquetSink`), so a run
-    of a million users keeps none of them: its result carries the summary only.
+    :meth:`set_sink` sends every record elsewhere instead of the in-memory lists (e.g.
+    :class:`sim.world.streaming.ParquetSink`), so a run of a million users keeps none
+    of them: its result carries the summary only.
     ``only_masps`` simulates those MASPs and their users alone (nearest association
     only: a user's MASP then depends on its position alone), the part of the world
     :func:`sim.world.sharding.run_sharded` gives each process.
@@ -149,7 +149,6 @@ class World:
         external_decisions: bool = False,
         models: ServiceModels | None = None,
         record_images: bool = True,
-        sink=None,
         only_masps=None,
     ):
         self.scenario = scenario
@@ -204,7 +203,7 @@ class World:
         self.round_records: list[RoundRecord] = []
         self.user_records: list[UserRecord] = []
         self._started = False
-        self.set_sink(sink)
+        self.set_sink(None)
         self._all_departed = self.env.event()
         #: With ``external_decisions``, MASPs do not ask the provisioning agent: each decision epoch appends a
         #: :class:`DecisionRequest` here and waits (see :meth:`advance`).

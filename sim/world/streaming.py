@@ -12,12 +12,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sim.world.records import ImageRecord, RoundRecord, UserRecord
+from sim.world.records import TRACE_FIRST_COLUMNS, TRACE_SORT_KEYS, ImageRecord, RoundRecord, UserRecord
 
 #: Records buffered per table before a row group is written.
 DEFAULT_CHUNK_ROWS = 50_000
@@ -31,16 +33,13 @@ def _fields(record_type: type) -> list[tuple[str, pa.DataType]]:
 
 
 def _trace_schema() -> pa.Schema:
-    """``record``, ``t_s``, the keys, then every image and round field (a field both have appears once)."""
-    first = ["record", "t_s", "user_id", "masp", "round_index", "image_index"]
+    """The columns of :func:`~sim.world.records.trace_frame`: its leading ones, then every image and round field
+    (a field both have appears once)."""
     types: dict[str, pa.DataType] = {"record": pa.string(), "t_s": pa.float64()}
     for record_type in (ImageRecord, RoundRecord):
         for name, kind in _fields(record_type):
-            if types.setdefault(name, kind) != kind:  # pragma: no cover - the record types agree
-                raise TypeError(f"trace column {name} has two types")
-    if "image_index" not in types:  # pragma: no cover
-        raise TypeError("image records need an image_index")
-    order = first + [n for n in types if n not in first]
+            types.setdefault(name, kind)
+    order = list(TRACE_FIRST_COLUMNS) + [n for n in types if n not in TRACE_FIRST_COLUMNS]
     return pa.schema([(n, types[n]) for n in order])
 
 
@@ -110,10 +109,7 @@ class ParquetSink:
                 }
                 parts.append(_table(records, record_type, TRACE_SCHEMA, extra))
         if parts:
-            chunk = pa.concat_tables(parts).sort_by(
-                [("t_s", "ascending"), ("record", "ascending"), ("user_id", "ascending"),
-                 ("round_index", "ascending"), ("image_index", "ascending")]
-            )
+            chunk = pa.concat_tables(parts).sort_by([(key, "ascending") for key in TRACE_SORT_KEYS])
             self._trace_writer.write_table(chunk)
             self.rows["trace"] += chunk.num_rows
         self._images, self._rounds = [], []
@@ -150,4 +146,21 @@ class ParquetSink:
         self.closed = True
 
 
-__all__ = ["DEFAULT_CHUNK_ROWS", "ParquetSink", "TRACE_SCHEMA", "USERS_SCHEMA"]
+@contextmanager
+def streamed(world, directory: Path | None) -> Iterator[ParquetSink | None]:
+    """Within the block, ``world``'s records stream to ``directory`` (``None``: they stay in memory): the tables
+    are moved into place when the block ends normally and dropped when it raises."""
+    if directory is None:
+        yield None
+        return
+    sink = ParquetSink(Path(directory))
+    world.set_sink(sink)
+    try:
+        yield sink
+    except BaseException:
+        sink.abort()
+        raise
+    sink.close()
+
+
+__all__ = ["DEFAULT_CHUNK_ROWS", "ParquetSink", "TRACE_SCHEMA", "USERS_SCHEMA", "streamed"]

@@ -27,11 +27,9 @@ import pandas as pd
 import yaml
 
 from sim.config import Scenario, ScenarioError, parse_scenario
-from sim.executors import run_tasks
 from sim.io import write_csv, write_parquet, write_text
-from sim.progress import count_progress
 from sim.stats import mean_ci
-from sim.world.compare import Arm, claim_results_dir, run_arm_seed_to
+from sim.world.compare import Arm, claim_results_dir, run_saved
 
 #: Metrics plotted by the sweep report.
 HEADLINE_METRICS = ("mean_utility", "mean_qoe", "single_round_success", "mean_latency_s", "mean_images")
@@ -120,16 +118,9 @@ def sweep(scenario: Scenario, grid: dict[str, list[Any]], arms: list[Arm], seeds
             for seed in seeds:
                 path = out / "runs" / cell_id(params) / f"{arm.label}-seed{seed}.json"
                 plan.append((params, cell_scenario, arm, seed, path))
-    todo = [p for p in plan if not p[4].exists()]
-    if not quiet and len(todo) < len(plan):
-        log(f"{len(plan) - len(todo)} of {len(plan)} runs already done: skipped")
-    with count_progress(len(todo), f"{scenario.name} sweep: runs", quiet) as advance:
-        run_tasks(run_arm_seed_to, [(s, a, seed, str(path)) for _, s, a, seed, path in todo], executor, workers, address,
-                  on_done=advance)
-    rows = []
-    for params, _, arm, seed, path in plan:
-        row = json.loads(path.read_text(encoding="utf-8"))
-        rows.append({**params, **row})
+    jobs = [(cell_scenario, arm, seed, str(path)) for _, cell_scenario, arm, seed, path in plan]
+    rows = [{**params, **row} for (params, *_), row in
+            zip(plan, run_saved(jobs, executor, workers, address, quiet, f"{scenario.name} sweep: runs", log))]
     results = pd.DataFrame(rows)
     write_parquet(out / "results.parquet", results)
     write_csv(out / "results.csv", results)
