@@ -268,6 +268,7 @@ def _cmd_check_agent(args) -> int:
 
 
 def _cmd_run(args) -> int:
+    from sim.world.records import conservation_line
     from sim.world.runner import all_assessments_failed, assessment_warnings, run_scenario
 
     scenario = _load_checked(args.scenario)
@@ -287,6 +288,8 @@ def _cmd_run(args) -> int:
             f"single-round success {s['single_round_success']:.2f}, mean latency {s['mean_latency_s']:.1f} s "
             f"({output.wall_time_s:.1f} s wall)"
         )
+        if output.result.conservation is not None and (scenario.faults.any or not output.result.conservation["holds"]):
+            print(conservation_line(output.result.conservation))
     print(output.out)
     if all_assessments_failed(output.result):
         return EXIT_ASSESSMENTS_FAILED

@@ -391,6 +391,67 @@ class ServiceConfig(_Strict):
     horizon_s: PositiveFloat | None = None
 
 
+class OutageWindow(_Strict):
+    """A scheduled outage ``[start_s, end_s)``, seconds of simulated time."""
+
+    start_s: Annotated[NonNegativeFloat, Field(le=LARGE)]
+    end_s: Annotated[PositiveFloat, Field(le=LARGE)]
+    #: The MASP it hits (``null``: every MASP, each its own outage). Not used by assessor outages.
+    masp: str | None = None
+    #: The GPU it hits, by index on its MASP(s) (``null``: every GPU). GPU outages only.
+    gpu: Annotated[Int, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> OutageWindow:
+        if self.end_s <= self.start_s:
+            raise ValueError(f"end_s ({self.end_s}) must be after start_s ({self.start_s})")
+        return self
+
+
+class RandomOutages(_Strict):
+    """Random outages of every target of a kind, each on its own: exponential up and repair times."""
+
+    #: Mean time between failures (mean up time), seconds.
+    mtbf_s: Annotated[PositiveFloat, Field(le=LARGE)]
+    #: Mean time to repair (mean down time), seconds.
+    mttr_s: Annotated[PositiveFloat, Field(le=LARGE)]
+
+
+class FaultsConfig(_Strict):
+    """Faults the world suffers (``docs/faults.md``): scheduled windows and random failures per kind.
+
+    An image a fault interrupts is lost with its reason in the trace; every fault's start and end is a
+    ``fault`` row of the trace; the run's conservation check counts users and images by outcome.
+    """
+
+    #: A whole MASP down (GPUs and transmitter): every image not yet received is lost.
+    masp_outages: list[OutageWindow] = Field(default_factory=list)
+    masp_failures: RandomOutages | None = None
+    #: One GPU down: the image it generates is lost; the queue goes on on the other GPUs.
+    gpu_outages: list[OutageWindow] = Field(default_factory=list)
+    gpu_failures: RandomOutages | None = None
+    #: A MASP's links blocked (all its users): an image whose transmission overlaps a blockage is lost.
+    link_blockages: list[OutageWindow] = Field(default_factory=list)
+    link_failures: RandomOutages | None = None
+    #: The assessor (e.g. an LLM endpoint) unreachable: images received meanwhile are not scored (score 0,
+    #: an assessment failure with its reason).
+    assessor_outages: list[OutageWindow] = Field(default_factory=list)
+    assessor_failures: RandomOutages | None = None
+    #: Chance that one assessment fails on its own (a flaky endpoint), drawn per image.
+    assessor_failure_probability: Annotated[Float, Field(ge=0, lt=1)] = 0.0
+    #: A user whose MASP is down (on arrival, waiting, or back from an interrupted round): ``wait`` for it;
+    #: ``reassociate`` to a MASP that is up by the association rule (waits when none is); ``give_up``: leave
+    #: unserved (reason ``masp_down``).
+    on_masp_down: Literal["wait", "reassociate", "give_up"] = "wait"
+
+    @property
+    def any(self) -> bool:
+        """Some fault can happen."""
+        return bool(self.masp_outages or self.masp_failures or self.gpu_outages or self.gpu_failures
+                    or self.link_blockages or self.link_failures or self.assessor_outages
+                    or self.assessor_failures or self.assessor_failure_probability > 0)
+
+
 class Scenario(_Strict):
     """A whole scenario file."""
 
@@ -410,6 +471,7 @@ class Scenario(_Strict):
     service: ServiceConfig = ServiceConfig()
     training: TrainingConfig = TrainingConfig()
     compare: CompareConfig = CompareConfig()
+    faults: FaultsConfig = FaultsConfig()
     provisioning_agent: AgentConfig = AgentConfig(name="static")
     prompt_agent: AgentConfig = AgentConfig(name="raw")
 
@@ -434,6 +496,21 @@ class Scenario(_Strict):
         if len(budgets) > 1:
             raise ValueError(f"masps: every MASP needs the same p_total_w (agents are built for one P_total), got "
                              f"{', '.join(f'{b:g}' for b in budgets)} W")
+        gpus = {m.name: m.gpus for m in self.masps}
+        for kind in ("masp_outages", "gpu_outages", "link_blockages", "assessor_outages"):
+            for i, window in enumerate(getattr(self.faults, kind)):
+                where = f"faults.{kind}[{i}]"
+                if kind == "assessor_outages" and (window.masp is not None or window.gpu is not None):
+                    raise ValueError(f"{where}: an assessor outage hits every MASP; it takes no masp or gpu")
+                if window.masp is not None and window.masp not in gpus:
+                    raise ValueError(f"{where}.masp: no MASP named {window.masp!r} (MASPs: {', '.join(gpus)})")
+                if window.gpu is not None:
+                    if kind != "gpu_outages":
+                        raise ValueError(f"{where}.gpu: only gpu_outages name a GPU")
+                    fewest = gpus[window.masp] if window.masp is not None else min(gpus.values())
+                    if window.gpu >= fewest:
+                        raise ValueError(f"{where}.gpu: GPU {window.gpu} does not exist (GPUs are numbered from 0; "
+                                         f"{'the MASP has' if window.masp else 'the smallest MASP has'} {fewest})")
         return self
 
 

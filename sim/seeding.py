@@ -36,6 +36,8 @@ COMPONENTS: tuple[str, ...] = (
     "provisioning_agent",
     "prompt_agent",
     "statistical_round",  # statistical delivery: a round's shadowing, scores, fading and damage draws
+    "faults",  # random outage times per fault kind and target (MASP, GPU, links, assessor)
+    "assessor_faults",  # whether a flaky assessor fails, per user, round and image
 )
 
 _COMPONENT_INDEX = {name: i for i, name in enumerate(COMPONENTS)}

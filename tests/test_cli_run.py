@@ -30,7 +30,9 @@ def test_run_writes_results_and_is_reproducible(tmp_path):
     for name in ("scenario.yaml", "trace.parquet", "users.parquet", "summary.json", "report.md", "run_info.json"):
         assert (outs[0] / name).exists(), name
     summary = json.loads((outs[0] / "summary.json").read_text())
-    assert list(summary) == list(SUMMARY_METRICS)
+    assert list(summary) == [*SUMMARY_METRICS, "conservation"]
+    assert summary["conservation"]["holds"] is True
+    assert summary["conservation"]["users_arrived"] == summary["users"]
     assert summary == json.loads((outs[1] / "summary.json").read_text())
     trace = pd.read_parquet(outs[0] / "trace.parquet")
     pd.testing.assert_frame_equal(trace, pd.read_parquet(outs[1] / "trace.parquet"))

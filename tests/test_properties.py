@@ -1,5 +1,5 @@
 """Properties that hold for every valid input (hypothesis): the scenario round trip, the channel's
-monotonicity and bounds, and the world's conservation of users and images."""
+monotonicity and bounds, and the world's conservation of users and images (with faults too)."""
 
 from __future__ import annotations
 
@@ -76,6 +76,60 @@ def test_the_world_conserves_users_and_images(scenario):
         assert s["users"] == scenario.arrivals.n_users and s["in_service_users"] == 0
         assert sum(u.images for u in users) == len(result.images) == sum(r.n_images for r in result.rounds)
     assert all(0 <= u.best_score <= 10 for u in users)
+
+
+@st.composite
+def faulty_scenarios(draw):
+    """A small valid scenario with faults of every kind (random and scheduled), in either delivery mode."""
+    scenario = draw(scenarios())
+    data = scenario.model_dump(mode="json")
+    masps = [m["name"] for m in data["masps"]]
+
+    def windows(with_masp=True, with_gpu=False):
+        spans = []
+        for _ in range(draw(st.integers(0, 2))):
+            start = draw(st.floats(0.0, 100.0, **finite))
+            window = {"start_s": start, "end_s": start + draw(st.floats(0.1, 50.0, **finite))}
+            if with_masp and draw(st.booleans()):
+                window["masp"] = draw(st.sampled_from(masps))
+            if with_gpu and draw(st.booleans()):
+                window["gpu"] = 0
+            spans.append(window)
+        return spans
+
+    def random_failures():
+        return draw(st.one_of(st.none(), st.fixed_dictionaries({"mtbf_s": st.floats(5.0, 200.0, **finite),
+                                                                 "mttr_s": st.floats(0.5, 30.0, **finite)})))
+
+    data["faults"] = {
+        "masp_outages": windows(), "masp_failures": random_failures(),
+        "gpu_outages": windows(with_gpu=True), "gpu_failures": random_failures(),
+        "link_blockages": windows(), "link_failures": random_failures(),
+        "assessor_outages": windows(with_masp=False), "assessor_failures": random_failures(),
+        "assessor_failure_probability": draw(st.sampled_from([0.0, 0.2])),
+        "on_masp_down": draw(st.sampled_from(["wait", "reassociate", "give_up"])),
+    }
+    data["channel"]["delivery"] = draw(st.sampled_from(["statistical", "bytes"]))
+    return parse_scenario(data, source="hypothesis")
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(faulty_scenarios())
+def test_the_world_keeps_its_books_whatever_fails(scenario):
+    result = World(scenario, seed=scenario.seed).run()
+    books = result.conservation
+    assert books["holds"], books
+    s = result.summary
+    assert books["users_arrived"] == s["users"]
+    assert books["users_served"] == s["served_users"]
+    assert books["users_out_of_rounds"] + books["users_gave_up"] == s["unserved_users"]
+    assert sum(books["images_lost"].values()) == s["lost_images"] == sum(bool(im.lost) for im in result.images)
+    assert all(im.received_score == 0 and not im.decodable for im in result.images if im.lost)
+    assert all(u.satisfied or u.rounds == scenario.service.max_rounds or u.outcome == "masp_down"
+               for u in result.users)
+    if scenario.service.horizon_s is None:
+        assert books["users_in_service"] == 0 and books["images_in_flight"] == 0
+        assert len(result.users) == scenario.arrivals.n_users
 
 
 @settings(max_examples=60, deadline=None)

@@ -170,6 +170,7 @@ def image_outcomes(
     generation_scores: ArrayLike,
     uniforms: ArrayLike,
     image_bits: float,
+    done_s: ArrayLike | None = None,
 ) -> ImageOutcomes:
     """Every image of one decision epoch, statistical delivery: queue, channel, damage.
 
@@ -180,7 +181,8 @@ def image_outcomes(
     never shifts anyone's draws). Images queue FIFO on the GPUs user by user
     (:func:`image_done_times`), each is sent when generated
     (:func:`transmission_time_s`, :func:`delivery_delay_s`) and damaged by
-    :func:`delivered`.
+    :func:`delivered`. ``done_s`` replaces the FIFO queue's times (e.g. from
+    :func:`sim.model.faults.gpu_schedule` when GPUs fail).
     """
     n = np.asarray(n_images, dtype=int)
     p = np.asarray(power_w, dtype=float)[..., None]
@@ -191,7 +193,7 @@ def image_outcomes(
     snr = np.asarray(ch.snr(p, d, x, fading), dtype=float)
     ber = models.image_ber(p, d, x, fading)
     received, decodable = delivered(models.quality, ber, generation_scores, uniforms, image_bits)
-    done = models.image_done_times(n, fading.shape[-1])
+    done = models.image_done_times(n, fading.shape[-1]) if done_s is None else np.asarray(done_s, dtype=float)
     tx = transmission_time_s(ch, image_bits, snr, p)
     return ImageOutcomes(snr, ber, received, decodable, done, tx, done + delivery_delay_s(tx))
 

@@ -19,6 +19,7 @@ from sim.executors import check_executor, run_tasks
 from sim.io import unique_dir, write_csv, write_text
 from sim.progress import count_progress
 from sim.registry import PROMPT_AGENTS, PROVISIONING_AGENTS, RegistryError
+from sim.world.records import conservation_line
 from sim.world.report import write_compare_report
 from sim.world.simulation import World
 
@@ -69,6 +70,8 @@ def _arm_scenario(scenario: Scenario, arm: Arm) -> Scenario:
 def run_arm_seed(scenario: Scenario, arm: Arm, seed: int) -> dict[str, Any]:
     """One replication of one arm (runs in a worker process)."""
     result = World(_arm_scenario(scenario, arm), seed=seed).run()
+    if not result.conservation["holds"]:
+        raise RuntimeError(f"{arm.label} seed {seed}: {conservation_line(result.conservation)}")
     return {"agent": arm.label, "provisioning_agent": arm.provisioning.name, "prompt_agent": arm.prompt.name,
             "seed": seed, **result.summary}
 

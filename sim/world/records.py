@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +65,8 @@ class ImageRecord:
     assessment_failed: bool
     #: Why the assessment failed (the assessor's detail; empty when it did not).
     assessment_detail: str = ""
+    #: The fault that lost the image (:data:`sim.model.faults.LOSS_REASONS`); empty when it was received.
+    lost: str = ""
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,29 @@ class UserRecord:
     qoe: float
     cost: float
     utility: float
+    #: Why the user left: ``served``, ``out_of_rounds`` (every round used below the threshold) or
+    #: ``masp_down`` (gave up on a MASP that was down: ``faults.on_masp_down: give_up``).
+    outcome: str = "served"
+
+
+@dataclass(frozen=True)
+class FaultRecord:
+    """A fault starting or ending (``faults`` section): one row of the trace with ``record`` ``fault``."""
+
+    t_s: float
+    #: ``masp_outage``, ``gpu_failure``, ``link_blockage`` or ``assessor_outage``.
+    fault: str
+    #: What went down: a MASP's name, ``<masp>/gpu<k>``, ``<masp>/links`` or ``assessor``.
+    target: str
+    #: The MASP concerned (empty for the assessor).
+    masp: str
+    #: ``down`` or ``up``.
+    state: str
+    #: ``scheduled`` (a window of the scenario) or ``random`` (MTBF/MTTR; a window merging both is random).
+    cause: str
+    #: At a MASP going down: waiting users moved to another MASP, and users who gave up.
+    users_moved: int = 0
+    users_gave_up: int = 0
 
 
 def records_frame(records: list[Any], record_type: type) -> pd.DataFrame:
@@ -130,17 +156,40 @@ TRACE_FIRST_COLUMNS = ("record", "t_s", "user_id", "masp", "round_index", "image
 TRACE_SORT_KEYS = ("t_s", "record", "user_id", "round_index", "image_index")
 
 
-def trace_frame(images: list[ImageRecord], rounds: list[RoundRecord]) -> pd.DataFrame:
-    """The event trace: image and round records in one table, ordered by time."""
+def _trace_columns() -> dict[str, type]:
+    """The trace's columns and their Python types: its leading ones, then every image, round and fault field (a
+    field two records have appears once)."""
+    columns: dict[str, type] = {"record": str, "t_s": float}
+    for record_type in (ImageRecord, RoundRecord, FaultRecord):
+        hints = typing.get_type_hints(record_type)
+        for f in dataclasses.fields(record_type):
+            columns.setdefault(f.name, hints[f.name])
+    first = {name: columns[name] for name in TRACE_FIRST_COLUMNS}
+    return {**first, **{name: kind for name, kind in columns.items() if name not in first}}
+
+
+#: Every column of the trace, in order, with its Python type (the Parquet schema of streamed traces too).
+TRACE_COLUMNS = _trace_columns()
+
+
+def trace_frame(images: list[ImageRecord], rounds: list[RoundRecord], faults: list[FaultRecord] = ()) -> pd.DataFrame:
+    """The event trace: image, round and fault records in one table, ordered by time, in :data:`TRACE_COLUMNS`.
+
+    A column no record of the run has is empty (``None`` for text, NaN for numbers); fault rows have no user,
+    round or image, so with faults those columns hold NaN on them.
+    """
     img = records_frame(images, ImageRecord).assign(record="image", t_s=lambda d: d["t_received_s"])
     rnd = records_frame(rounds, RoundRecord).assign(record="round", t_s=lambda d: d["t_done_s"])
-    frames = [f for f in (img, rnd) if len(f)]
+    flt = records_frame(list(faults), FaultRecord).assign(record="fault")
+    frames = [f for f in (img, rnd, flt) if len(f)]
     if not frames:
         return pd.concat([img, rnd], ignore_index=True)
     trace = pd.concat(frames, ignore_index=True)
+    for name, kind in TRACE_COLUMNS.items():
+        if name not in trace:
+            trace[name] = pd.Series(None, index=trace.index, dtype="str" if kind is str else "float64")
     trace = trace.sort_values(list(TRACE_SORT_KEYS), kind="stable")
-    first = list(TRACE_FIRST_COLUMNS)
-    return trace[first + [c for c in trace.columns if c not in first]].reset_index(drop=True)
+    return trace[list(TRACE_COLUMNS)].reset_index(drop=True)
 
 
 #: Metrics reported per run, in the order of reports and ``runs.csv``.
@@ -159,6 +208,7 @@ SUMMARY_METRICS = (
     "mean_cost",
     "undecodable_rate",
     "assessment_failures",
+    "lost_images",
     "mean_ber",
     "sim_time_s",
 )
@@ -209,20 +259,28 @@ class ExactSum:
 
 @dataclass
 class ImageTally:
-    """Running image counts behind the summary's image metrics (kept also when image records are not)."""
+    """Running image counts behind the summary's image metrics (kept also when image records are not).
+
+    ``undecodable`` counts images received but not decodable (bit errors); images lost to a fault are
+    counted apart, by reason, in ``lost``.
+    """
 
     images: int = 0
     undecodable: int = 0
     assessment_failures: int = 0
     ber: ExactSum = dataclasses.field(default_factory=ExactSum)
+    lost: dict[str, int] = dataclasses.field(default_factory=dict)
 
-    def add(self, undecodable: int, assessment_failures: int, bers) -> None:
-        """Count a batch of images: how many failed to decode or to be assessed, and their BERs (NaN skipped)."""
+    def add(self, undecodable: int, assessment_failures: int, bers, lost: list[str] | None = None) -> None:
+        """Count a batch of images: how many failed to decode or to be assessed, their BERs (NaN skipped) and
+        the loss reasons of those a fault lost (one per lost image)."""
         self.images += len(bers)
         self.undecodable += int(undecodable)
         self.assessment_failures += int(assessment_failures)
         for b in bers:
             self.ber.add(float(b))
+        for reason in lost or ():
+            self.lost[reason] = self.lost.get(reason, 0) + 1
 
     def merge(self, other: ImageTally) -> None:
         """Add another part of the run's images (e.g. another shard's)."""
@@ -230,12 +288,19 @@ class ImageTally:
         self.undecodable += other.undecodable
         self.assessment_failures += other.assessment_failures
         self.ber.merge(other.ber)
+        for reason, n in other.lost.items():
+            self.lost[reason] = self.lost.get(reason, 0) + n
+
+    @property
+    def lost_images(self) -> int:
+        return sum(self.lost.values())
 
     @classmethod
     def of(cls, images: list[ImageRecord]) -> ImageTally:
         tally = cls()
-        tally.add(sum(1 for im in images if not im.decodable), sum(1 for im in images if im.assessment_failed),
-                  [im.ber for im in images])
+        tally.add(sum(1 for im in images if not im.decodable and not im.lost),
+                  sum(1 for im in images if im.assessment_failed), [im.ber for im in images],
+                  [im.lost for im in images if im.lost])
         return tally
 
 
@@ -259,11 +324,14 @@ class UserTally:
     def __init__(self) -> None:
         self.departed = 0
         self.served = 0
+        #: Users who left by outcome (``UserRecord.outcome``).
+        self.outcomes: dict[str, int] = {}
         self.sums = {field: ExactSum() for field in _USER_MEANS}
 
     def add(self, user: UserRecord) -> None:
         self.departed += 1
         self.served += bool(user.satisfied)
+        self.outcomes[user.outcome] = self.outcomes.get(user.outcome, 0) + 1
         for field, total in self.sums.items():
             total.add(float(getattr(user, field)))
 
@@ -271,6 +339,8 @@ class UserTally:
         """Add another part of the run's users (e.g. another shard's)."""
         self.departed += other.departed
         self.served += other.served
+        for outcome, n in other.outcomes.items():
+            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
         for field, total in self.sums.items():
             total.merge(other.sums[field])
 
@@ -291,7 +361,8 @@ def summarise(users: list[UserRecord] | UserTally, images: list[ImageRecord] | I
     * ``served_users``: users whose best received image met their threshold;
     * ``unserved_users``: users who used every round without meeting it;
     * ``in_service_users``: arrived but not finished when the horizon ended the run;
-    * ``single_round_success``: fraction of departed users served in their first round.
+    * ``single_round_success``: fraction of departed users served in their first round;
+    * ``lost_images``: images a fault lost (``faults``; :func:`conservation` has them by reason).
     """
     people = users if isinstance(users, UserTally) else UserTally.of(users)
     tally = images if isinstance(images, ImageTally) else ImageTally.of(images)
@@ -303,7 +374,50 @@ def summarise(users: list[UserRecord] | UserTally, images: list[ImageRecord] | I
         **{name: people.sums[field].mean for field, name in _USER_MEANS.items()},
         "undecodable_rate": tally.undecodable / tally.images if tally.images else math.nan,
         "assessment_failures": int(tally.assessment_failures),
+        "lost_images": int(tally.lost_images),
         "mean_ber": tally.ber.mean,
         "sim_time_s": float(sim_time_s),
     }
     return {name: summary[name] for name in SUMMARY_METRICS}
+
+
+def conservation(arrived: int, in_service: int, users: UserTally, requested: int, in_flight: int,
+                 images: ImageTally) -> dict[str, Any]:
+    """The run's books: users arrived = served + out of rounds + gave up + still in service; images requested =
+    received + undecodable + lost (by reason) + still in flight. ``holds`` says whether both balance.
+
+    The users and images still in the system are counted where they are (queues, epochs, GPUs, links), not
+    as a difference, so a user or an image that went missing shows as an imbalance.
+    """
+    served = users.outcomes.get("served", 0)
+    out_of_rounds = users.outcomes.get("out_of_rounds", 0)
+    gave_up = users.outcomes.get("masp_down", 0)
+    other = users.departed - served - out_of_rounds - gave_up
+    received = images.images - images.undecodable - images.lost_images
+    users_hold = arrived == served + out_of_rounds + gave_up + other + in_service and other == 0
+    images_hold = requested == images.images + in_flight
+    return {
+        "users_arrived": int(arrived),
+        "users_served": int(served),
+        "users_out_of_rounds": int(out_of_rounds),
+        "users_gave_up": int(gave_up),
+        "users_in_service": int(in_service),
+        "images_requested": int(requested),
+        "images_received": int(received),
+        "images_undecodable": int(images.undecodable),
+        "images_lost": {reason: int(images.lost[reason]) for reason in sorted(images.lost)},
+        "images_in_flight": int(in_flight),
+        "holds": bool(users_hold and images_hold),
+    }
+
+
+def conservation_line(books: dict[str, Any]) -> str:
+    """The books of :func:`conservation` in one line."""
+    lost = books["images_lost"]
+    lost_text = ", ".join(f"{n} {reason}" for reason, n in lost.items()) or "none to faults"
+    verdict = "holds" if books["holds"] else "DOES NOT HOLD"
+    return (f"conservation {verdict}: {books['users_arrived']} users arrived = {books['users_served']} served + "
+            f"{books['users_out_of_rounds']} out of rounds + {books['users_gave_up']} gave up + "
+            f"{books['users_in_service']} in service; {books['images_requested']} images = "
+            f"{books['images_received']} received + {books['images_undecodable']} undecodable + "
+            f"{sum(lost.values())} lost ({lost_text}) + {books['images_in_flight']} in flight")

@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from sim.stats import holm_adjust, mean_ci, paired_difference, paired_t_test  # noqa: E402
-from sim.world.records import SUMMARY_METRICS  # noqa: E402
+from sim.world.records import SUMMARY_METRICS, conservation_line  # noqa: E402
 
 
 def _fmt(x: float, digits: int = 3) -> str:
@@ -52,10 +52,13 @@ def _save(fig: plt.Figure, path: Path) -> None:
 
 
 def write_run_report(out: Path, scenario_name: str, seed: int, summary: dict, trace: pd.DataFrame, users: pd.DataFrame,
-                     warnings: list[str] | tuple[str, ...] = ()) -> Path:
-    """``report.md`` and its PNG plots for one run, in ``out`` (``warnings``: lines shown above the summary)."""
+                     warnings: list[str] | tuple[str, ...] = (), books: dict | None = None) -> Path:
+    """``report.md`` and its PNG plots for one run, in ``out`` (``warnings``: lines shown above the summary;
+    ``books``: the conservation check, :func:`sim.world.records.conservation`)."""
     sns.set_theme(style="whitegrid")
     images = trace[trace["record"] == "image"]
+    if "lost" in images:  # images a fault lost never reached the user: the channel plots show the others
+        images = images[images["lost"].fillna("") == ""]
     figures = []
     # Real generators do not know an image's generation score (NaN): then only received scores are plotted.
     scored = images[np.isfinite(images["generation_score"].astype(float))] if len(images) else images
@@ -111,6 +114,12 @@ def write_run_report(out: Path, scenario_name: str, seed: int, summary: dict, tr
         _markdown_table(rows),
         "",
     ]
+    if books is not None:
+        lines += ["## Conservation", "", conservation_line(books), ""]
+    if "record" in trace and (trace["record"] == "fault").any():
+        faults = trace[(trace["record"] == "fault") & (trace["state"] == "down")]
+        counts = faults.groupby(["fault", "target", "cause"]).size().reset_index(name="outages")
+        lines += ["## Faults", "", _markdown_table(counts.head(50)), ""]
     if len(users) <= 20 and len(users):
         cols = ["user_id", "prompt", "threshold", "distance_m", "rounds", "images", "best_score", "satisfied", "latency_s", "qoe", "utility"]
         shown = users[cols].copy()

@@ -15,7 +15,7 @@ from sim.config import Scenario, ScenarioError, scenario_to_yaml
 from sim.progress import user_progress
 from sim.world.report import write_run_report
 from sim.io import unique_dir, write_json, write_parquet, write_text
-from sim.world.records import UserRecord, records_frame, trace_frame
+from sim.world.records import UserRecord, conservation_line, records_frame, trace_frame
 from sim.world.simulation import World, WorldResult
 from sim.world.streaming import streamed
 
@@ -48,7 +48,15 @@ def all_assessments_failed(result: WorldResult) -> bool:
 
 
 def assessment_warnings(result: WorldResult) -> list[str]:
-    """A warning when most (or all) of the run's assessments failed."""
+    """A warning when most (or all) of the run's assessments failed, or when its books do not balance."""
+    books = result.conservation
+    if books is not None and not books["holds"]:
+        return [conservation_line(books) + ": users or images went missing (a bug: please report it with the "
+                "scenario)"] + _assessment_warnings(result)
+    return _assessment_warnings(result)
+
+
+def _assessment_warnings(result: WorldResult) -> list[str]:
     images = result.images_generated
     failed = result.summary["assessment_failures"]
     if images and failed >= FAILED_ASSESSMENTS_WARNING * images:
@@ -138,19 +146,19 @@ def _run(scenario: Scenario, seed: int, world: World | None, out: Path, quiet: b
 def _write_outputs(out: Path, scenario: Scenario, seed: int, result: WorldResult, wall: float, streamed: bool,
                    shards: int) -> RunOutput:
     if not streamed:
-        trace = trace_frame(result.images, result.rounds)
+        trace = trace_frame(result.images, result.rounds, result.faults)
         users = records_frame(result.users, UserRecord)
         write_parquet(out / "trace.parquet", trace)
         write_parquet(out / "users.parquet", users)
     else:
         trace, users = _streamed_report_tables(out)
-    write_json(out / "summary.json", result.summary)
+    write_json(out / "summary.json", {**result.summary, "conservation": result.conservation})
     warnings = assessment_warnings(result)
     write_json(out / "run_info.json", {"scenario": scenario.name, "seed": seed, "wall_time_s": wall,
                                         "provisioning_agent": scenario.provisioning_agent.name,
                                         "prompt_agent": scenario.prompt_agent.name, "streamed": streamed,
                                         "shards": shards, "warnings": warnings})
-    write_run_report(out, scenario.name, seed, result.summary, trace, users, warnings)
+    write_run_report(out, scenario.name, seed, result.summary, trace, users, warnings, result.conservation)
     return RunOutput(out, result, wall)
 
 

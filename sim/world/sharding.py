@@ -25,7 +25,16 @@ import pyarrow.parquet as pq
 
 from sim.config import Scenario
 from sim.executors import run_tasks
-from sim.world.records import ImageRecord, ImageTally, RoundRecord, UserRecord, UserTally, summarise
+from sim.world.records import (
+    FaultRecord,
+    ImageRecord,
+    ImageTally,
+    RoundRecord,
+    UserRecord,
+    UserTally,
+    conservation,
+    summarise,
+)
 from sim.world.simulation import World, WorldResult
 from sim.world.streaming import TRACE_SCHEMA, USERS_SCHEMA, streamed
 
@@ -38,6 +47,9 @@ def sharding_problems(scenario: Scenario, shards: int) -> list[str]:
     if scenario.service.association != "nearest":
         problems.append("service.association: shards need nearest association (with least_loaded a user's MASP "
                         "depends on the other MASPs' queues)")
+    if scenario.faults.any and scenario.faults.on_masp_down == "reassociate":
+        problems.append("faults.on_masp_down: reassociate moves users between MASPs, which shards simulate apart; "
+                        "use wait or give_up, or run it in one process")
     world = World(scenario, seed=scenario.seed)
     for kind, agent in (("provisioning_agent", world.provisioning_agent), ("prompt_agent", world.prompt_agent)):
         if not getattr(agent, "per_observation", False):
@@ -61,6 +73,9 @@ class ShardResult:
     user_records: list[UserRecord]
     round_records: list[RoundRecord]
     image_records: list[ImageRecord]
+    fault_records: list[FaultRecord]
+    #: The shard's books: users arrived and still in service, images requested and still in flight.
+    counts: tuple[int, int, int, int]
 
 
 def run_shard(scenario: Scenario, seed: int, masps: list[str], stream_dir: str | None = None,
@@ -78,8 +93,10 @@ def run_shard(scenario: Scenario, seed: int, masps: list[str], stream_dir: str |
         result = world.run()
     horizon = scenario.service.horizon_s
     end = world.env.now if horizon is None else float(horizon)
+    books = result.conservation
+    counts = (books["users_arrived"], books["users_in_service"], books["images_requested"], books["images_in_flight"])
     return ShardResult(world.user_tally, world.image_tally, result.summary["users"], end,
-                       result.users, result.rounds, result.images)
+                       result.users, result.rounds, result.images, result.faults, counts)
 
 
 def _progress_writer(path: Path, total: int) -> Callable[[int, int], None]:
@@ -150,14 +167,17 @@ def run_sharded(scenario: Scenario, seed: int | None = None, shards: int = 2, st
         images.merge(part.images)
     end = max(part.end_s for part in parts)
     summary = summarise(users, images, sum(part.arrived for part in parts), end)
+    arrived, in_service, requested, in_flight = (sum(c) for c in zip(*(part.counts for part in parts)))
+    books = conservation(arrived, in_service, users, requested, in_flight, images)
+    faults = sorted((r for part in parts for r in part.fault_records), key=lambda r: (r.t_s, r.target, r.state))
     if parts_dir is not None:
         _concatenate(parts_dir, Path(stream_to), len(groups))
         shutil.rmtree(parts_dir)
-        return WorldResult(seed, [], [], [], summary, images.images)
+        return WorldResult(seed, [], [], [], summary, images.images, books, faults)
     user_records = sorted((r for part in parts for r in part.user_records), key=lambda r: r.user_id)
     rounds = [r for part in parts for r in part.round_records]
     images_records = [r for part in parts for r in part.image_records]
-    return WorldResult(seed, user_records, rounds, images_records, summary, images.images)
+    return WorldResult(seed, user_records, rounds, images_records, summary, images.images, books, faults)
 
 
 def _concatenate(parts_dir: Path, out: Path, n: int) -> None:

@@ -29,6 +29,7 @@ given image do not depend on what was decided for anyone else.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -36,7 +37,7 @@ from typing import Callable
 import numpy as np
 import simpy
 
-from sim.assessment.base import Assessor
+from sim.assessment.base import Assessment, Assessor
 from sim.backends import (
     agent_context,
     build_assessor,
@@ -49,15 +50,26 @@ from sim.backends import (
 from sim.config import Scenario
 from sim.decisions import PromptAgent, PromptObservation, Provision, ProvisioningAgent, ProvisioningObservation
 from sim.generation.base import GenerationRequest, Generator
+from sim.generation.render import decode_image_checked
 from sim.generation.surrogate import typical_image_bits
 from sim.model import service
 from sim.model.service import ServiceModels
 from sim.model.channel import flip_bits, linear_to_db
+from sim.model.faults import FaultTimeline, gpu_schedule, image_losses
 from sim.model.qoe import QoEFunction, qoe, user_utility, utility
 from sim.model.quality import N_STRATEGIES, prompt_complexity
 from sim.prompting.prompts import Prompt, load_prompts
 from sim.prompting.strategies import apply_strategy
-from sim.world.records import ImageRecord, ImageTally, RoundRecord, UserRecord, UserTally, summarise
+from sim.world.records import (
+    FaultRecord,
+    ImageRecord,
+    ImageTally,
+    RoundRecord,
+    UserRecord,
+    UserTally,
+    conservation,
+    summarise,
+)
 from sim.seeding import RandomStreams
 
 
@@ -107,12 +119,19 @@ class WorldResult:
     summary: dict[str, float]
     #: Images generated in the run (kept also when image records are not).
     images_generated: int = 0
+    #: The run's books (:func:`sim.world.records.conservation`): users and images by outcome, and whether they balance.
+    conservation: dict | None = None
+    #: Every fault starting or ending (``faults``), in order of time.
+    faults: list[FaultRecord] = field(default_factory=list)
 
 
 class _Masp:
-    def __init__(self, env: simpy.Environment, name: str, gpus: int, p_total_w: float, max_users: int, position):
+    def __init__(self, env: simpy.Environment, name: str, gpus: int, p_total_w: float, max_users: int, position,
+                 gpus_fail: bool = False):
         self.name = name
-        self.gpu = simpy.Resource(env, capacity=gpus)
+        # a GPU failure takes its slot with priority, interrupting the image it generates
+        self.gpu = simpy.PreemptiveResource(env, capacity=gpus) if gpus_fail else simpy.Resource(env, capacity=gpus)
+        self.n_gpus = gpus
         self.p_total_w = p_total_w
         self.max_users = max_users
         self.position_m = np.asarray(position, dtype=float)
@@ -120,6 +139,12 @@ class _Masp:
         self.in_service = 0
         self.wakeup = env.event()
         self.epochs = 0
+        #: Image processes under way (bytes delivery), which a MASP outage interrupts.
+        self.in_flight: set = set()
+        #: Down windows of the MASP, of each GPU and of its links (``None`` without faults of that kind).
+        self.down: FaultTimeline | None = None
+        self.gpus_down: list[FaultTimeline] | None = None
+        self.links_down: FaultTimeline | None = None
 
 
 class World:
@@ -188,9 +213,22 @@ class World:
         self.prompt_agent = prompt_agent or build_prompt_agent(pr.name, pr.params, context, self.streams.rng("prompt_agent"))
 
         self.env = simpy.Environment()
+        faults = scenario.faults
+        #: The scenario's faults, or ``None`` when it has none (the world then runs exactly as without the section).
+        self.faults = faults if faults.any else None
+        gpus_fail = bool(faults.gpu_outages or faults.gpu_failures)
         self.masps = [
-            _Masp(self.env, m.name, m.gpus, m.p_total_w, m.max_users_per_epoch, m.position_m) for m in scenario.masps
+            _Masp(self.env, m.name, m.gpus, m.p_total_w, m.max_users_per_epoch, m.position_m, gpus_fail)
+            for m in scenario.masps
         ]
+        self.assessor_down: FaultTimeline | None = None
+        if self.faults is not None:
+            self._build_fault_timelines()
+        self.fault_records: list[FaultRecord] = []
+        self._flaky_draws: dict[tuple[int, int], np.ndarray] = {}
+        self._arrived = 0
+        self._images_requested = 0
+        self._images_in_flight = 0
         self._simulated = self.masps  # the MASPs this world runs (see only_masps)
         self._pool = self._prompt_pool()
         self._arrival_times = self._draw_arrival_times()
@@ -217,9 +255,104 @@ class World:
         if self._started:
             raise RuntimeError("set the sink before the run starts")
         self.sink = sink
+        self._add_fault = self.fault_records.append if sink is None else sink.add_fault
         self._add_image = self.image_records.append if sink is None else sink.add_image
         self._add_round = self.round_records.append if sink is None else sink.add_round
         self._add_user = self.user_records.append if sink is None else sink.add_user
+
+    # -- faults -----------------------------------------------------------------------------------
+
+    def _timeline(self, windows, random, *key: int) -> FaultTimeline | None:
+        """The down windows of one target: its scheduled ones and, with ``random``, MTBF/MTTR outages drawn
+        from the ``faults`` stream at ``key`` (the same in every shard and whatever the agents do)."""
+        spans = [(w.start_s, w.end_s) for w in windows]
+        if not spans and random is None:
+            return None
+        if random is None:
+            return FaultTimeline(spans)
+        return FaultTimeline(spans, random.mtbf_s, random.mttr_s, self.streams.rng("faults", *key))
+
+    def _build_fault_timelines(self) -> None:
+        f = self.faults
+        for index, masp in enumerate(self.masps):
+            mine = [w for w in f.masp_outages if w.masp in (None, masp.name)]
+            masp.down = self._timeline(mine, f.masp_failures, 0, index)
+            mine = [w for w in f.link_blockages if w.masp in (None, masp.name)]
+            masp.links_down = self._timeline(mine, f.link_failures, 2, index)
+            if f.gpu_outages or f.gpu_failures:
+                gpus = [self._timeline([w for w in f.gpu_outages if w.masp in (None, masp.name) and w.gpu in (None, k)],
+                                       f.gpu_failures, 1, index, k) for k in range(masp.n_gpus)]
+                masp.gpus_down = [g if g is not None else FaultTimeline() for g in gpus]
+        self.assessor_down = self._timeline(f.assessor_outages, f.assessor_failures, 3)
+
+    def _masp_is_down(self, masp: _Masp) -> bool:
+        return masp.down is not None and masp.down.is_down(self.env.now)
+
+    def _fault_process(self, timeline: FaultTimeline, fault: str, target: str, masp: _Masp | None,
+                       on_down: Callable[[], tuple[int, int]] | None = None):
+        """Record each window of ``timeline`` as it starts and ends; ``on_down()`` acts on its start and returns
+        ``(users moved, users who gave up)``."""
+        name = masp.name if masp is not None else ""
+        while True:
+            window = timeline.window_after(self.env.now)
+            if window is None:
+                return
+            start, end, random = window
+            if start > self.env.now:
+                yield self.env.timeout(start - self.env.now)
+            moved, gave_up = on_down() if on_down is not None else (0, 0)
+            cause = "random" if random else "scheduled"
+            self._add_fault(FaultRecord(self.env.now, fault, target, name, "down", cause, moved, gave_up))
+            yield self.env.timeout(end - self.env.now)
+            self._add_fault(FaultRecord(self.env.now, fault, target, name, "up", cause))
+
+    def _masp_goes_down(self, masp: _Masp) -> tuple[int, int]:
+        """A MASP outage starts: every image under way is lost; its waiting users follow ``on_masp_down``."""
+        for process in list(masp.in_flight):
+            if process.is_alive:
+                process.interrupt("masp_outage")
+        policy = self.faults.on_masp_down
+        if policy == "wait" or not masp.pending:
+            return 0, 0
+        waiting, masp.pending = masp.pending, []
+        moved = gave_up = 0
+        for user in waiting:
+            if policy == "give_up":
+                self._depart(user, "masp_down")
+                gave_up += 1
+                continue
+            other = self._associate(user)
+            moved += other is not masp
+            other.pending.append(user)
+            self._wake(other)
+        return moved, gave_up
+
+    def _start_faults(self) -> None:
+        for masp in self._simulated:
+            if masp.down is not None:
+                self.env.process(self._fault_process(masp.down, "masp_outage", masp.name, masp,
+                                                     lambda m=masp: self._masp_goes_down(m)))
+            for k, gpu in enumerate(masp.gpus_down or ()):
+                if not gpu.empty:
+                    self.env.process(self._fault_process(gpu, "gpu_failure", f"{masp.name}/gpu{k}", masp))
+                    self.env.process(self._gpu_outages(masp, gpu))
+            if masp.links_down is not None:
+                self.env.process(self._fault_process(masp.links_down, "link_blockage", f"{masp.name}/links", masp))
+        # one world records the assessor's outages (in a sharded run, the shard holding the first MASP)
+        if self.assessor_down is not None and self.masps[0] in self._simulated:
+            self.env.process(self._fault_process(self.assessor_down, "assessor_outage", "assessor", None))
+
+    def _gpu_outages(self, masp: _Masp, timeline: FaultTimeline):
+        """Hold one GPU slot, with priority, through each down window: the image it generates is interrupted."""
+        while True:
+            window = timeline.window_after(self.env.now)
+            if window is None:
+                return
+            if window[0] > self.env.now:
+                yield self.env.timeout(window[0] - self.env.now)
+            with masp.gpu.request(priority=-1, preempt=True) as slot:
+                yield slot
+                yield self.env.timeout(max(window[1] - self.env.now, 0.0))
 
     # -- population -------------------------------------------------------------------------------
 
@@ -236,6 +369,9 @@ class World:
         if self.scenario.service.association != "nearest":
             raise ValueError("only_masps needs service.association: nearest (with least_loaded a user's MASP depends "
                              "on the other MASPs' queues)")
+        if self.faults is not None and self.faults.on_masp_down == "reassociate":
+            raise ValueError("only_masps cannot simulate faults.on_masp_down: reassociate (users would move to MASPs "
+                             "it does not simulate)")
         self._simulated = [m for m in self.masps if m.name in only]
         return np.array([u for u in range(len(self._arrival_times)) if self._nearest(self.draw_user(u)).name in only],
                         dtype=np.int64)
@@ -285,18 +421,32 @@ class World:
         return min(self.masps, key=lambda m: self._distance(user, m))
 
     def _associate(self, user: User) -> _Masp:
+        candidates = self.masps
+        if self.faults is not None and self.faults.on_masp_down == "reassociate":
+            candidates = [m for m in self.masps if not self._masp_is_down(m)] or self.masps
         if self.scenario.service.association == "least_loaded":
-            masp = min(self.masps, key=lambda m: (len(m.pending) + m.in_service, self._distance(user, m)))
+            masp = min(candidates, key=lambda m: (len(m.pending) + m.in_service, self._distance(user, m)))
         else:
-            masp = self._nearest(user)
+            masp = min(candidates, key=lambda m: self._distance(user, m))
         user.masp = masp.name
         user.distance_m = self._distance(user, masp)
         user.mean_snr_db_at_1w = float(self.channel.mean_snr_db(1.0, user.distance_m))
         return masp
 
     def _enqueue(self, masp: _Masp, user: User) -> None:
+        """``user`` asks ``masp`` for a round (on arrival or again); a MASP that is down gets ``on_masp_down``."""
         user.request_s = self.env.now
+        if self.faults is not None and self._masp_is_down(masp):
+            if self.faults.on_masp_down == "give_up":
+                self._depart(user, "masp_down")
+                return
+            if self.faults.on_masp_down == "reassociate":
+                masp = self._associate(user)
         masp.pending.append(user)
+        self._wake(masp)
+
+    @staticmethod
+    def _wake(masp: _Masp) -> None:
         if not masp.wakeup.triggered:
             masp.wakeup.succeed()
 
@@ -308,6 +458,7 @@ class World:
             if wait > 0:
                 yield self.env.timeout(wait)
             user = self.draw_user(u)
+            self._arrived += 1
             self._enqueue(self._associate(user), user)
 
     def _masp_loop(self, masp: _Masp):
@@ -315,6 +466,10 @@ class World:
             if not masp.pending:
                 masp.wakeup = self.env.event()
                 yield masp.wakeup
+                continue
+            if masp.down is not None and masp.down.is_down(self.env.now):
+                yield self.env.timeout(masp.down.up_at_s(self.env.now) - self.env.now)
+                continue
             batch, masp.pending = masp.pending[: masp.max_users], masp.pending[masp.max_users :]
             masp.in_service = len(batch)
             yield from self._epoch(masp, batch)
@@ -464,12 +619,18 @@ class World:
             uniforms[i] = rng.random(k)
         d = np.array([u.distance_m for u in batch])
         bits = self._image_bits
-        img = service.image_outcomes(self.models, n, power, d, shadow, fading, gen, uniforms, bits)
-        best, latency = service.round_results(n, img)
+        t0, t_gen = self.env.now, self.scenario.generator.inference_time_s
+        done, gpu_lost = self._gpu_done_times(masp, n, k) if masp.gpus_down is not None else (None, None)
+        img = service.image_outcomes(self.models, n, power, d, shadow, fading, gen, uniforms, bits, done_s=done)
         # bits flipped per image (the trace's count only): Binomial(bits, BER), drawn after the rest of the round
         # (img.ber is a probability: the damage model checked it)
         flipped = np.stack([rng.binomial(bits, img.ber[i]) for i, rng in enumerate(rngs)])
-        t0, t_gen = self.env.now, self.scenario.generator.inference_time_s
+        lost = np.full((q, k), "", dtype=object)
+        unscored = np.full((q, k), "", dtype=object)
+        if self.faults is not None:
+            img, lost, unscored = self._statistical_faults(masp, batch, n, img, gpu_lost)
+            flipped = np.where(lost == "", flipped, 0)
+        best, latency = service.round_results(n, img)
         snr_db = linear_to_db(img.snr)  # 0 -> -inf dB
         mean_snr_db = np.where(power > 0, np.asarray(self.channel.mean_snr_db(power, d), dtype=float) + shadow, -np.inf)
         outcomes = []
@@ -480,8 +641,11 @@ class World:
                 refined, _ = apply_strategy(user.prompt, strategies[i], self.corpus.elements(user.prompt))
                 self._refined[(user.prompt, strategies[i])] = refined
             used = slice(0, n_i)
-            undecodable = int((~img.decodable[i, used]).sum())
-            self.image_tally.add(undecodable, 0, img.ber[i, used].tolist())
+            gone = lost[i, used] != ""
+            undecodable = int((~img.decodable[i, used] & ~gone).sum())
+            self._images_requested += n_i
+            self.image_tally.add(undecodable, int((unscored[i, used] != "").sum()), img.ber[i, used].tolist(),
+                                 [str(x) for x in lost[i, used][gone]])
             for j in range(n_i if self.record_images else 0):
                 self._add_image(ImageRecord(
                     user_id=user.user_id, masp=masp.name, round_index=r, image_index=j, strategy=strategies[i],
@@ -492,7 +656,8 @@ class World:
                     fading_gain=float(fading[i, j]), snr_db=float(snr_db[i, j]),
                     ber=float(img.ber[i, j]), n_bits=bits, bits_flipped=int(flipped[i, j]),
                     generation_score=float(gen[i, j]), received_score=float(img.received[i, j]),
-                    decodable=bool(img.decodable[i, j]), damage=math.nan, assessor="statistical", assessment_failed=False,
+                    decodable=bool(img.decodable[i, j]), damage=math.nan, assessor="statistical",
+                    assessment_failed=bool(unscored[i, j]), assessment_detail=str(unscored[i, j]), lost=str(lost[i, j]),
                 ))
             outcomes.append({
                 "strategy": strategies[i],
@@ -506,6 +671,54 @@ class World:
                 "t_request_s": user.request_s,
             })
         return outcomes
+
+    def _gpu_done_times(self, masp: _Masp, n: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """When each image of the epoch leaves its GPU (relative to now), and whether its GPU failed under it:
+        :func:`sim.model.faults.gpu_schedule` on the MASP's GPUs, the queue user by user as in the bytes mode."""
+        t0 = self.env.now
+        ends, failed = gpu_schedule(int(n.sum()), t0, self.scenario.generator.inference_time_s, masp.gpus_down)
+        done, lost = np.zeros((len(n), k)), np.zeros((len(n), k), dtype=bool)
+        first = np.cumsum(n) - n
+        for i, n_i in enumerate(n.tolist()):
+            done[i, :n_i] = ends[first[i]:first[i] + n_i] - t0
+            lost[i, :n_i] = failed[first[i]:first[i] + n_i]
+        return done, lost
+
+    def _assessment_fault(self, user: User, k: int, t: float) -> str:
+        """Why the assessment of image ``k`` of ``user``'s round, received at ``t``, fails to a fault (empty when it
+        does not): the assessor is down, or the per-image failure probability struck."""
+        if self.assessor_down is not None and self.assessor_down.is_down(t):
+            return "assessor outage (faults)"
+        p = self.faults.assessor_failure_probability
+        if p > 0:
+            key = (user.user_id, user.rounds_done)
+            draws = self._flaky_draws.get(key)
+            if draws is None:  # one uniform per image a round may have, from the round's own stream
+                if len(self._flaky_draws) > 4096:
+                    self._flaky_draws.clear()
+                k_max = self.scenario.service.max_images_per_round
+                draws = self._flaky_draws[key] = self.streams.rng("assessor_faults", *key).random(k_max)
+            if draws[k] < p:
+                return "assessor failure (faults.assessor_failure_probability)"
+        return ""
+
+    def _statistical_faults(self, masp: _Masp, batch: list[User], n: np.ndarray, img, gpu_lost):
+        """The faults' toll on a statistical epoch (:func:`sim.model.faults.image_losses`): lost images score 0
+        and end when the fault strikes; decodable images the assessor cannot score (outage or failure draw)
+        score 0 too. Returns the epoch's images and, per image, the loss reason and the assessment failure."""
+        t0 = self.env.now
+        used = np.arange(img.received.shape[-1]) < n[:, None]
+        lost, end = image_losses(t0, img.done_s, img.arrival_s, used, gpu_lost, masp.down, masp.links_down)
+        gone = lost != ""
+        received = np.where(gone, 0.0, img.received)
+        decodable = img.decodable & ~gone
+        unscored = np.full(lost.shape, "", dtype=object)
+        for i, j in zip(*np.nonzero(used & decodable)):
+            unscored[i, j] = self._assessment_fault(batch[i], int(j), t0 + float(end[i, j]))
+        received = np.where(unscored != "", 0.0, received)
+        img = dataclasses.replace(img, received=received, decodable=decodable, ber=np.where(gone, np.nan, img.ber),
+                                  arrival_s=end)
+        return img, lost, unscored
 
     def _serve_round(self, masp: _Masp, user: User, n_images: int, power_w: float, strategy: int):
         """Generate, send and assess one round's images for one user; returns the round's outcome."""
@@ -536,61 +749,79 @@ class World:
                 self.env.process(self._deliver(masp, user, k, img, n_images, power_w, strategy, shadow_db))
                 for k, img in enumerate(images)
             ]
+            self._images_requested += len(sends)
+            self._images_in_flight += len(sends)
+            if self.faults is not None:  # a MASP outage interrupts what is under way
+                masp.in_flight.update(sends)
             done = yield self.env.all_of(sends)
+            masp.in_flight.difference_update(sends)
+            self._images_in_flight -= len(sends)
             records: list[ImageRecord] = [done[p] for p in sends]
-            self.image_tally.add(sum(not rec.decodable for rec in records),
-                                 sum(rec.assessment_failed for rec in records), [rec.ber for rec in records])
+            self.image_tally.add(sum(not rec.decodable and not rec.lost for rec in records),
+                                 sum(rec.assessment_failed for rec in records), [rec.ber for rec in records],
+                                 [rec.lost for rec in records if rec.lost])
             if self.record_images:
                 for rec in records:
                     self._add_image(rec)
-            outcome["ber"] = float(np.mean([rec.ber for rec in records]))
+            bers = [rec.ber for rec in records if not rec.lost]
+            outcome["ber"] = float(np.mean(bers)) if bers else math.nan
             outcome["bits_flipped"] = int(sum(rec.bits_flipped for rec in records))
-            outcome["undecodable"] = int(sum(not rec.decodable for rec in records))
+            outcome["undecodable"] = int(sum(not rec.decodable and not rec.lost for rec in records))
             outcome["best_round_score"] = float(max(rec.received_score for rec in records))
         outcome["t_done_s"] = self.env.now
         outcome["latency_s"] = self.env.now - t_request
         return outcome
 
     def _deliver(self, masp: _Masp, user: User, k: int, image, n_images: int, power_w: float, strategy: int, shadow_db):
-        """One image: wait for a GPU, generate, transmit with bit errors, assess."""
+        """One image: wait for a GPU, generate, transmit with bit errors, assess (or be lost to a fault)."""
         t_queued = self.env.now
-        with masp.gpu.request() as slot:
-            yield slot
-            t_start = self.env.now
-            yield self.env.timeout(image.generation_time_s)
-        t_generated = self.env.now
+        t_start = math.nan
         r = user.rounds_done
+        common = dict(user_id=user.user_id, masp=masp.name, round_index=r, image_index=k, strategy=strategy,
+                      generation_seed=image.seed, n_images=n_images, power_w=power_w, t_queued_s=t_queued,
+                      generation_time_s=image.generation_time_s, time_source=image.time_source, model=image.model,
+                      shadowing_db=shadow_db, n_bits=image.n_bits,
+                      generation_score=float(image.generation_score) if image.generation_score is not None else math.nan)
+        try:
+            with masp.gpu.request() as slot:
+                yield slot
+                t_start = self.env.now
+                yield self.env.timeout(image.generation_time_s)
+        except simpy.Interrupt as stop:  # the MASP went down, or this image's GPU failed
+            reason = "masp_outage" if stop.cause == "masp_outage" else "gpu_failure"
+            return self._lost_image(common, t_start, math.nan, math.nan, reason)
+        t_generated = self.env.now
         fading = float(self.channel.draw_fading_gain(1, self.streams.rng("fading", user.user_id, r, k))[0])
         snr = float(self.channel.snr(power_w, user.distance_m, shadow_db, fading))
         ber = float(self.models.image_ber(power_w, user.distance_m, shadow_db, fading))
         received, flipped = flip_bits(image.data, ber, self.streams.rng("bit_errors", user.user_id, r, k))
         tx_time = float(service.transmission_time_s(self.channel, image.n_bits, snr, power_w))
-        yield self.env.timeout(float(service.delivery_delay_s(tx_time)))
-        verdict = self.assessor.assess(image, received, user.prompt, user_id=user.user_id)
+        delay = float(service.delivery_delay_s(tx_time))
+        try:
+            yield self.env.timeout(delay)
+        except simpy.Interrupt:  # the MASP went down while sending
+            return self._lost_image(common, t_start, t_generated, tx_time, "masp_outage", fading)
+        if masp.links_down is not None and masp.links_down.overlaps(t_generated, t_generated + delay):
+            return self._lost_image(common, t_start, t_generated, tx_time, "link_blockage", fading)
+        unscored = self._assessment_fault(user, k, self.env.now) if self.faults is not None else ""
+        if unscored:
+            pixels, why = (image.pixels, "") if received == image.data else decode_image_checked(
+                received, image.format, image.pixels.shape)
+            verdict = Assessment(score=0.0, decodable=pixels is not None, damage=math.nan,
+                                 detail=unscored if pixels is not None else why, failed=pixels is not None,
+                                 assessor=self.assessor.name)
+        else:
+            verdict = self.assessor.assess(image, received, user.prompt, user_id=user.user_id)
         return ImageRecord(
-            user_id=user.user_id,
-            masp=masp.name,
-            round_index=r,
-            image_index=k,
-            strategy=strategy,
-            generation_seed=image.seed,
-            n_images=n_images,
-            power_w=power_w,
-            t_queued_s=t_queued,
+            **common,
             t_generation_start_s=t_start,
             t_generation_end_s=t_generated,
             t_received_s=self.env.now,
-            generation_time_s=image.generation_time_s,
-            time_source=image.time_source,
-            model=image.model,
             transmission_time_s=tx_time,
-            shadowing_db=shadow_db,
             fading_gain=fading,
             snr_db=float(linear_to_db(snr)) if snr > 0 else -math.inf,
             ber=ber,
-            n_bits=image.n_bits,
             bits_flipped=int(flipped),
-            generation_score=float(image.generation_score) if image.generation_score is not None else math.nan,
             received_score=float(verdict.score),
             decodable=bool(verdict.decodable),
             damage=float(verdict.damage),
@@ -599,7 +830,20 @@ class World:
             assessment_detail=verdict.detail if verdict.failed else "",
         )
 
-    def _depart(self, user: User) -> None:
+    def _lost_image(self, common: dict, t_start: float, t_generated: float, tx_time: float, reason: str,
+                    fading: float = math.nan) -> ImageRecord:
+        """The record of an image a fault lost now: never received, score 0."""
+        return ImageRecord(
+            **common, t_generation_start_s=t_start, t_generation_end_s=t_generated, t_received_s=self.env.now,
+            transmission_time_s=tx_time, fading_gain=fading, snr_db=math.nan, ber=math.nan, bits_flipped=0,
+            received_score=0.0, decodable=False, damage=math.nan, assessor=self.assessor.name,
+            assessment_failed=False, lost=reason,
+        )
+
+    def _depart(self, user: User, outcome: str | None = None) -> None:
+        """``user`` leaves: served, out of rounds, or with the ``outcome`` given (e.g. ``masp_down``)."""
+        if outcome is None:
+            outcome = "served" if user.satisfied else "out_of_rounds"
         latency = self.env.now - user.arrival_s
         q = float(self.qoe_fn(user.best_score, user.threshold, latency, max(user.images, 1), self.qoe_params))
         record = UserRecord(
@@ -620,6 +864,7 @@ class World:
             qoe=q,
             cost=user.total_cost,
             utility=float(user_utility(q, user.total_cost, not user.satisfied, self.qoe_params)),
+            outcome=outcome,
         )
         self._add_user(record)
         self.user_tally.add(record)
@@ -641,6 +886,8 @@ class World:
         self.env.process(self._arrivals())
         for masp in self._simulated:
             self.env.process(self._masp_loop(masp))
+        if self.faults is not None:
+            self._start_faults()
 
     @property
     def all_departed(self) -> bool:
@@ -670,7 +917,14 @@ class World:
         self.user_records.sort(key=lambda r: r.user_id)
         summary = summarise(self.user_tally, self.image_tally, arrived, end)
         return WorldResult(self.seed, self.user_records, self.round_records, self.image_records, summary,
-                           self.image_tally.images)
+                           self.image_tally.images, self.books(), self.fault_records)
+
+    def books(self) -> dict:
+        """The conservation check now (:func:`sim.world.records.conservation`), counting the users still in the
+        system where they are: waiting at a MASP or in a decision epoch."""
+        in_service = sum(len(m.pending) + m.in_service for m in self._simulated)
+        return conservation(self._arrived, in_service, self.user_tally, self._images_requested,
+                            self._images_in_flight, self.image_tally)
 
     def run(self) -> WorldResult:
         if self.external_decisions:

@@ -19,7 +19,7 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sim.world.records import TRACE_FIRST_COLUMNS, TRACE_SORT_KEYS, ImageRecord, RoundRecord, UserRecord
+from sim.world.records import TRACE_COLUMNS, TRACE_SORT_KEYS, FaultRecord, ImageRecord, RoundRecord, UserRecord
 
 #: Records buffered per table before a row group is written.
 DEFAULT_CHUNK_ROWS = 50_000
@@ -33,14 +33,8 @@ def _fields(record_type: type) -> list[tuple[str, pa.DataType]]:
 
 
 def _trace_schema() -> pa.Schema:
-    """The columns of :func:`~sim.world.records.trace_frame`: its leading ones, then every image and round field
-    (a field both have appears once)."""
-    types: dict[str, pa.DataType] = {"record": pa.string(), "t_s": pa.float64()}
-    for record_type in (ImageRecord, RoundRecord):
-        for name, kind in _fields(record_type):
-            types.setdefault(name, kind)
-    order = list(TRACE_FIRST_COLUMNS) + [n for n in types if n not in TRACE_FIRST_COLUMNS]
-    return pa.schema([(n, types[n]) for n in order])
+    """The columns of :func:`~sim.world.records.trace_frame` (:data:`~sim.world.records.TRACE_COLUMNS`)."""
+    return pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in TRACE_COLUMNS.items()])
 
 
 TRACE_SCHEMA = _trace_schema()
@@ -72,6 +66,7 @@ class ParquetSink:
         self.chunk_rows = int(chunk_rows)
         self._images: list[ImageRecord] = []
         self._rounds: list[RoundRecord] = []
+        self._faults: list[FaultRecord] = []
         self._users: list[UserRecord] = []
         self._trace_tmp = self.out / f".trace.parquet.{os.getpid()}.tmp"
         self._users_tmp = self.out / f".users.parquet.{os.getpid()}.tmp"
@@ -91,6 +86,9 @@ class ParquetSink:
         if len(self._images) + len(self._rounds) >= self.chunk_rows:
             self._flush_trace()
 
+    def add_fault(self, record: FaultRecord) -> None:
+        self._faults.append(record)
+
     def add_user(self, record: UserRecord) -> None:
         self._users.append(record)
         if len(self._users) >= self.chunk_rows:
@@ -101,18 +99,18 @@ class ParquetSink:
         for records, record_type, kind, time_field in (
             (self._images, ImageRecord, "image", "t_received_s"),
             (self._rounds, RoundRecord, "round", "t_done_s"),
+            (self._faults, FaultRecord, "fault", None),
         ):
             if records:
-                extra = {
-                    "record": pa.array([kind] * len(records), type=pa.string()),
-                    "t_s": pa.array([getattr(r, time_field) for r in records], type=pa.float64()),
-                }
+                extra = {"record": pa.array([kind] * len(records), type=pa.string())}
+                if time_field is not None:
+                    extra["t_s"] = pa.array([getattr(r, time_field) for r in records], type=pa.float64())
                 parts.append(_table(records, record_type, TRACE_SCHEMA, extra))
         if parts:
             chunk = pa.concat_tables(parts).sort_by([(key, "ascending") for key in TRACE_SORT_KEYS])
             self._trace_writer.write_table(chunk)
             self.rows["trace"] += chunk.num_rows
-        self._images, self._rounds = [], []
+        self._images, self._rounds, self._faults = [], [], []
 
     def _flush_users(self) -> None:
         if self._users:
