@@ -37,7 +37,7 @@ from sim.assessment.llm import LLMAssessor
 from sim.config import LLMAssessorConfig, LLMEndpointConfig
 from sim.generation.base import GeneratedImage
 from sim.generation.surrogate import render_encoded
-from sim.prompting.corpus import LLMCorpus
+from sim.prompting.corpus import CorpusError, LLMCorpus, validate_elements
 from sim.prompting.strategies import ASPECTS
 
 pytestmark = pytest.mark.llm_server
@@ -136,20 +136,47 @@ def endpoint(url: str, **kw) -> LLMEndpointConfig:
 
 
 def test_llm_corpus_on_smollm2(llama_server):
-    corpus = LLMCorpus(endpoint(llama_server), max_tokens=200)
+    """Every corpus SmolLM2 gets through is valid in shape *and* content; a prompt it cannot answer
+    within the retries ends in one clear CorpusError, its rejected replies counted.
+
+    A 135M model often copies the worked examples or writes scene prose as negative effects
+    (checked since the content checks; before them such corpora were accepted and cached), so
+    whether a given prompt succeeds is the model's business: what this test pins down is that
+    nothing unchecked gets through and that a failure is reported, not hidden.
+    """
+    config = endpoint(llama_server)
+    corpus = LLMCorpus(config, max_tokens=200)
     assert corpus.json_schema  # llama.cpp detected: keys and types are grammar-constrained
+    tries = config.max_retries + 1
     results = []
     for prompt in PROMPTS:
-        before = corpus.attempts
+        before, rejected_before = corpus.attempts, sum(corpus.rejected.values())
         t0 = time.monotonic()
-        elements = corpus.elements(prompt)  # raises CorpusError (one line) if all attempts fail
+        try:
+            elements = corpus.elements(prompt)
+        except CorpusError as exc:
+            message = str(exc)
+            assert "\n" not in message and f"after {tries} attempt(s)" in message, message
+            assert llama_server in message and MODEL_ALIAS in message, message
+            assert "rejected reply (" in message or "malformed reply (" in message, message  # not a server fault
+            elements, error = None, message
+        else:
+            error = None
+            assert list(elements) == list(ASPECTS)
+            assert validate_elements(elements, prompt) == elements  # shape and content
         seconds = time.monotonic() - t0
         attempts = corpus.attempts - before
-        assert list(elements) == list(ASPECTS)
-        assert all(isinstance(v, str) and 2 <= len(v.split()) <= 25 for v in elements.values())
-        results.append({"prompt": prompt, "attempts": attempts, "seconds": round(seconds, 1), "elements": elements})
-    first_try = sum(r["attempts"] == 1 for r in results)
-    print(f"\nSmolLM2 corpora: {first_try}/{len(results)} valid on the first try")
+        rejections = sum(corpus.rejected.values()) - rejected_before
+        assert 1 <= attempts <= tries
+        # every attempt but a successful last one was a rejected reply, counted at least once
+        assert rejections >= attempts - (elements is not None), (attempts, dict(corpus.rejected))
+        results.append({"prompt": prompt, "attempts": attempts, "seconds": round(seconds, 1), "elements": elements,
+                        "error": error})
+    assert corpus.failures == sum(r["elements"] is None for r in results)
+    first_try = sum(r["attempts"] == 1 and r["elements"] is not None for r in results)
+    answered = sum(r["elements"] is not None for r in results)
+    print(f"\nSmolLM2 corpora: {first_try}/{len(results)} valid on the first try, {answered}/{len(results)} within "
+          f"{tries} attempts; rejections by reason: {dict(corpus.rejected)}")
     for r in results:
         print(json.dumps(r))
 

@@ -25,20 +25,28 @@
     string of 2-25 words; the request sets ``response_format={"type": "json_object"}``
     (and adds a JSON schema, ``{"type": "json_object", "schema": {...}}``, for llama.cpp
     servers, whose grammar-constrained decoding then enforces the keys, the string type and
-    the 2-25 single-spaced words through a ``pattern``: see ``json_schema``). Code fences around the JSON are stripped. A malformed reply, a
+    the 2-25 single-spaced words through a ``pattern``: see ``json_schema``). Code fences around the JSON are stripped.
+    A reply of the right shape is then checked for content (:func:`check_element_content`,
+    :mod:`sim.prompting.element_checks`): no element copied, verbatim or nearly (Jaccard
+    similarity of content words >= 0.8), from a worked example written for another prompt; none
+    cut off (a dangling "and"/"with"/"of"/"the", a trailing comma, an unbalanced bracket, or
+    stopped mid-phrase at the 25-word limit); a negative element that names at least one image
+    defect ("blurry", "extra fingers", "watermark", "jpeg artifacts", ...), not scene prose.
+    A malformed or rejected reply, a
     timeout, a connection error or an HTTP 408/429/5xx is retried up to
-    ``max_retries`` times (a malformed reply is shown back to the model with what was wrong;
+    ``max_retries`` times (a malformed or rejected reply is shown back to the model with what was wrong;
     between attempts it waits the server's ``Retry-After`` or backs off exponentially with
     jitter, :func:`backoff_wait_s`; other statuses are not retried and name their likely cause);
     then :class:`CorpusError` says in one line what failed, where (endpoint) and with
     which model. Retries and failures are logged (logger ``sim.prompting.corpus``) and
-    counted on the instance (``attempts``, ``failures``), never hidden.
+    counted on the instance (``attempts``, ``failures``, ``rejected`` per reason), never hidden.
 
 Both are wrapped by :class:`CachedCorpus`: one JSON file per prompt under
 ``prompting.cache_dir``, named by the SHA-256 of (backend, model and endpoint for ``llm``
 or the phrase-bank hash for ``offline``, prompt), written atomically (temporary file +
-``os.replace``). A cache hit never calls the backend; a corrupt cache file is reported and
-replaced. Only valid corpora are ever written.
+``os.replace``). A cache hit never calls the backend; a corrupt cache file, or one whose
+elements fail the content check (written before it, or by hand), is reported and replaced.
+Only valid corpora are ever written.
 
 >>> split_prompt("A rainy city street at night, with neon signs")
 ('rainy city street at night', 'neon signs')
@@ -64,6 +72,7 @@ import random
 import re
 import threading
 import time
+from collections import Counter
 from email.utils import parsedate_to_datetime
 from functools import cached_property
 from pathlib import Path
@@ -74,7 +83,8 @@ import yaml
 
 from sim.config import LLMEndpointConfig
 from sim.io import write_json
-from sim.prompting.strategies import ASPECTS
+from sim.prompting.element_checks import ContentProblem, find_content_problems
+from sim.prompting.strategies import ASPECTS, NEGATIVE_ASPECT
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +113,18 @@ OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 class CorpusError(RuntimeError):
     """A prompt corpus that cannot be produced (endpoint down, malformed replies, bad phrase bank)."""
+
+
+class ContentRejection(ValueError):
+    """Elements of the right shape whose content is unusable (:mod:`sim.prompting.element_checks`).
+
+    ``problems`` lists one :class:`~sim.prompting.element_checks.ContentProblem` per rejected
+    element; the message joins their one-line reasons.
+    """
+
+    def __init__(self, problems: list[ContentProblem]):
+        self.problems = list(problems)
+        super().__init__("; ".join(p.reason for p in self.problems))
 
 
 # --- prompt parsing and validation -----------------------------------------------------------
@@ -135,10 +157,12 @@ def split_prompt(prompt: str) -> tuple[str, str]:
     return whole, whole
 
 
-def validate_elements(data: Any) -> dict[str, str]:
-    """Check an LLM-written corpus: exactly the six aspect keys, single-line strings of 2-25 words.
+def validate_elements(data: Any, prompt: str | None = None) -> dict[str, str]:
+    """Check an LLM-written corpus: exactly the six aspect keys, single-line strings of 2-25 words;
+    with ``prompt`` (the prompt it was written for) also their content (:func:`check_element_content`).
 
-    Returns the elements with surrounding whitespace stripped; raises ValueError saying what is wrong.
+    Returns the elements with surrounding whitespace stripped; raises ValueError saying what is wrong
+    (:class:`ContentRejection`, a ValueError, for content).
     """
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object, got {type(data).__name__}")
@@ -160,7 +184,25 @@ def validate_elements(data: Any) -> dict[str, str]:
         if not MIN_WORDS <= n <= MAX_WORDS:
             raise ValueError(f"{aspect}: expected {MIN_WORDS}-{MAX_WORDS} words, got {n}")
         out[aspect] = value
+    if prompt is not None:
+        check_element_content(out, prompt)
     return out
+
+
+def check_element_content(elements: dict[str, str], prompt: str) -> None:
+    """Reject elements copied from :data:`FEW_SHOT_EXAMPLES` (for another prompt), cut off, or
+    a negative aspect that names no image defect (:func:`~sim.prompting.element_checks.find_content_problems`).
+
+    Raises :class:`ContentRejection` with one reason per rejected element.
+
+    >>> check_element_content({"negative": "a quiet village at dawn with soft light"}, "A village")
+    Traceback (most recent call last):
+    ...
+    sim.prompting.corpus.ContentRejection: negative: names no image defect (list defects to avoid, such as "blurry, deformed hands, watermark")
+    """
+    problems = find_content_problems(elements, prompt, FEW_SHOT_EXAMPLES, MAX_WORDS, negative_aspect=NEGATIVE_ASPECT)
+    if problems:
+        raise ContentRejection(problems)
 
 
 _FENCE = re.compile(r"^\s*```[A-Za-z0-9_-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
@@ -637,7 +679,10 @@ class LLMCorpus(EndpointClient):
     grammar); ``None`` (default) detects a llama.cpp server once, from the ``owned_by``
     of its ``/models`` listing, and adds the schema only there (hosted APIs reject unknown
     fields). ``max_tokens`` bounds each reply. ``client`` replaces the ``openai`` client
-    (tests). ``attempts`` counts requests sent, ``failures`` prompts given up on.
+    (tests). ``attempts`` counts requests sent, ``failures`` prompts given up on, and
+    ``rejected`` the replies rejected, per reason: ``malformed`` (not the required JSON shape),
+    ``copied_example``, ``cut_off``, ``negative_not_defects`` (:func:`check_element_content`;
+    a reply with several kinds of problem counts once for each).
     """
 
     name = "llm"
@@ -659,6 +704,7 @@ class LLMCorpus(EndpointClient):
         self._client = client
         self.attempts = 0
         self.failures = 0
+        self.rejected: Counter[str] = Counter()
         #: Per prompt (normalised), the model that answered, as the endpoint reported it.
         self.answered_by: dict[str, str] = {}
 
@@ -682,22 +728,19 @@ class LLMCorpus(EndpointClient):
             text = ""
             try:
                 text = reply_text(completion)
-                elements = validate_elements(parse_json_object(text))
+                elements = validate_elements(parse_json_object(text), prompt)
                 # the model the endpoint says answered (it may differ from the one asked for), kept with the cache
                 self.answered_by[_normalise_prompt(prompt)] = str(getattr(completion, "model", "") or "")
                 return elements
             except ValueError as exc:
-                last = f"malformed reply ({exc})"
+                if isinstance(exc, ContentRejection):
+                    last = f"rejected reply ({exc})"
+                    self.rejected.update({p.kind for p in exc.problems})
+                else:
+                    last = f"malformed reply ({exc})"
+                    self.rejected["malformed"] += 1
                 log.warning("LLM corpus attempt %d/%d for %r: %s", attempt, tries, prompt, last)
-                bad = text
-                messages = corpus_messages(prompt) + [
-                    {"role": "assistant", "content": bad[:2000] or "(empty)"},
-                    {
-                        "role": "user",
-                        "content": f"That reply was invalid: {exc}. Reply again with only the JSON object "
-                        f"in the required format (six keys, single-line strings of {MIN_WORDS}-{MAX_WORDS} words).",
-                    },
-                ]
+                messages = corpus_messages(prompt) + retry_feedback(text, exc, prompt)
         self.failures += 1
         raise CorpusError(
             f"LLM corpus failed for prompt {prompt.strip()!r} after {attempt} attempt(s) "
@@ -706,6 +749,18 @@ class LLMCorpus(EndpointClient):
 
     def cache_identity(self) -> dict[str, str]:
         return {"backend": self.name, "model": self.model, "base_url": self.base_url}
+
+
+def retry_feedback(bad_reply: str, error: ValueError, prompt: str) -> list[dict[str, str]]:
+    """The two messages appended for another attempt: the rejected reply, then what was wrong with it."""
+    fix = f"Reply again with only the JSON object in the required format (six keys, single-line strings of " \
+          f"{MIN_WORDS}-{MAX_WORDS} words)"
+    if isinstance(error, ContentRejection):
+        fix += f", every element written for the image prompt {prompt.strip()!r}"
+    return [
+        {"role": "assistant", "content": bad_reply[:2000] or "(empty)"},
+        {"role": "user", "content": f"That reply was invalid: {error}. {fix}."},
+    ]
 
 
 # --- cache ---------------------------------------------------------------------------------
@@ -718,7 +773,10 @@ def _normalise_prompt(prompt: str) -> str:
 class CachedCorpus:
     """An on-disk cache of another corpus: one JSON file per (backend identity, prompt).
 
-    ``hits`` and ``misses`` count lookups. A hit never calls the wrapped corpus.
+    ``hits`` and ``misses`` count lookups. A hit never calls the wrapped corpus. Stored entries
+    are checked again on reading (:func:`check_element_content`: the check may be newer than the
+    entry); one that fails is logged, counted in ``rejected_entries`` and regenerated. Fresh
+    elements that fail it are not written (:class:`CorpusError`).
     """
 
     def __init__(self, inner: Any, cache_dir: str | Path):
@@ -729,6 +787,7 @@ class CachedCorpus:
         self.identity = dict(identity)
         self.hits = 0
         self.misses = 0
+        self.rejected_entries = 0
         self._memory: dict[str, dict[str, str]] = {}
         self._lock = threading.Lock()
 
@@ -747,8 +806,14 @@ class CachedCorpus:
                 raise ValueError("elements do not hold the six aspects as strings")
             if record.get("prompt") != _normalise_prompt(prompt):
                 raise ValueError("stored for another prompt")
-            return {a: elements[a] for a in ASPECTS}
+            elements = {a: elements[a] for a in ASPECTS}
+            check_element_content(elements, prompt)
+            return elements
         except FileNotFoundError:
+            return None
+        except ContentRejection as exc:
+            self.rejected_entries += 1
+            log.warning("corpus cache file %s fails the content check (%s): regenerating it", path, _short(str(exc), 200))
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("corpus cache file %s is unusable (%s): regenerating it", path, _short(str(exc), 100))
@@ -780,6 +845,10 @@ class CachedCorpus:
         if missing:  # never cache an incomplete corpus
             raise CorpusError(f"{self.name} corpus returned no element for aspect(s) {', '.join(missing)}")
         elements = {a: produced[a] for a in ASPECTS}
+        try:
+            check_element_content(elements, prompt)
+        except ContentRejection as exc:  # it would be rejected on every read: never cache it
+            raise CorpusError(f"{self.name} corpus returned unusable elements for {prompt.strip()!r}: {exc}") from None
         self._write(self.cache_dir / f"{key}.json", prompt, elements)
         with self._lock:
             self._memory[key] = elements
@@ -793,9 +862,11 @@ __all__ = [
     "PLACEHOLDER_API_KEY",
     "SYSTEM_PROMPT",
     "CachedCorpus",
+    "ContentRejection",
     "CorpusError",
     "LLMCorpus",
     "OfflineCorpus",
+    "check_element_content",
     "classify_api_error",
     "corpus_json_schema",
     "corpus_messages",
