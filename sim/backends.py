@@ -55,12 +55,13 @@ def build_quality_model(scenario: Scenario) -> QualityModel:
     """The shipped quality model, or the files a scenario points at (``quality.generation`` / ``quality.damage``)."""
     q = scenario.quality
     fmt = scenario.generator.image_format
+    table = scenario.prompting.strategy_table
     if q.generation == "default" and q.damage == "default":
-        return QualityModel.default(image_format=fmt)
+        return QualityModel.default(image_format=fmt, strategy_table=table)
     default = QualityModel.default(image_format=fmt)
     generation = default.generation_path if q.generation == "default" else q.generation
     damage = default.damage_path if q.damage == "default" else q.damage
-    return QualityModel.from_yaml(generation, damage, image_format=fmt)
+    return QualityModel.from_yaml(generation, damage, image_format=fmt, strategy_table=table)
 
 
 def build_service_models(scenario: Scenario, masp_index: int = 0, quality: QualityModel | None = None) -> ServiceModels:

@@ -284,6 +284,10 @@ class PromptingConfig(_Strict):
     #: ``default``: fixed generic phrases; ``offline``: phrase banks matched to the prompt by MiniLM
     #: embedding similarity; ``llm``: two-shot prompting of a chat model.
     corpus: CorpusName = "default"
+    #: How Table II's strategies combine aspects: ``cumulative`` (strategy s adds aspects 1..s) or ``printed``
+    #: (as the paper prints it: the object description, plus one aspect for strategies 2-6). The prompt text
+    #: and the quality model both follow it (docs/quality_model.md).
+    strategy_table: Literal["cumulative", "printed"] = "cumulative"
     llm: LLMEndpointConfig = LLMEndpointConfig()
     #: Directory where generated corpora are cached, keyed by prompt and backend.
     cache_dir: str = "cache/corpus"

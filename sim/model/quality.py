@@ -56,6 +56,16 @@ from scipy.special import log_ndtr
 
 #: Strategies of Table II: 0 raw ... 6 (+ negative effects).
 N_STRATEGIES = 7
+#: The aspects of Table II a strategy may add, in the table's order (the corpus's keys).
+ASPECTS: tuple[str, ...] = ("object", "environment", "mood", "lighting", "quality", "negative")
+#: Which aspects each strategy adds (indices into :data:`ASPECTS`), per reading of Table II:
+#: ``printed`` is the table as the paper prints it (strategy 1 the object description, strategies
+#: 2-6 the object description plus one aspect each); ``cumulative`` stacks them (strategy ``s`` adds
+#: aspects 1..s, so strategy 6 is the richest refinement by construction).
+STRATEGY_TABLES: dict[str, tuple[tuple[int, ...], ...]] = {
+    "printed": ((), (0,), (0, 1), (0, 2), (0, 3), (0, 4), (0, 5)),
+    "cumulative": tuple(tuple(range(s)) for s in range(N_STRATEGIES)),
+}
 #: The assessor's score range.
 SCORE_MIN, SCORE_MAX = 0.0, 10.0
 
@@ -130,12 +140,13 @@ def _cached_complexity(prompt: str) -> float:
 
 
 @lru_cache(maxsize=65536)
-def _prompt_normal(prompt: str, key: int) -> float:
-    """The standard normal behind a prompt's random effect, fixed by its text and ``key`` (pure: cached)."""
+def _prompt_normal(prompt: str, key: int, part: int = 0) -> float:
+    """The standard normal behind a prompt's random effect, fixed by its text, ``key`` and ``part`` (0: the
+    prompt's own effect; ``1 + a``: its effect on aspect ``a``)."""
     text = " ".join(prompt.lower().split())
     digest = hashlib.sha256(text.encode("utf-8")).digest()
     words = [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4)]
-    seq = np.random.SeedSequence(entropy=words, spawn_key=(key,))
+    seq = np.random.SeedSequence(entropy=words, spawn_key=(key,) if part == 0 else (key, part))
     return float(np.random.Generator(np.random.PCG64(seq)).standard_normal())
 
 
@@ -338,6 +349,14 @@ def _strategy_array(strategy: ArrayLike) -> np.ndarray:
     return s.astype(int)
 
 
+def _aspect_array(values: ArrayLike, what: str) -> np.ndarray:
+    array = np.asarray(values, dtype=float).copy()
+    if array.shape != (len(ASPECTS),) or not np.all(np.isfinite(array)):
+        raise ValueError(f"{what} needs a finite value for each of the {len(ASPECTS)} aspects ({', '.join(ASPECTS)})")
+    array.flags.writeable = False
+    return array
+
+
 def _n_array(n: ArrayLike) -> np.ndarray:
     k = np.asarray(n)
     if k.dtype == bool or not np.issubdtype(k.dtype, np.number) or np.any(k != np.round(k)) or np.any(k < 1):
@@ -400,6 +419,10 @@ class QualityModel:
         image_format: str | None = None,
         generation_path: Path | None = None,
         damage_path: Path | None = None,
+        aspect_offset_z: ArrayLike | None = None,
+        aspect_slope_z: ArrayLike | None = None,
+        aspect_prompt_sd_z: ArrayLike | None = None,
+        strategy_table: str = "cumulative",
     ):
         self.anchor = float(anchor)
         self.scale = float(scale)
@@ -416,6 +439,24 @@ class QualityModel:
         self.seed_sd_z = float(seed_sd_z)
         self.prompt_sd_z = float(prompt_sd_z)
         self.complexity_slope_z = float(complexity_slope_z)
+        if strategy_table not in STRATEGY_TABLES:
+            raise ValueError(f"strategy_table must be one of {', '.join(STRATEGY_TABLES)}, got {strategy_table!r}")
+        self.strategy_table = strategy_table
+        #: Per aspect (:data:`ASPECTS`): its gain at ``c_ref`` and complexity slope (z), when the model has them.
+        self.aspect_offset_z = None if aspect_offset_z is None else _aspect_array(aspect_offset_z, "aspect_offset_z")
+        self.aspect_slope_z = None if aspect_slope_z is None else _aspect_array(aspect_slope_z, "aspect_slope_z")
+        #: Per aspect: SD (z) of its prompt-specific effect (one draw per prompt, aspect and key; 0: none).
+        self.aspect_prompt_sd_z = (np.zeros(len(ASPECTS)) if aspect_prompt_sd_z is None
+                                   else _aspect_array(aspect_prompt_sd_z, "aspect_prompt_sd_z"))
+        if np.any(self.aspect_prompt_sd_z < 0):
+            raise ValueError("aspect_prompt_sd_z must be >= 0")
+        if strategy_table != "cumulative":  # the strategies' means are their aspects' sums under this reading
+            if self.aspect_offset_z is None or self.aspect_slope_z is None:
+                raise ValueError(f"strategy_table {strategy_table!r} needs the aspects' gains and slopes "
+                                 "(the quality file's 'aspects' section)")
+            rows = STRATEGY_TABLES[strategy_table]
+            offset_z = [float(self.aspect_offset_z[list(r)].sum()) for r in rows]
+            slope_z = [float(self.aspect_slope_z[list(r)].sum()) for r in rows]
         self.offset_z = np.asarray(offset_z, dtype=float).copy()
         self.slope_z = np.asarray(slope_z, dtype=float).copy()
         if self.offset_z.shape != (N_STRATEGIES,) or self.slope_z.shape != (N_STRATEGIES,):
@@ -439,12 +480,16 @@ class QualityModel:
         damage_path: str | Path | None = None,
         *,
         image_format: str | None = None,
+        strategy_table: str = "cumulative",
     ) -> "QualityModel":
         """Load the generation model from ``generation_path`` and the damage model from ``damage_path``.
 
         ``damage_path=None`` uses the packaged ``sim/data/quality_damage.yaml``
         when it exists, else :class:`DamageParams` defaults. ``image_format``
-        (``jpeg``/``png``/``raw``) picks per-format damage parameters.
+        (``jpeg``/``png``/``raw``) picks per-format damage parameters. ``strategy_table``
+        (:data:`STRATEGY_TABLES`): ``cumulative`` takes the file's ``strategies``; another
+        reading sums the file's ``aspects`` (``gain_z_at_c_ref``, ``slope_z``) per its rows.
+        An aspect's optional ``prompt_sd_z`` is the SD of its prompt-specific effect.
         """
         path = Path(generation_path)
         raw = _read_mapping(path, "quality generation", "a mapping (see docs/quality_model.md)")
@@ -458,6 +503,15 @@ class QualityModel:
             offsets.append(_number(entry, "offset_z", path))
             slopes.append(_number(entry, "slope_z", path))
             names.append(str(entry.get("name", f"s{i}")))
+        aspect_offsets = aspect_slopes = aspect_sds = None
+        aspects = raw.get("aspects")
+        if aspects is not None:
+            if not isinstance(aspects, Mapping) or set(aspects) != set(ASPECTS):
+                raise ValueError(f"{path}: 'aspects' must be a mapping with the keys {', '.join(ASPECTS)}")
+            aspect_offsets = [_number(aspects[a], "gain_z_at_c_ref", path) for a in ASPECTS]
+            aspect_slopes = [_number(aspects[a], "slope_z", path) for a in ASPECTS]
+            aspect_sds = [_number(aspects[a], "prompt_sd_z", path) if "prompt_sd_z" in aspects[a] else 0.0
+                          for a in ASPECTS]
         if damage_path is None:
             packaged = _package_file(DAMAGE_FILE)
             damage_file = packaged if packaged.is_file() else None
@@ -478,12 +532,17 @@ class QualityModel:
             image_format=image_format,
             generation_path=path,
             damage_path=damage_file,
+            aspect_offset_z=aspect_offsets,
+            aspect_slope_z=aspect_slopes,
+            aspect_prompt_sd_z=aspect_sds,
+            strategy_table=strategy_table,
         )
 
     @classmethod
-    def default(cls, *, image_format: str | None = None) -> "QualityModel":
+    def default(cls, *, image_format: str | None = None, strategy_table: str = "cumulative") -> "QualityModel":
         """The model shipped in ``sim/data`` (``quality_generation.yaml``, ``quality_damage.yaml`` if present)."""
-        return cls.from_yaml(_package_file(GENERATION_FILE), None, image_format=image_format)
+        return cls.from_yaml(_package_file(GENERATION_FILE), None, image_format=image_format,
+                             strategy_table=strategy_table)
 
     # -- generation --------------------------------------------------------
 
@@ -527,6 +586,18 @@ class QualityModel:
             raise ValueError(f"key must be a non-negative integer, got {key!r}")
         return float(self.prompt_sd * _prompt_normal(prompt, int(key)))
 
+    def strategy_effect_z(self, prompt: str, strategy: int, key: int = 0) -> float:
+        """The prompt-specific part of ``strategy``'s effect on ``prompt`` (z): the sum, over the aspects the
+        strategy adds, of each aspect's effect on this prompt, ``N(0, aspect_prompt_sd_z[a])``, fixed by the
+        prompt text, the aspect and ``key`` (0 when the model has no such effects)."""
+        rows = STRATEGY_TABLES[self.strategy_table][int(_strategy_array(strategy))]
+        total = 0.0
+        for a in rows:
+            sd = self.aspect_prompt_sd_z[a]
+            if sd > 0:
+                total += sd * _prompt_normal(prompt, int(key), 1 + a)
+        return total
+
     def sample_scores(
         self, prompt: str, strategy: int, rng: np.random.Generator, n: int, key: int = 0
     ) -> np.ndarray:
@@ -552,6 +623,8 @@ class QualityModel:
         if mu is None:
             s = int(_strategy_array(strategy))
             mu = float(self.mean_score(_cached_complexity(prompt), s)) + self.prompt_offset(prompt, key)
+            if s and self.aspect_prompt_sd_z.any():
+                mu += self.scale * self.strategy_effect_z(prompt, s, key)
             if len(self._prompt_means) < 65536:
                 self._prompt_means[cache_key] = mu
         return mu
@@ -610,12 +683,14 @@ class QualityModel:
 
 
 __all__ = [
+    "ASPECTS",
     "COMPLEXITY_MAX_WORDS",
     "COMPLEXITY_MIN_WORDS",
     "DamageParams",
     "N_STRATEGIES",
     "QualityModel",
     "STOPWORDS",
+    "STRATEGY_TABLES",
     "content_words",
     "expected_max_normal",
     "prompt_complexity",

@@ -15,10 +15,15 @@ raw prompt as comma-separated suffixes:
  6     negative_effects        ... + negative effects (as a *negative* prompt)
 ====  ======================  ==============================================
 
-Table II says each of strategies 2-6 also carries the object description; this
-project reads the table as cumulative (strategy ``s`` uses aspects ``1..s``), so
-strategy 6 is the richest refinement. The negative-effects aspect never goes into
-the positive prompt: it becomes the negative prompt a diffusion pipeline takes.
+That is the ``cumulative`` reading (strategy ``s`` uses aspects ``1..s``, so
+strategy 6 is the richest refinement by construction). Table II as the paper
+prints it is ``printed``: strategy 1 is the object description and each of
+strategies 2-6 is the object description plus one aspect (2 environment, 3 mood,
+4 lighting, 5 quality booster, 6 negative effects). A scenario chooses with
+``prompting.strategy_table`` (default ``cumulative``); the quality model sums the
+same aspects (:data:`sim.model.quality.STRATEGY_TABLES`). The negative-effects
+aspect never goes into the positive prompt: it becomes the negative prompt a
+diffusion pipeline takes.
 
 Where the corpus elements come from is a seam (:class:`PromptCorpus`): the
 LLM-generated / embedding-matched corpus plugs in later; :class:`DefaultCorpus`
@@ -34,6 +39,8 @@ True
 ('A beach with a boat', '')
 >>> aspects_of(3)
 ('object', 'environment', 'mood')
+>>> aspects_of(3, "printed")
+('object', 'mood')
 """
 
 from __future__ import annotations
@@ -42,10 +49,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Mapping, Protocol, runtime_checkable
 
-from sim.model.quality import N_STRATEGIES
-
-#: All aspects a corpus provides, in the order strategies add them.
-ASPECTS: tuple[str, ...] = ("object", "environment", "mood", "lighting", "quality", "negative")
+from sim.model.quality import ASPECTS, N_STRATEGIES, STRATEGY_TABLES
 
 #: The aspect that goes into the negative prompt rather than the positive one.
 NEGATIVE_ASPECT = "negative"
@@ -98,9 +102,11 @@ def validate_strategy(strategy: object) -> int:
     return value
 
 
-def aspects_of(strategy: int) -> tuple[str, ...]:
-    """The aspects strategy ``strategy`` appends (cumulative: aspects 1..s)."""
-    return STRATEGIES[validate_strategy(strategy)].aspects
+def aspects_of(strategy: int, table: str = "cumulative") -> tuple[str, ...]:
+    """The aspects strategy ``strategy`` appends under a reading of Table II (:data:`STRATEGY_TABLES`)."""
+    if table not in STRATEGY_TABLES:
+        raise ValueError(f"strategy table must be one of {', '.join(STRATEGY_TABLES)}, got {table!r}")
+    return tuple(ASPECTS[a] for a in STRATEGY_TABLES[table][validate_strategy(strategy)])
 
 
 @runtime_checkable
@@ -116,8 +122,9 @@ class PromptCorpus(Protocol):
         ...
 
 
-def apply_strategy(prompt: str, strategy: int, corpus: Mapping[str, str]) -> tuple[str, str]:
-    """Refine ``prompt`` with ``strategy`` using the corpus elements ``corpus`` (aspect -> phrase).
+def apply_strategy(prompt: str, strategy: int, corpus: Mapping[str, str], table: str = "cumulative") -> tuple[str, str]:
+    """Refine ``prompt`` with ``strategy`` (under the reading ``table`` of Table II) using the corpus elements
+    ``corpus`` (aspect -> phrase).
 
     Returns ``(positive_prompt, negative_prompt)``. Non-negative aspects are appended
     to the raw prompt as ``", "``-separated suffixes; the negative-effects aspect
@@ -130,10 +137,12 @@ def apply_strategy(prompt: str, strategy: int, corpus: Mapping[str, str]) -> tup
     ('A garden with a fountain, a stone fountain with clear water', '')
     >>> apply_strategy("A garden with a fountain", 6, corpus)[1]
     'blurry, low quality'
+    >>> apply_strategy("A garden with a fountain", 6, corpus, "printed")
+    ('A garden with a fountain, a stone fountain with clear water', 'blurry, low quality')
     """
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
-    aspects = aspects_of(strategy)
+    aspects = aspects_of(strategy, table)
     missing = [a for a in aspects if a not in corpus]
     if missing:
         raise KeyError(

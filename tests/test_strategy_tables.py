@@ -1,0 +1,82 @@
+"""Table II read as printed or cumulatively, and per-prompt strategy effects, in the prompt text and the quality model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sim.config import parse_scenario
+from sim.model.quality import ASPECTS, STRATEGY_TABLES, QualityModel
+from sim.prompting.strategies import apply_strategy, aspects_of, default_corpus
+from sim.world.simulation import World
+
+
+def test_the_printed_table_is_the_object_description_plus_one_aspect():
+    assert [aspects_of(s, "printed") for s in range(7)] == [
+        (), ("object",), ("object", "environment"), ("object", "mood"), ("object", "lighting"),
+        ("object", "quality"), ("object", "negative")]
+    assert aspects_of(6, "cumulative") == ASPECTS
+    with pytest.raises(ValueError, match="printed"):
+        aspects_of(2, "stacked")
+
+
+def test_the_prompt_text_follows_the_table():
+    corpus = default_corpus("A garden with a fountain")
+    printed, negative = apply_strategy("A garden with a fountain", 4, corpus, "printed")
+    assert printed == f"A garden with a fountain, {corpus['object']}, {corpus['lighting']}" and negative == ""
+    cumulative, _ = apply_strategy("A garden with a fountain", 4, corpus)
+    assert cumulative.count(", ") > printed.count(", ")
+
+
+def test_the_printed_model_sums_the_object_and_one_aspect():
+    cumulative = QualityModel.default()
+    printed = QualityModel.default(strategy_table="printed")
+    a, h = printed.aspect_offset_z, printed.aspect_slope_z
+    for s, rows in enumerate(STRATEGY_TABLES["printed"]):
+        assert printed.offset_z[s] == pytest.approx(a[list(rows)].sum())
+        assert printed.slope_z[s] == pytest.approx(h[list(rows)].sum())
+    # the shipped cumulative strategies are the sums of the same aspects (to the file's 4 significant digits)
+    for s, rows in enumerate(STRATEGY_TABLES["cumulative"]):
+        assert cumulative.offset_z[s] == pytest.approx(a[list(rows)].sum(), abs=2e-4)
+    assert printed.offset_z[1] == cumulative.offset_z[1] and printed.offset_z[0] == 0
+
+
+def test_per_prompt_strategy_effects_are_fixed_by_prompt_and_have_the_asked_spread():
+    base = QualityModel.default(strategy_table="printed")
+    sds = np.array([0.3, 0.0, 0.2, 0.0, 0.0, 0.1])
+    qm = QualityModel(anchor=base.anchor, scale=base.scale, c_ref=base.c_ref, seed_sd_z=base.seed_sd_z,
+                      prompt_sd_z=base.prompt_sd_z, complexity_slope_z=base.complexity_slope_z,
+                      offset_z=base.offset_z, slope_z=base.slope_z, aspect_offset_z=base.aspect_offset_z,
+                      aspect_slope_z=base.aspect_slope_z, aspect_prompt_sd_z=sds, strategy_table="printed")
+    prompts = [f"A scene number {i} with a thing" for i in range(3000)]
+    effects = np.array([[qm.strategy_effect_z(p, s) for s in range(7)] for p in prompts])
+    assert np.all(effects[:, 0] == 0)
+    # strategy 3 = object (0.3) + mood (0.2): SD sqrt(0.13); strategy 2 = object + environment (0): SD 0.3
+    assert effects[:, 3].std() == pytest.approx(np.sqrt(0.13), rel=0.06)
+    assert effects[:, 2].std() == pytest.approx(0.3, rel=0.06)
+    assert np.corrcoef(effects[:, 2], effects[:, 3])[0, 1] == pytest.approx(0.09 / (0.3 * np.sqrt(0.13)), abs=0.05)
+    assert qm.strategy_effect_z(prompts[0], 3) == qm.strategy_effect_z(prompts[0], 3)  # fixed by the text
+    assert qm.strategy_effect_z(prompts[0], 3, key=1) != qm.strategy_effect_z(prompts[0], 3, key=0)
+    # the mean score of a prompt carries the effect, the prompt's own offset is unchanged
+    p = prompts[0]
+    assert qm.prompt_mean_score(p, 3) == pytest.approx(base.prompt_mean_score(p, 3) + qm.scale * effects[0, 3])
+    assert qm.prompt_offset(p) == base.prompt_offset(p)
+    # without the effects the best strategy is the same for every prompt of a complexity; with them it varies
+    assert len({int(np.argmax(effects[i] + qm.offset_z)) for i in range(200)}) > 1
+
+
+def test_a_scenario_chooses_the_reading_for_text_and_model():
+    sc = parse_scenario({"name": "printed", "prompting": {"strategy_table": "printed"},
+                         "prompt_agent": {"name": "empirical"}})
+    world = World(sc)
+    assert world.quality.strategy_table == "printed"
+    result = world.run()
+    rounds = [r for r in result.rounds if r.strategy == 6]
+    prompts = {u.user_id: u.prompt for u in result.users}
+    assert rounds
+    for r in rounds:  # the object description only in the positive prompt (negative effects go apart)
+        p = prompts[r.user_id]
+        assert r.refined_prompt == apply_strategy(p, 1, default_corpus(p))[0] == apply_strategy(p, 6, default_corpus(p),
+                                                                                                  "printed")[0]
+    with pytest.raises(Exception, match="strategy_table"):
+        parse_scenario({"name": "x", "prompting": {"strategy_table": "stacked"}})
