@@ -36,7 +36,7 @@ from sim.world.records import (
     summarise,
 )
 from sim.world.simulation import World, WorldResult
-from sim.world.streaming import TRACE_SCHEMA, USERS_SCHEMA, streamed
+from sim.world.streaming import TRACE_SCHEMA, USERS_SCHEMA, fault_table, streamed
 
 
 def sharding_problems(scenario: Scenario, shards: int) -> list[str]:
@@ -169,9 +169,11 @@ def run_sharded(scenario: Scenario, seed: int | None = None, shards: int = 2, st
     summary = summarise(users, images, sum(part.arrived for part in parts), end)
     arrived, in_service, requested, in_flight = (sum(c) for c in zip(*(part.counts for part in parts)))
     books = conservation(arrived, in_service, users, requested, in_flight, images)
-    faults = sorted((r for part in parts for r in part.fault_records), key=lambda r: (r.t_s, r.target, r.state))
+    # a shard whose users all left early stopped recording its faults; the whole run records them to its end
+    late = _late_fault_records(scenario, seed, groups, parts, end)
+    faults = sorted([r for part in parts for r in part.fault_records] + late, key=lambda r: (r.t_s, r.target, r.state))
     if parts_dir is not None:
-        _concatenate(parts_dir, Path(stream_to), len(groups))
+        _concatenate(parts_dir, Path(stream_to), len(groups), late)
         shutil.rmtree(parts_dir)
         return WorldResult(seed, [], [], [], summary, images.images, books, faults)
     user_records = sorted((r for part in parts for r in part.user_records), key=lambda r: r.user_id)
@@ -180,8 +182,18 @@ def run_sharded(scenario: Scenario, seed: int | None = None, shards: int = 2, st
     return WorldResult(seed, user_records, rounds, images_records, summary, images.images, books, faults)
 
 
-def _concatenate(parts_dir: Path, out: Path, n: int) -> None:
-    """Append every shard's row groups, one at a time, to ``out``'s tables (bounded memory)."""
+def _late_fault_records(scenario: Scenario, seed: int, groups: list[list[str]], parts: list[ShardResult],
+                        end: float) -> list[FaultRecord]:
+    """The fault records of each shard between its own end and the run's (none without faults)."""
+    if not scenario.faults.any or all(part.end_s >= end for part in parts):
+        return []
+    world = World(scenario, seed=seed)  # its fault timelines are the shards' (the same streams)
+    return [r for group, part in zip(groups, parts) for r in world.fault_records_between(group, part.end_s, end)]
+
+
+def _concatenate(parts_dir: Path, out: Path, n: int, faults: list[FaultRecord] = ()) -> None:
+    """Append every shard's row groups, one at a time, to ``out``'s tables (bounded memory); ``faults`` go last,
+    as a row group of their own."""
     for name, schema in (("trace.parquet", TRACE_SCHEMA), ("users.parquet", USERS_SCHEMA)):
         tmp = out / f".{name}.merging"
         with pq.ParquetWriter(tmp, schema) as writer:
@@ -189,6 +201,8 @@ def _concatenate(parts_dir: Path, out: Path, n: int) -> None:
                 source = pq.ParquetFile(parts_dir / f"shard-{k}" / name)
                 for group in range(source.num_row_groups):
                     writer.write_table(source.read_row_group(group))
+            if faults and name == "trace.parquet":
+                writer.write_table(fault_table(faults))
         tmp.replace(out / name)
 
 

@@ -327,20 +327,43 @@ class World:
             self._wake(other)
         return moved, gave_up
 
-    def _start_faults(self) -> None:
-        for masp in self._simulated:
+    def _recorded_timelines(self, masps: list[_Masp]) -> list[tuple[FaultTimeline, str, str, _Masp | None]]:
+        """``(timeline, fault, target, masp)`` of every fault the MASPs ``masps`` record (the assessor's with the
+        first MASP: in a sharded run, its shard records them)."""
+        out: list[tuple[FaultTimeline, str, str, _Masp | None]] = []
+        for masp in masps:
             if masp.down is not None:
-                self.env.process(self._fault_process(masp.down, "masp_outage", masp.name, masp,
-                                                     lambda m=masp: self._masp_goes_down(m)))
+                out.append((masp.down, "masp_outage", masp.name, masp))
             for k, gpu in enumerate(masp.gpus_down or ()):
                 if not gpu.empty:
-                    self.env.process(self._fault_process(gpu, "gpu_failure", f"{masp.name}/gpu{k}", masp))
-                    self.env.process(self._gpu_outages(masp, gpu))
+                    out.append((gpu, "gpu_failure", f"{masp.name}/gpu{k}", masp))
             if masp.links_down is not None:
-                self.env.process(self._fault_process(masp.links_down, "link_blockage", f"{masp.name}/links", masp))
-        # one world records the assessor's outages (in a sharded run, the shard holding the first MASP)
-        if self.assessor_down is not None and self.masps[0] in self._simulated:
-            self.env.process(self._fault_process(self.assessor_down, "assessor_outage", "assessor", None))
+                out.append((masp.links_down, "link_blockage", f"{masp.name}/links", masp))
+        if self.assessor_down is not None and self.masps[0] in masps:
+            out.append((self.assessor_down, "assessor_outage", "assessor", None))
+        return out
+
+    def _start_faults(self) -> None:
+        for timeline, fault, target, masp in self._recorded_timelines(self._simulated):
+            on_down = (lambda m=masp: self._masp_goes_down(m)) if fault == "masp_outage" else None
+            self.env.process(self._fault_process(timeline, fault, target, masp, on_down))
+            if fault == "gpu_failure":
+                self.env.process(self._gpu_outages(masp, timeline))
+
+    def fault_records_between(self, masps, after_s: float, until_s: float) -> list[FaultRecord]:
+        """The fault records the MASPs named ``masps`` would add after ``after_s`` up to ``until_s`` with nobody left
+        to serve (no user moves or gives up): what a shard that finished early leaves out of a longer run."""
+        chosen = [m for m in self.masps if m.name in set(masps)]
+        records = []
+        for timeline, fault, target, masp in self._recorded_timelines(chosen):
+            name = masp.name if masp is not None else ""
+            for start, end, random in timeline.windows(until_s):
+                cause = "random" if random else "scheduled"
+                if after_s < start <= until_s:
+                    records.append(FaultRecord(start, fault, target, name, "down", cause))
+                if after_s < end <= until_s:
+                    records.append(FaultRecord(end, fault, target, name, "up", cause))
+        return sorted(records, key=lambda r: (r.t_s, r.target, r.state))
 
     def _gpu_outages(self, masp: _Masp, timeline: FaultTimeline):
         """Hold one GPU slot, with priority, through each down window: the image it generates is interrupted."""

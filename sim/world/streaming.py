@@ -144,6 +144,11 @@ class ParquetSink:
         self.closed = True
 
 
+def fault_table(records: list[FaultRecord]) -> pa.Table:
+    """Fault records as rows of the trace's schema."""
+    return _table(records, FaultRecord, TRACE_SCHEMA, {"record": pa.array(["fault"] * len(records), type=pa.string())})
+
+
 @contextmanager
 def streamed(world, directory: Path | None) -> Iterator[ParquetSink | None]:
     """Within the block, ``world``'s records stream to ``directory`` (``None``: they stay in memory): the tables
@@ -161,4 +166,4 @@ def streamed(world, directory: Path | None) -> Iterator[ParquetSink | None]:
     sink.close()
 
 
-__all__ = ["DEFAULT_CHUNK_ROWS", "ParquetSink", "TRACE_SCHEMA", "USERS_SCHEMA", "streamed"]
+__all__ = ["DEFAULT_CHUNK_ROWS", "ParquetSink", "TRACE_SCHEMA", "USERS_SCHEMA", "fault_table", "streamed"]
