@@ -56,6 +56,7 @@ from sim.model.quality import (  # noqa: E402
     COMPLEXITY_MAX_WORDS,
     COMPLEXITY_MIN_WORDS,
     N_STRATEGIES,
+    STRATEGY_TABLES,
     expected_max_normal,
     prompt_complexity,
 )
@@ -139,6 +140,19 @@ ASPECT_SLOPE_SIGNS: dict[str, float] = {
 }
 ASPECTS = ("object", "environment", "mood", "lighting", "quality", "negative")
 STRATEGY_NAMES = ("raw", "object", "environment", "mood", "lighting", "quality_booster", "negative_effects")
+
+#: The ``ratings`` profile (``--profile ratings``, ``sim/data/quality_generation_ratings.yaml``): Table II as
+#: printed, and what ``scripts/derive_strategy_effects.py`` derived (``sim/data/quality_strategy_effects.yaml``):
+#: the best-of-k factor of the four normal AIGCIQA2023 generators, the pooled modifier x complexity slope for
+#: every aspect (the data's sign), and the across-prompt SD of a modifier's effect for every aspect.
+STRATEGY_EFFECTS = REPO_ROOT / "sim" / "data" / "quality_strategy_effects.yaml"
+#: Share of an aspect's prompt-specific variance that follows the prompt's words (choice: AGIQA-1k's style
+#: effect varies with the main object, SD 0.36 z, and with the activity, SD 0.35 z, not with the place; the
+#: object's class explains a sixth to a half of it; the rest is taken as the prompt's own).
+RATINGS_CONTENT_SHARE = 0.5
+#: Seed of the content words' effects in the ``ratings`` profile (part of the model; any value is a valid world).
+RATINGS_CONTENT_SEED = 0
+PROFILES = {"classic": "sim/data/quality_generation.yaml", "ratings": "sim/data/quality_generation_ratings.yaml"}
 
 #: The paper's reference numbers used only to check the anchor/scale choice (printed, not fitted).
 PAPER = {
@@ -657,12 +671,36 @@ def derive_all(data_dir: Path) -> dict:
 # ---------------------------------------------------------------------------
 
 
-def build_model(derived: dict) -> dict:
-    """Map the derived statistics onto the simulator's model (see docs/quality_model.md)."""
+def load_strategy_effects(path: Path = STRATEGY_EFFECTS) -> dict:
+    """The numbers the ``ratings`` profile takes from ``scripts/derive_strategy_effects.py``'s output."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run scripts/derive_strategy_effects.py --out {path} first")
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return {
+        "best_of_k_factor": float(doc["best_of_k_factor"]["pooled_normal_generators"]["value"]),
+        "slope_z": float(doc["aspect_gains"]["pooled_any_modifier_slope"]["value"]),
+        "prompt_sd_z": float(doc["per_prompt_effects"]["agiqa3k_per_modifier"]["sd_z"]["value"]),
+    }
+
+
+def build_model(derived: dict, profile: str = "classic", effects: dict | None = None) -> dict:
+    """Map the derived statistics onto the simulator's model (see docs/quality_model.md).
+
+    ``classic``: Table II cumulative, the SD rows' best-of-k factor, the slope signs of
+    :data:`ASPECT_SLOPE_SIGNS`, no per-prompt strategy effects. ``ratings``: Table II as printed and
+    ``effects`` (:func:`load_strategy_effects`): the normal generators' best-of-k factor, the pooled slope
+    for every aspect, and per-prompt effects of every aspect (:data:`RATINGS_CONTENT_SHARE` of them from
+    the prompt's words).
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+    ratings = profile == "ratings"
+    if ratings and effects is None:
+        effects = load_strategy_effects()
     var3k = derived["agiqa3k"]["variance"]
     bok = derived["aigciqa2023"]["best_of_k"]
     icc = var3k["icc"]  # prompt share of an SD image's quality variance (AGIQA-3k sd1.5)
-    f = bok["normal_factor"]  # best-of-k gains relative to a normal with the seed SD (AIGCIQA2023)
+    f = effects["best_of_k_factor"] if ratings else bok["normal_factor"]  # best-of-k gains / a normal's
     prompt_sd_z = math.sqrt(icc)
     seed_sd_z = f * math.sqrt(1.0 - icc)
 
@@ -682,11 +720,14 @@ def build_model(derived: dict) -> dict:
     aspects = {}
     for a in ASPECTS:
         g = derived["agiqa3k"]["aspects"][a]["gain_z"]
-        h = ASPECT_SLOPE_SIGNS[a] * slope_mag
+        h = effects["slope_z"] if ratings else ASPECT_SLOPE_SIGNS[a] * slope_mag
         aspects[a] = {"gain_z_at_data_mean_c": g, "slope_z": h, "gain_z_at_c_ref": g + h * (C_REF - c_data)}
+        if ratings:
+            aspects[a].update(prompt_sd_z=effects["prompt_sd_z"], content_share=RATINGS_CONTENT_SHARE)
+    table = STRATEGY_TABLES["printed" if ratings else "cumulative"]
     strategies = []
     for s in range(N_STRATEGIES):
-        used = ASPECTS[:s]
+        used = [ASPECTS[a] for a in table[s]]
         strategies.append({
             "id": s, "name": STRATEGY_NAMES[s], "aspects": list(used),
             "offset_z": sum(aspects[a]["gain_z_at_c_ref"] for a in used),
@@ -694,6 +735,9 @@ def build_model(derived: dict) -> dict:
         })
     # the model holds the values as written to the YAML (4 significant digits)
     return {
+        "profile": profile,
+        "strategy_table": "printed" if ratings else "cumulative",
+        "content_seed": RATINGS_CONTENT_SEED,
         "mapping": {"anchor": ANCHOR, "scale": SCALE, "c_ref": C_REF},
         "seed_sd_z": rnd(seed_sd_z),
         "prompt_sd_z": rnd(prompt_sd_z),
@@ -702,6 +746,7 @@ def build_model(derived: dict) -> dict:
         "strategies": [{**s, "offset_z": rnd(s["offset_z"]), "slope_z": rnd(s["slope_z"])} for s in strategies],
         "_slope_magnitude_z": slope_mag,
         "_c_data": c_data,
+        "_best_of_k_factor": f,
     }
 
 
@@ -709,12 +754,19 @@ def model_from_dict(model: dict):
     """A :class:`sim.model.quality.QualityModel` from :func:`build_model`'s output (no damage file)."""
     from sim.model.quality import DamageParams, QualityModel
 
+    aspects = model["aspects"]
     return QualityModel(
         anchor=model["mapping"]["anchor"], scale=model["mapping"]["scale"], c_ref=model["mapping"]["c_ref"],
         seed_sd_z=model["seed_sd_z"], prompt_sd_z=model["prompt_sd_z"],
         complexity_slope_z=model["complexity_slope_z"],
         offset_z=[s["offset_z"] for s in model["strategies"]], slope_z=[s["slope_z"] for s in model["strategies"]],
         strategy_names=tuple(s["name"] for s in model["strategies"]), damage=DamageParams(),
+        aspect_offset_z=[aspects[a]["gain_z_at_c_ref"] for a in ASPECTS],
+        aspect_slope_z=[aspects[a]["slope_z"] for a in ASPECTS],
+        aspect_prompt_sd_z=[aspects[a].get("prompt_sd_z", 0.0) for a in ASPECTS],
+        aspect_content_share=[aspects[a].get("content_share", 0.0) for a in ASPECTS],
+        content_seed=model.get("content_seed", 0),
+        strategy_table=model.get("strategy_table", "cumulative"),
     )
 
 
@@ -747,6 +799,27 @@ def success_table(qm, complexities: np.ndarray, thresholds=(7.5, 8.0, 8.5), n_im
             "best_strategy_share": {int(s): float(np.mean(per_s.argmax(axis=0) == s)) for s in range(qm.n_strategies)},
         }
     return out
+
+
+def per_prompt_success(qm, texts: list[str], keys: range = range(16), n_images: int = 1) -> dict:
+    """Single-round success with a threshold uniform on [7.5, 8.5] over ``texts``, when each prompt's own effect
+    and its per-prompt strategy effects are drawn (``keys``: independent draws of the prompt's own parts; the
+    content part is the model's): raw, always strategy 6, and the best strategy for each prompt and draw (the
+    model optimum, which knows the effects)."""
+    tt = np.linspace(7.5, 8.5, 21)
+    c = np.array([prompt_complexity(t) for t in texts])
+    per = np.zeros((qm.n_strategies, len(texts), len(keys)))
+    for j, text in enumerate(texts):
+        for k, key in enumerate(keys):
+            offsets = np.array([qm.prompt_offset(text, key) + qm.scale * qm.strategy_effect_z(text, s, key)
+                                for s in range(qm.n_strategies)])
+            for s in range(qm.n_strategies):
+                per[s, j, k] = qm.prob_best_of_n_at_least(tt, c[j], s, n_images, offset=offsets[s]).mean()
+    best = per.max(axis=0)
+    shares = np.bincount(per.argmax(axis=0).ravel(), minlength=qm.n_strategies) / best.size
+    raw, six, opt = float(per[0].mean()), float(per[6].mean()), float(best.mean())
+    return {"raw": raw, "always_6": six, "optimum": opt, "optimum_over_raw": opt / raw, "optimum_over_6": opt / six,
+            "optimum_strategy_share": {int(s): float(x) for s, x in enumerate(shares)}}
 
 
 def calibration_complexities() -> tuple[str, np.ndarray]:
@@ -834,6 +907,13 @@ def summary_text(derived: dict, model: dict, qm, calib: tuple[str, np.ndarray]) 
                  f"best per prompt {u['best_per_prompt']:.3f} (x{u['best_per_prompt'] / u['raw']:.1f} raw, "
                  f"x{u['best_per_prompt'] / u['always_6']:.2f} always-6); best-strategy shares "
                  + ", ".join(f"{s}:{p:.2f}" for s, p in u["best_strategy_share"].items() if p > 0))
+    if qm.aspect_prompt_sd_z.any():
+        texts = [t for t in yaml.safe_load((REPO_ROOT / "sim" / "data" / "prompts.yaml").read_text())["prompts"]]
+        pp = per_prompt_success(qm, [t["text"] for t in texts])
+        L.append(f"  with the per-prompt effects (n=1, t ~ U(7.5, 8.5), 16 draws per prompt): raw {pp['raw']:.3f}, "
+                 f"always-6 {pp['always_6']:.3f}, model optimum {pp['optimum']:.3f} (x{pp['optimum_over_raw']:.1f} raw, "
+                 f"x{pp['optimum_over_6']:.2f} always-6); optimum's strategies "
+                 + ", ".join(f"{s}: {v:.2f}" for s, v in pp["optimum_strategy_share"].items() if v))
     L.append(f"  paper: raw {PAPER['raw_single_round_success']:.3f}, learned {PAPER['learned_single_round_success']:.3f}, "
              f"learned/always-6 {PAPER['learned_over_always_6']}")
     return "\n".join(L)
@@ -863,6 +943,8 @@ def to_yaml(derived: dict, model: dict, qm, calib: tuple[str, np.ndarray]) -> st
     doc = {
         "schema": 1,
         "generated_by": "scripts/derive_quality_stats.py",
+        "profile": model["profile"],
+        "strategy_table": model["strategy_table"],
         "complexity": {
             "function": "sim.model.quality.prompt_complexity",
             "definition": f"clip((content words - {COMPLEXITY_MIN_WORDS}) / ({COMPLEXITY_MAX_WORDS} - {COMPLEXITY_MIN_WORDS}), 0, 1)",
@@ -877,8 +959,11 @@ def to_yaml(derived: dict, model: dict, qm, calib: tuple[str, np.ndarray]) -> st
         "seed_sd": rnd(SCALE * model["seed_sd_z"]),
         "prompt_sd": rnd(SCALE * model["prompt_sd_z"]),
         "complexity_slope_z": rnd(model["complexity_slope_z"]),
+        **({"content_seed": model["content_seed"], "best_of_k_factor": rnd(model["_best_of_k_factor"])}
+           if model["profile"] == "ratings" else {}),
         "aspects": {
-            a: {**rnd(v), "evidence": _ASPECT_EVIDENCE[a]} for a, v in model["aspects"].items()
+            a: {**rnd(v), "evidence": (_RATINGS_EVIDENCE if model["profile"] == "ratings" else _ASPECT_EVIDENCE)[a]}
+            for a, v in model["aspects"].items()
         },
         "strategies": [
             {"id": s["id"], "name": s["name"], "offset_z": rnd(s["offset_z"]), "slope_z": rnd(s["slope_z"]),
@@ -897,7 +982,12 @@ def to_yaml(derived: dict, model: dict, qm, calib: tuple[str, np.ndarray]) -> st
         },
         "derived": rnd(derived),
     }
-    return HEADER + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=110, default_flow_style=None)
+    header = HEADER if model["profile"] == "classic" else HEADER.replace(
+        "--out sim/data/quality_generation.yaml",
+        "--profile ratings --out sim/data/quality_generation_ratings.yaml") + (
+        "# Profile ratings: Table II as printed; each aspect's effect on a prompt varies, N(0, prompt_sd_z), half of it\n"
+        "# from the prompt's content words (content_share, content_seed): QualityModel.aspect_effect_z.\n")
+    return header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=110, default_flow_style=None)
 
 
 _ASPECT_EVIDENCE = {
@@ -912,18 +1002,30 @@ _ASPECT_EVIDENCE = {
 }
 
 
+_RATINGS_EVIDENCE = {
+    a: text.split("; slope")[0] + "; slope: pooled AGIQA-3k modifier x complexity interaction (data, "
+       "derive_strategy_effects); prompt_sd_z: across-prompt SD of a modifier's effect (AGIQA-3k, data); "
+       f"content_share {RATINGS_CONTENT_SHARE} (choice)"
+    for a, text in _ASPECT_EVIDENCE.items()
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="aigc-quality data directory (default: %(default)s)")
     ap.add_argument("--out", type=Path, default=None,
                     help=f"write the model YAML here (the shipped one is {DEFAULT_OUT.relative_to(REPO_ROOT)}); "
                          "without it, only print the summary")
+    ap.add_argument("--profile", choices=sorted(PROFILES), default="classic",
+                    help="classic: Table II cumulative (sim/data/quality_generation.yaml); ratings: Table II as printed "
+                         "with per-prompt strategy effects (sim/data/quality_generation_ratings.yaml; reads "
+                         "sim/data/quality_strategy_effects.yaml)")
     args = ap.parse_args(argv)
     if not (args.data / "MANIFEST.txt").is_file():
         print(f"error: {args.data} is not the aigc-quality data directory (no MANIFEST.txt)", file=sys.stderr)
         return 2
     derived = derive_all(args.data)
-    model = build_model(derived)
+    model = build_model(derived, args.profile)
     qm = model_from_dict(model)
     calib = calibration_complexities()
     print(summary_text(derived, model, qm, calib))

@@ -285,9 +285,9 @@ class PromptingConfig(_Strict):
     #: embedding similarity; ``llm``: two-shot prompting of a chat model.
     corpus: CorpusName = "default"
     #: How Table II's strategies combine aspects: ``cumulative`` (strategy s adds aspects 1..s) or ``printed``
-    #: (as the paper prints it: the object description, plus one aspect for strategies 2-6). The prompt text
-    #: and the quality model both follow it (docs/quality_model.md).
-    strategy_table: Literal["cumulative", "printed"] = "cumulative"
+    #: (as the paper prints it: the object description, plus one aspect for strategies 2-6); ``null``: the quality
+    #: profile's (classic: cumulative, ratings: printed). The prompt text and the quality model both follow it.
+    strategy_table: Literal["cumulative", "printed"] | None = None
     llm: LLMEndpointConfig = LLMEndpointConfig()
     #: Directory where generated corpora are cached, keyed by prompt and backend.
     cache_dir: str = "cache/corpus"
@@ -296,6 +296,10 @@ class PromptingConfig(_Strict):
 class QualityConfig(_Strict):
     """Quality model files; ``default`` uses the statistics shipped in ``sim/data``."""
 
+    #: Which shipped generation model (docs/quality_model.md): ``classic`` (Table II read cumulatively, no
+    #: per-prompt strategy effects; the default so far) or ``ratings`` (Table II as printed, per-prompt strategy
+    #: effects partly predictable from the prompt's words, slopes and best-of-k from the rating data).
+    profile: Literal["classic", "ratings"] = "classic"
     generation: str = "default"
     damage: str = "default"
 

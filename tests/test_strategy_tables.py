@@ -80,3 +80,67 @@ def test_a_scenario_chooses_the_reading_for_text_and_model():
                                                                                                   "printed")[0]
     with pytest.raises(Exception, match="strategy_table"):
         parse_scenario({"name": "x", "prompting": {"strategy_table": "stacked"}})
+
+
+def test_the_ratings_profile_reads_table_ii_as_printed_with_per_prompt_effects():
+    qm = QualityModel.default(profile="ratings")
+    assert qm.strategy_table == "printed"
+    assert np.all(qm.aspect_prompt_sd_z > 0) and np.all(qm.aspect_content_share == 0.5)
+    for s, rows in enumerate(STRATEGY_TABLES["printed"]):
+        assert qm.offset_z[s] == pytest.approx(qm.aspect_offset_z[list(rows)].sum(), abs=2e-4)
+    assert QualityModel.default(profile="ratings", strategy_table="cumulative").offset_z[6] == pytest.approx(
+        qm.aspect_offset_z.sum())
+    with pytest.raises(ValueError, match="profile"):
+        QualityModel.default(profile="paper-ish")
+    sc = parse_scenario({"name": "r", "quality": {"profile": "ratings"}})
+    world = World(sc)
+    assert world.quality.strategy_table == "printed" and world.quality.aspect_prompt_sd_z.any()
+
+
+def test_prompts_that_share_words_share_the_content_part_of_their_effects():
+    qm = QualityModel.default(profile="ratings")
+    a = 2  # mood
+    sd = qm.aspect_prompt_sd_z[a]
+    # the content part is the model's: the same in every run (key); the prompt's own part is not
+    base = "A harbour at dusk with a red sailboat"
+    assert qm.aspect_effect_z(base, a, key=1) != qm.aspect_effect_z(base, a, key=2)
+    keys = range(400)
+    same_words = [qm.aspect_effect_z(base, a, key=k) for k in keys]
+    # over runs, the mean is the content part: sd * sqrt(rho) * (sum of word effects) / sqrt(words)
+    from sim.model.quality import _content_normal
+
+    content = sd * np.sqrt(0.5) * _content_normal(base, qm.content_seed, a)
+    assert np.mean(same_words) == pytest.approx(content, abs=4 * sd * np.sqrt(0.5) / np.sqrt(len(keys)))
+    assert np.std(same_words) == pytest.approx(sd * np.sqrt(0.5), rel=0.12)
+    # across prompts, the effect has the aspect's SD
+    prompts = [f"A {w} garden with a {v} statue" for w in ("quiet", "noisy", "sunlit", "misty", "royal", "tiny")
+               for v in ("marble", "bronze", "wooden", "golden", "broken", "giant", "old", "new")]
+    effects = np.array([qm.aspect_effect_z(p, a, key=k) for p in prompts for k in range(20)])
+    assert effects.std() == pytest.approx(sd, rel=0.15)
+
+
+@pytest.mark.skipif(not (__import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / "aigc-quality"
+                         / "MANIFEST.txt").is_file(), reason="rating data not found beside the checkout")
+def test_the_shipped_ratings_file_is_recomputed_from_the_data():
+    import importlib.util
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("dqs_ratings", root / "scripts" / "derive_quality_stats.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    derived = script.derive_all(root.parent / "shared" / "data" / "aigc-quality")
+    model = script.build_model(derived, "ratings")
+    shipped = yaml.safe_load((root / "sim" / "data" / "quality_generation_ratings.yaml").read_text())
+    assert shipped["profile"] == "ratings" and shipped["strategy_table"] == "printed"
+    for key in ("seed_sd_z", "prompt_sd_z", "complexity_slope_z"):
+        assert model[key] == pytest.approx(shipped[key], rel=1e-6), key
+    for a in ASPECTS:
+        for key in ("gain_z_at_c_ref", "slope_z", "prompt_sd_z", "content_share"):
+            assert model["aspects"][a][key] == pytest.approx(shipped["aspects"][a][key], rel=1e-3), (a, key)
+    for mine, theirs in zip(model["strategies"], shipped["strategies"]):
+        assert mine["aspects"] == theirs["aspects"] and mine["offset_z"] == pytest.approx(theirs["offset_z"], abs=1e-9)
+    # the seed SD uses the normal generators' best-of-k factor, not the SD rows' 0.87
+    assert shipped["best_of_k_factor"] == pytest.approx(0.9993, abs=1e-3)

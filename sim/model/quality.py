@@ -150,6 +150,25 @@ def _prompt_normal(prompt: str, key: int, part: int = 0) -> float:
     return float(np.random.Generator(np.random.PCG64(seq)).standard_normal())
 
 
+@lru_cache(maxsize=65536)
+def _word_normal(word: str, seed: int, aspect: int) -> float:
+    """A content word's fixed standard-normal effect on one aspect (SHA-256 of the word, the model's seed)."""
+    digest = hashlib.sha256(word.encode("utf-8")).digest()
+    words = [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4)]
+    seq = np.random.SeedSequence(entropy=words, spawn_key=(int(seed), int(aspect)))
+    return float(np.random.Generator(np.random.PCG64(seq)).standard_normal())
+
+
+@lru_cache(maxsize=65536)
+def _content_normal(prompt: str, seed: int, aspect: int) -> float:
+    """The standard normal a prompt's content words give one aspect: the sum of their effects over sqrt(count)
+    (distinct content words; 0 for a prompt without any)."""
+    unique = sorted(set(content_words(prompt)))
+    if not unique:
+        return 0.0
+    return sum(_word_normal(w, seed, aspect) for w in unique) / math.sqrt(len(unique))
+
+
 # ---------------------------------------------------------------------------
 # Numerics shared with scripts/derive_quality_stats.py
 # ---------------------------------------------------------------------------
@@ -328,6 +347,10 @@ def _expected_errors(ber: ArrayLike, n_bits: ArrayLike) -> np.ndarray:
 
 _DATA = "data"
 GENERATION_FILE = "quality_generation.yaml"
+#: Generation files shipped per quality profile (``quality.profile``): ``classic``, Table II read cumulatively
+#: without per-prompt strategy effects; ``ratings``, Table II as printed with per-prompt strategy effects
+#: (docs/quality_model.md).
+PROFILES = {"classic": GENERATION_FILE, "ratings": "quality_generation_ratings.yaml"}
 DAMAGE_FILE = "quality_damage.yaml"
 
 
@@ -422,7 +445,10 @@ class QualityModel:
         aspect_offset_z: ArrayLike | None = None,
         aspect_slope_z: ArrayLike | None = None,
         aspect_prompt_sd_z: ArrayLike | None = None,
+        aspect_content_share: ArrayLike | None = None,
+        content_seed: int = 0,
         strategy_table: str = "cumulative",
+        listed_table: str | None = None,
     ):
         self.anchor = float(anchor)
         self.scale = float(scale)
@@ -441,6 +467,8 @@ class QualityModel:
         self.complexity_slope_z = float(complexity_slope_z)
         if strategy_table not in STRATEGY_TABLES:
             raise ValueError(f"strategy_table must be one of {', '.join(STRATEGY_TABLES)}, got {strategy_table!r}")
+        # the reading ``offset_z``/``slope_z`` are given in (default: the one asked for)
+        listed_table = strategy_table if listed_table is None else listed_table
         self.strategy_table = strategy_table
         #: Per aspect (:data:`ASPECTS`): its gain at ``c_ref`` and complexity slope (z), when the model has them.
         self.aspect_offset_z = None if aspect_offset_z is None else _aspect_array(aspect_offset_z, "aspect_offset_z")
@@ -450,7 +478,17 @@ class QualityModel:
                                    else _aspect_array(aspect_prompt_sd_z, "aspect_prompt_sd_z"))
         if np.any(self.aspect_prompt_sd_z < 0):
             raise ValueError("aspect_prompt_sd_z must be >= 0")
-        if strategy_table != "cumulative":  # the strategies' means are their aspects' sums under this reading
+        #: Per aspect: the share of its prompt-specific variance that comes from the prompt's words (the rest is
+        #: the prompt's own): prompts that share words share that part, so it can be learned from the text.
+        self.aspect_content_share = (np.zeros(len(ASPECTS)) if aspect_content_share is None
+                                     else _aspect_array(aspect_content_share, "aspect_content_share"))
+        if np.any((self.aspect_content_share < 0) | (self.aspect_content_share > 1)):
+            raise ValueError("aspect_content_share must lie in [0, 1]")
+        if isinstance(content_seed, bool) or int(content_seed) < 0:
+            raise ValueError(f"content_seed must be a non-negative integer, got {content_seed!r}")
+        #: Seed of the words' effects (part of the model, the same in every run: what a policy can learn).
+        self.content_seed = int(content_seed)
+        if strategy_table != listed_table:  # the strategies' means are their aspects' sums under this reading
             if self.aspect_offset_z is None or self.aspect_slope_z is None:
                 raise ValueError(f"strategy_table {strategy_table!r} needs the aspects' gains and slopes "
                                  "(the quality file's 'aspects' section)")
@@ -480,19 +518,24 @@ class QualityModel:
         damage_path: str | Path | None = None,
         *,
         image_format: str | None = None,
-        strategy_table: str = "cumulative",
+        strategy_table: str | None = None,
     ) -> "QualityModel":
         """Load the generation model from ``generation_path`` and the damage model from ``damage_path``.
 
         ``damage_path=None`` uses the packaged ``sim/data/quality_damage.yaml``
         when it exists, else :class:`DamageParams` defaults. ``image_format``
         (``jpeg``/``png``/``raw``) picks per-format damage parameters. ``strategy_table``
-        (:data:`STRATEGY_TABLES`): ``cumulative`` takes the file's ``strategies``; another
-        reading sums the file's ``aspects`` (``gain_z_at_c_ref``, ``slope_z``) per its rows.
-        An aspect's optional ``prompt_sd_z`` is the SD of its prompt-specific effect.
+        (:data:`STRATEGY_TABLES`; ``None``: the file's own, ``strategy_table:``, cumulative when it
+        names none): the file's reading takes its ``strategies``; another reading sums the file's
+        ``aspects`` (``gain_z_at_c_ref``, ``slope_z``) per its rows. An aspect's optional
+        ``prompt_sd_z`` and ``content_share`` set its prompt-specific effect (:meth:`aspect_effect_z`).
         """
         path = Path(generation_path)
         raw = _read_mapping(path, "quality generation", "a mapping (see docs/quality_model.md)")
+        own_table = str(raw.get("strategy_table", "cumulative"))
+        if own_table not in STRATEGY_TABLES:
+            raise ValueError(f"{path}: strategy_table must be one of {', '.join(STRATEGY_TABLES)}, got {own_table!r}")
+        strategy_table = own_table if strategy_table is None else strategy_table
         strategies = _get(raw, "strategies", path)
         if not isinstance(strategies, list) or len(strategies) != N_STRATEGIES:
             raise ValueError(f"{path}: 'strategies' must list {N_STRATEGIES} entries (ids 0..6)")
@@ -512,6 +555,8 @@ class QualityModel:
             aspect_slopes = [_number(aspects[a], "slope_z", path) for a in ASPECTS]
             aspect_sds = [_number(aspects[a], "prompt_sd_z", path) if "prompt_sd_z" in aspects[a] else 0.0
                           for a in ASPECTS]
+            shares = [_number(aspects[a], "content_share", path) if "content_share" in aspects[a] else 0.0
+                      for a in ASPECTS]
         if damage_path is None:
             packaged = _package_file(DAMAGE_FILE)
             damage_file = packaged if packaged.is_file() else None
@@ -535,13 +580,20 @@ class QualityModel:
             aspect_offset_z=aspect_offsets,
             aspect_slope_z=aspect_slopes,
             aspect_prompt_sd_z=aspect_sds,
+            aspect_content_share=shares if aspects is not None else None,
+            content_seed=int(_number(raw, "content_seed", path)) if "content_seed" in raw else 0,
             strategy_table=strategy_table,
+            listed_table=own_table,
         )
 
     @classmethod
-    def default(cls, *, image_format: str | None = None, strategy_table: str = "cumulative") -> "QualityModel":
-        """The model shipped in ``sim/data`` (``quality_generation.yaml``, ``quality_damage.yaml`` if present)."""
-        return cls.from_yaml(_package_file(GENERATION_FILE), None, image_format=image_format,
+    def default(cls, *, image_format: str | None = None, strategy_table: str | None = None,
+                profile: str = "classic") -> "QualityModel":
+        """A model shipped in ``sim/data``: ``profile`` (:data:`PROFILES`) picks the generation file;
+        ``quality_damage.yaml`` if present."""
+        if profile not in PROFILES:
+            raise ValueError(f"quality profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+        return cls.from_yaml(_package_file(PROFILES[profile]), None, image_format=image_format,
                              strategy_table=strategy_table)
 
     # -- generation --------------------------------------------------------
@@ -586,17 +638,24 @@ class QualityModel:
             raise ValueError(f"key must be a non-negative integer, got {key!r}")
         return float(self.prompt_sd * _prompt_normal(prompt, int(key)))
 
+    def aspect_effect_z(self, prompt: str, aspect: int, key: int = 0) -> float:
+        """Aspect ``aspect``'s prompt-specific effect on ``prompt`` (z), ``N(0, aspect_prompt_sd_z[a])``: a share
+        ``rho = aspect_content_share[a]`` of its variance from the prompt's content words (each word carries a fixed
+        standard-normal effect per aspect, drawn from ``content_seed``; the prompt takes their sum over
+        ``sqrt(words)``), the rest the prompt's own draw, fixed by its text, the aspect and ``key``."""
+        sd = float(self.aspect_prompt_sd_z[aspect])
+        if sd == 0:
+            return 0.0
+        rho = float(self.aspect_content_share[aspect])
+        own = _prompt_normal(prompt, int(key), 1 + aspect) if rho < 1 else 0.0
+        words = _content_normal(prompt, self.content_seed, aspect) if rho > 0 else 0.0
+        return sd * (math.sqrt(rho) * words + math.sqrt(1.0 - rho) * own)
+
     def strategy_effect_z(self, prompt: str, strategy: int, key: int = 0) -> float:
-        """The prompt-specific part of ``strategy``'s effect on ``prompt`` (z): the sum, over the aspects the
-        strategy adds, of each aspect's effect on this prompt, ``N(0, aspect_prompt_sd_z[a])``, fixed by the
-        prompt text, the aspect and ``key`` (0 when the model has no such effects)."""
+        """The prompt-specific part of ``strategy``'s effect on ``prompt`` (z): the sum of
+        :meth:`aspect_effect_z` over the aspects the strategy adds (0 when the model has no such effects)."""
         rows = STRATEGY_TABLES[self.strategy_table][int(_strategy_array(strategy))]
-        total = 0.0
-        for a in rows:
-            sd = self.aspect_prompt_sd_z[a]
-            if sd > 0:
-                total += sd * _prompt_normal(prompt, int(key), 1 + a)
-        return total
+        return float(sum(self.aspect_effect_z(prompt, a, key) for a in rows))
 
     def sample_scores(
         self, prompt: str, strategy: int, rng: np.random.Generator, n: int, key: int = 0
@@ -688,6 +747,7 @@ __all__ = [
     "COMPLEXITY_MIN_WORDS",
     "DamageParams",
     "N_STRATEGIES",
+    "PROFILES",
     "QualityModel",
     "STOPWORDS",
     "STRATEGY_TABLES",

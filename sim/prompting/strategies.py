@@ -20,7 +20,7 @@ strategy 6 is the richest refinement by construction). Table II as the paper
 prints it is ``printed``: strategy 1 is the object description and each of
 strategies 2-6 is the object description plus one aspect (2 environment, 3 mood,
 4 lighting, 5 quality booster, 6 negative effects). A scenario chooses with
-``prompting.strategy_table`` (default ``cumulative``); the quality model sums the
+``prompting.strategy_table`` (default: the quality profile's); the quality model sums the
 same aspects (:data:`sim.model.quality.STRATEGY_TABLES`). The negative-effects
 aspect never goes into the positive prompt: it becomes the negative prompt a
 diffusion pipeline takes.

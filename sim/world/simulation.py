@@ -662,7 +662,7 @@ class World:
             refined = self._refined.get((user.prompt, strategies[i]))
             if refined is None:
                 refined, _ = apply_strategy(user.prompt, strategies[i], self.corpus.elements(user.prompt),
-                                            self.scenario.prompting.strategy_table)
+                                            self.quality.strategy_table)
                 self._refined[(user.prompt, strategies[i])] = refined
             used = slice(0, n_i)
             gone = lost[i, used] != ""
@@ -749,7 +749,7 @@ class World:
         t_request = user.request_s
         r = user.rounds_done
         refined, negative = apply_strategy(user.prompt, strategy, self.corpus.elements(user.prompt),
-                                           self.scenario.prompting.strategy_table)
+                                           self.quality.strategy_table)
         shadow_db = float(self.channel.draw_shadowing_db(1, self.streams.rng("shadowing", user.user_id, r))[0])
         mean_snr_db = float(
             np.asarray(self.channel.mean_snr_db(power_w, user.distance_m)) + shadow_db if power_w > 0 else -np.inf
