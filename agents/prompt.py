@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sim.backends import build_service_models
 from sim.decisions import N_STRATEGIES, AgentContext, PromptAgent, PromptObservation
 
 
@@ -40,3 +41,29 @@ class EmpiricalPrompt(PromptAgent):
 
     def choose(self, obs: PromptObservation) -> int:
         return self.strategy
+
+
+class ModelOptimumPrompt(PromptAgent):
+    """The quality model's best strategy for each request, as far as the prompt's text tells: the strategy with the
+    highest chance that one image meets the user's threshold, from the complexity mean and the part of each
+    strategy's prompt-specific effect the prompt's words fix (the rest, and the prompt's own offset, unknown:
+    :meth:`sim.model.quality.QualityModel.text_known_success`). The ceiling a prompt policy that reads the text
+    can reach. It uses the world's models (``context.models``), or builds them from the scenario when run alone."""
+
+    name = "optimum"
+    per_observation = True
+
+    def __init__(self, context: AgentContext, rng: np.random.Generator, n_images: int = 1):
+        super().__init__(context, rng)
+        if int(n_images) < 1:
+            raise ValueError(f"n_images must be >= 1, got {n_images}")
+        if context.models is None and context.scenario is None:
+            raise ValueError("the optimum prompt agent models the world: it needs the scenario in its AgentContext")
+        models = context.models if context.models is not None else build_service_models(context.scenario)
+        self.quality = models.quality
+        self.n_images = int(n_images)
+
+    def choose(self, obs: PromptObservation) -> int:
+        chances = [self.quality.text_known_success(obs.prompt, s, obs.threshold, self.n_images)
+                   for s in range(N_STRATEGIES)]
+        return int(np.argmax(chances))

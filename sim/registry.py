@@ -142,6 +142,7 @@ PROMPT_AGENTS = Registry(
         "raw": "agents.prompt:RawPrompt",
         "random": "agents.prompt:RandomPrompt",
         "empirical": "agents.prompt:EmpiricalPrompt",
+        "optimum": "agents.prompt:ModelOptimumPrompt",
         "learned": "agents.prompt_learned:LearnedPrompt",
     },
 )

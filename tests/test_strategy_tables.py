@@ -144,3 +144,37 @@ def test_the_shipped_ratings_file_is_recomputed_from_the_data():
         assert mine["aspects"] == theirs["aspects"] and mine["offset_z"] == pytest.approx(theirs["offset_z"], abs=1e-9)
     # the seed SD uses the normal generators' best-of-k factor, not the SD rows' 0.87
     assert shipped["best_of_k_factor"] == pytest.approx(0.9993, abs=1e-3)
+
+
+def test_text_known_success_matches_a_monte_carlo_of_what_the_text_leaves_unknown():
+    qm = QualityModel.default(profile="ratings")
+    prompt, s, thr = "A lighthouse on a cliff with crashing waves at dusk", 3, 7.5
+    rng = np.random.default_rng(0)
+    n_draws = 200_000
+    mu = float(qm.mean_score(__import__("sim.model.quality", fromlist=["prompt_complexity"]).prompt_complexity(prompt), s))
+    mu += qm.scale * qm.text_effect_z(prompt, s)
+    unknown = rng.normal(0, 1, n_draws) * np.hypot(qm.own_effect_sd(s), qm.prompt_sd)
+    best = np.max(mu + unknown[:, None] + rng.normal(0, qm.seed_sd, (n_draws, 2)), axis=1)
+    assert qm.text_known_success(prompt, s, thr, n=2) == pytest.approx(np.mean(np.clip(best, 0, 10) >= thr), abs=4e-3)
+    # the text's part plus the own part is the whole effect: averaged over runs, the own part vanishes
+    effects = [qm.strategy_effect_z(prompt, s, key=k) for k in range(600)]
+    assert np.mean(effects) == pytest.approx(qm.text_effect_z(prompt, s), abs=4 * qm.own_effect_sd(s) / qm.scale / 24)
+
+
+def test_the_optimum_prompt_agent_beats_always_6_when_strategies_help_prompts_differently():
+    def success(profile, agent, seed):
+        sc = parse_scenario({"name": "opt", "seed": seed, "quality": {"profile": profile},
+                             "arrivals": {"n_users": 60}, "channel": {"delivery": "statistical"},
+                             "users": {"distance_m": {"low": 20.0, "high": 40.0}},
+                             "masps": [{"max_users_per_epoch": 60, "p_total_w": 60.0}],
+                             "provisioning_agent": {"name": "static", "params": {"n_images": 1}},
+                             "prompt_agent": {"name": agent}})
+        return World(sc).run().summary["single_round_success"]
+
+    seeds = range(6)
+    ratings = {a: np.array([success("ratings", a, s) for s in seeds]) for a in ("empirical", "optimum")}
+    gain = ratings["optimum"] - ratings["empirical"]
+    assert gain.mean() > 0.015 and (gain > 0).sum() >= 5
+    # the classic model has no per-prompt effects: the optimum is about always-6 (1.03x in the world)
+    classic = {a: np.array([success("classic", a, s) for s in seeds]) for a in ("empirical", "optimum")}
+    assert abs((classic["optimum"] - classic["empirical"]).mean()) < gain.mean()

@@ -174,6 +174,8 @@ def _content_normal(prompt: str, seed: int, aspect: int) -> float:
 # ---------------------------------------------------------------------------
 
 _GL_T, _GL_W = np.polynomial.legendre.leggauss(160)
+_GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(24)
+_GH_W = _GH_W / _GH_W.sum()
 
 
 def expected_max_normal(
@@ -650,6 +652,35 @@ class QualityModel:
         own = _prompt_normal(prompt, int(key), 1 + aspect) if rho < 1 else 0.0
         words = _content_normal(prompt, self.content_seed, aspect) if rho > 0 else 0.0
         return sd * (math.sqrt(rho) * words + math.sqrt(1.0 - rho) * own)
+
+    def text_effect_z(self, prompt: str, strategy: int) -> float:
+        """The part of ``strategy``'s prompt-specific effect on ``prompt`` that its words fix (z): the same in
+        every run, so what a policy reading the text can know (:meth:`aspect_effect_z`)."""
+        rows = STRATEGY_TABLES[self.strategy_table][int(_strategy_array(strategy))]
+        return float(sum(self.aspect_prompt_sd_z[a] * math.sqrt(self.aspect_content_share[a])
+                         * _content_normal(prompt, self.content_seed, a)
+                         for a in rows if self.aspect_prompt_sd_z[a] > 0 and self.aspect_content_share[a] > 0))
+
+    def own_effect_sd(self, strategy: int) -> float:
+        """SD (points) of the part of ``strategy``'s prompt-specific effect that the words do not fix."""
+        rows = STRATEGY_TABLES[self.strategy_table][int(_strategy_array(strategy))]
+        var = sum(self.aspect_prompt_sd_z[a] ** 2 * (1.0 - self.aspect_content_share[a]) for a in rows)
+        return self.scale * math.sqrt(var)
+
+    def text_known_success(self, prompt: str, strategy: int, threshold: float, n: int = 1,
+                           prompt_offset: float | None = None) -> float:
+        """P(best of ``n`` scores >= ``threshold``) for ``prompt`` under ``strategy`` as far as its text tells:
+        the complexity mean and :meth:`text_effect_z` known; unknown, and integrated by Gauss-Hermite quadrature
+        (one draw shared by the ``n`` images), the rest of the strategy's prompt-specific effect and, unless
+        ``prompt_offset`` gives it, the prompt's own offset ``u_p``."""
+        mu = (float(self.mean_score(_cached_complexity(prompt), strategy)) + (prompt_offset or 0.0)
+              + self.scale * self.text_effect_z(prompt, strategy))
+        sd = math.hypot(self.own_effect_sd(strategy), self.prompt_sd if prompt_offset is None else 0.0)
+        thr = np.asarray(threshold, dtype=float)
+        if sd == 0:
+            return float(_prob_max_at_least(thr, np.asarray(mu), self.seed_sd, _n_array(n)))
+        p = _prob_max_at_least(thr, mu + sd * _GH_X, self.seed_sd, _n_array(n))
+        return float(p @ _GH_W)
 
     def strategy_effect_z(self, prompt: str, strategy: int, key: int = 0) -> float:
         """The prompt-specific part of ``strategy``'s effect on ``prompt`` (z): the sum of
