@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Derive what the rating data say about prompt-engineering strategy effects (not yet used by the model).
+"""Derive what the rating data say about prompt-engineering strategy effects (the ``ratings`` quality profile uses them).
 
 Usage::
 
@@ -764,7 +764,8 @@ def to_document(derived: dict, grid: dict, calib_label: str) -> dict:
         "schema": 1,
         "generated_by": "scripts/derive_strategy_effects.py",
         "command": COMMAND,
-        "status": "derived, not used by the model (sim/model/quality.py reads quality_generation.yaml only)",
+        "status": "derived; the ratings quality profile takes its best-of-k factor, pooled slope and per-prompt SD "
+                  "(scripts/derive_quality_stats.py --profile ratings)",
         "units": "z = total SD of one Stable Diffusion image's quality rating in the dataset; points = 0-10 "
                  f"assessor scale under the current mapping (scale {dqs.SCALE} points per z)",
         "aspect_gains": {
