@@ -148,7 +148,7 @@ def test_shipped_file_names_its_sources_and_command(shipped):
     for source in ("AGIQA-3k-Database @30ded2b (MIT)", "AGIQA-1k-Database @7a8d9f2 (MIT)", "AIGCIQA2023",
                    "BestPrompts @5856311", "derive_strategy_effects.py --data"):
         assert source in text, source
-    assert "not used by the model" in shipped["status"]
+    assert "ratings quality profile" in shipped["status"]
     for section in ("aspect_gains", "strategy_means", "best_of_k_factor", "assessor_noise"):
         assert shipped[section]["source"] and shipped[section]["function"], section
 
