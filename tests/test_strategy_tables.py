@@ -178,3 +178,21 @@ def test_the_optimum_prompt_agent_beats_always_6_when_strategies_help_prompts_di
     # the classic model has no per-prompt effects: the optimum is about always-6 (1.03x in the world)
     classic = {a: np.array([success("classic", a, s) for s in seeds]) for a in ("empirical", "optimum")}
     assert abs((classic["optimum"] - classic["empirical"]).mean()) < gain.mean()
+
+
+def test_the_model_expert_follows_what_the_words_tell_under_ratings_only():
+    from sim.model.quality import prompt_complexity
+    from sim.rl.prompt_expert import ModelExpert
+
+    same_c = [f"A {a} {b} with a {c}" for a in ("red", "old", "tall") for b in ("barn", "tower", "ship")
+              for c in ("cat", "flag", "lamp", "kite")]
+    assert len({prompt_complexity(p) for p in same_c}) == 1
+    ratings = ModelExpert(QualityModel.default(profile="ratings"))
+    assert len({ratings.action(p) for p in same_c}) > 1
+    classic = ModelExpert(QualityModel.default())
+    assert len({classic.action(p) for p in same_c}) == 1
+    qm = ratings.quality
+    p = same_c[0]
+    offsets = [qm.scale * qm.text_effect_z(p, s) for s in range(7)]
+    means = [float(qm.expected_best_of_n(prompt_complexity(p), s, 1, offset=offsets[s])) for s in range(7)]
+    assert ratings.action(p) == int(np.argmax(means))

@@ -192,24 +192,36 @@ class DemoExpert:
 class ModelExpert:
     """The quality model's optimum: ``argmax_s`` expected best received score of ``n_images`` images.
 
-    The damage factor is the same for every strategy, so the choice depends on
-    the prompt's complexity only (not on its random effect, which shifts every
-    strategy alike, nor on the power).
+    The damage factor is the same for every strategy, and the prompt's own offset shifts every strategy
+    alike, so the choice depends on the prompt's complexity and, in a model with per-prompt strategy effects
+    (the ``ratings`` profile), on the part of them its words fix (``QualityModel.text_effect_z``): what a
+    policy reading the text can know. Not on the power.
     """
 
     def __init__(self, quality, n_images: int = 1):
         self.quality = quality
         self.n_images = int(n_images)
+        self._per_prompt = bool(np.any(getattr(quality, "aspect_prompt_sd_z", np.zeros(1)) > 0))
 
     @lru_cache(maxsize=4096)
     def _best(self, complexity: float) -> int:
         means = self.quality.expected_best_of_n(complexity, np.arange(N_STRATEGIES), self.n_images)
         return int(np.argmax(means))
 
+    @lru_cache(maxsize=65536)
+    def _best_for(self, prompt: str) -> int:
+        q = self.quality
+        offsets = np.array([q.scale * q.text_effect_z(prompt, s) for s in range(N_STRATEGIES)])
+        means = q.expected_best_of_n(float(prompt_complexity(prompt)), np.arange(N_STRATEGIES), self.n_images,
+                                     offset=offsets)
+        return int(np.argmax(means))
+
     def covers(self, prompt: str) -> bool:
         return True
 
     def action(self, prompt: str, power_w: float = 1.0) -> int:
+        if self._per_prompt:
+            return self._best_for(prompt)
         return self._best(float(prompt_complexity(prompt)))
 
 
