@@ -126,7 +126,7 @@ class LookaheadOracle(ProvisioningAgent):
         mu = np.asarray(qm.mean_score(np.asarray(obs.complexities, dtype=float), self.strategy), dtype=float)
         effect = qm.prompt_sd * rng.standard_normal((m, q))  # each user's unknown prompt effect
         z = rng.standard_normal((epochs, m, q, k))
-        gen = np.clip(mu[None, None, :, None] + effect[None, :, :, None] + qm.seed_sd * z, SCORE_MIN, SCORE_MAX)
+        gen = np.clip(mu[None, None, :, None] + effect[None, :, :, None] + qm.image_sd * z, SCORE_MIN, SCORE_MAX)
         shadow = np.asarray(ch.draw_shadowing_db((epochs, m, q), rng), dtype=float)
         fading = np.asarray(ch.draw_fading_gain((epochs, m, q, k), rng), dtype=float)
         uniforms = rng.random((epochs, m, q, k))

@@ -151,7 +151,7 @@ class OracleProvisioning(ProvisioningAgent):
         qm, ch = self.quality, self.channel
         p = np.atleast_1d(np.asarray(power_w, dtype=float))
         mu = float(qm.mean_score(complexity, self.strategy))
-        sd = qm.seed_sd
+        sd = qm.image_sd
         floor, thr = self.params.quality_floor, float(threshold)
         shadow = ch.shadowing_sigma_db * self._x  # (X,)
         ber = np.asarray(ch.ber_given_shadowing(p[:, None], distance_m, shadow[None, :]), dtype=float)  # (P, X)

@@ -57,11 +57,11 @@ def build_quality_model(scenario: Scenario) -> QualityModel:
     fmt = scenario.generator.image_format
     table = scenario.prompting.strategy_table
     if q.generation == "default" and q.damage == "default":
-        return QualityModel.default(image_format=fmt, strategy_table=table, profile=q.profile)
+        return QualityModel.default(image_format=fmt, strategy_table=table, profile=q.profile, judge_sd_z=q.judge_sd_z)
     default = QualityModel.default(image_format=fmt, profile=q.profile)
     generation = default.generation_path if q.generation == "default" else q.generation
     damage = default.damage_path if q.damage == "default" else q.damage
-    return QualityModel.from_yaml(generation, damage, image_format=fmt, strategy_table=table)
+    return QualityModel.from_yaml(generation, damage, image_format=fmt, strategy_table=table, judge_sd_z=q.judge_sd_z)
 
 
 def build_service_models(scenario: Scenario, masp_index: int = 0, quality: QualityModel | None = None) -> ServiceModels:

@@ -300,6 +300,11 @@ class QualityConfig(_Strict):
     #: per-prompt strategy effects; the default so far) or ``ratings`` (Table II as printed, per-prompt strategy
     #: effects partly predictable from the prompt's words, slopes and best-of-k from the rating data).
     profile: Literal["classic", "ratings"] = "classic"
+    #: SD (z-units) of the assessor's own per-image noise, a judge that scores the same image differently each
+    #: time; ``null``: the profile's (0: the judge is the rating panel, whose small noise is already in the data's
+    #: seed spread). AGIQA-3k puts one human rater at 0.95 z around the 21-rater panel (0.21 z): 0.93 z makes the
+    #: judge as noisy as one rater (docs/quality_model.md, 7.3).
+    judge_sd_z: Annotated[NonNegativeFloat, Field(le=10)] | None = None
     generation: str = "default"
     damage: str = "default"
 

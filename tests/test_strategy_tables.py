@@ -196,3 +196,20 @@ def test_the_model_expert_follows_what_the_words_tell_under_ratings_only():
     offsets = [qm.scale * qm.text_effect_z(p, s) for s in range(7)]
     means = [float(qm.expected_best_of_n(prompt_complexity(p), s, 1, offset=offsets[s])) for s in range(7)]
     assert ratings.action(p) == int(np.argmax(means))
+
+
+def test_a_noisy_judge_widens_every_score_draw_and_probability():
+    quiet = QualityModel.default(profile="ratings")
+    assert quiet.judge_sd == 0 and quiet.image_sd == quiet.seed_sd
+    noisy = QualityModel.default(profile="ratings", judge_sd_z=0.93)
+    assert noisy.image_sd == pytest.approx(np.hypot(quiet.seed_sd, 0.93 * quiet.scale))
+    draws = noisy.sample_scores("A quiet lake with a wooden pier", 3, np.random.default_rng(0), 40_000)
+    inside = draws[(draws > 0) & (draws < 10)]
+    assert inside.std() == pytest.approx(noisy.image_sd, rel=0.05)
+    # a noisier judge makes a threshold above the mean easier to pass by luck, and one below it harder
+    mu = float(quiet.mean_score(0.3, 3))
+    assert noisy.prob_best_of_n_at_least(mu + 2, 0.3, 3, 1) > quiet.prob_best_of_n_at_least(mu + 2, 0.3, 3, 1)
+    assert noisy.prob_best_of_n_at_least(mu - 2, 0.3, 3, 1) < quiet.prob_best_of_n_at_least(mu - 2, 0.3, 3, 1)
+    sc = parse_scenario({"name": "judge", "quality": {"profile": "ratings", "judge_sd_z": 0.93}})
+    world = World(sc)
+    assert world.quality.judge_sd_z == 0.93 and world.quality.image_sd == pytest.approx(noisy.image_sd)

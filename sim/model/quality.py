@@ -451,6 +451,7 @@ class QualityModel:
         content_seed: int = 0,
         strategy_table: str = "cumulative",
         listed_table: str | None = None,
+        judge_sd_z: float = 0.0,
     ):
         self.anchor = float(anchor)
         self.scale = float(scale)
@@ -465,6 +466,11 @@ class QualityModel:
         if not (prompt_sd_z >= 0 and math.isfinite(prompt_sd_z)):
             raise ValueError(f"prompt_sd_z must be >= 0, got {prompt_sd_z!r}")
         self.seed_sd_z = float(seed_sd_z)
+        if not (judge_sd_z >= 0 and math.isfinite(judge_sd_z)):
+            raise ValueError(f"judge_sd_z must be >= 0, got {judge_sd_z!r}")
+        #: SD (z) of the assessor's own noise, per image: a judge that scores the same image differently each
+        #: time (0: the judge is the rating panel, whose small noise is already in ``seed_sd_z``).
+        self.judge_sd_z = float(judge_sd_z)
         self.prompt_sd_z = float(prompt_sd_z)
         self.complexity_slope_z = float(complexity_slope_z)
         if strategy_table not in STRATEGY_TABLES:
@@ -521,6 +527,7 @@ class QualityModel:
         *,
         image_format: str | None = None,
         strategy_table: str | None = None,
+        judge_sd_z: float | None = None,
     ) -> "QualityModel":
         """Load the generation model from ``generation_path`` and the damage model from ``damage_path``.
 
@@ -531,6 +538,7 @@ class QualityModel:
         names none): the file's reading takes its ``strategies``; another reading sums the file's
         ``aspects`` (``gain_z_at_c_ref``, ``slope_z``) per its rows. An aspect's optional
         ``prompt_sd_z`` and ``content_share`` set its prompt-specific effect (:meth:`aspect_effect_z`).
+        ``judge_sd_z`` (``None``: the file's, 0 when it has none) is the assessor's own noise.
         """
         path = Path(generation_path)
         raw = _read_mapping(path, "quality generation", "a mapping (see docs/quality_model.md)")
@@ -586,17 +594,19 @@ class QualityModel:
             content_seed=int(_number(raw, "content_seed", path)) if "content_seed" in raw else 0,
             strategy_table=strategy_table,
             listed_table=own_table,
+            judge_sd_z=(_number(raw, "judge_sd_z", path) if "judge_sd_z" in raw else 0.0) if judge_sd_z is None
+            else float(judge_sd_z),
         )
 
     @classmethod
     def default(cls, *, image_format: str | None = None, strategy_table: str | None = None,
-                profile: str = "classic") -> "QualityModel":
+                profile: str = "classic", judge_sd_z: float | None = None) -> "QualityModel":
         """A model shipped in ``sim/data``: ``profile`` (:data:`PROFILES`) picks the generation file;
         ``quality_damage.yaml`` if present."""
         if profile not in PROFILES:
             raise ValueError(f"quality profile must be one of {', '.join(PROFILES)}, got {profile!r}")
         return cls.from_yaml(_package_file(PROFILES[profile]), None, image_format=image_format,
-                             strategy_table=strategy_table)
+                             strategy_table=strategy_table, judge_sd_z=judge_sd_z)
 
     # -- generation --------------------------------------------------------
 
@@ -604,6 +614,17 @@ class QualityModel:
     def seed_sd(self) -> float:
         """SD of one image's score around its prompt's mean, seed to seed (points)."""
         return self.scale * self.seed_sd_z
+
+    @property
+    def judge_sd(self) -> float:
+        """SD of the assessor's own per-image noise (points)."""
+        return self.scale * self.judge_sd_z
+
+    @property
+    def image_sd(self) -> float:
+        """SD of one judged image's score around its prompt's mean: seed and judge noise (points); what every
+        score draw and probability of the model uses."""
+        return math.hypot(self.seed_sd, self.judge_sd)
 
     @property
     def prompt_sd(self) -> float:
@@ -678,8 +699,8 @@ class QualityModel:
         sd = math.hypot(self.own_effect_sd(strategy), self.prompt_sd if prompt_offset is None else 0.0)
         thr = np.asarray(threshold, dtype=float)
         if sd == 0:
-            return float(_prob_max_at_least(thr, np.asarray(mu), self.seed_sd, _n_array(n)))
-        p = _prob_max_at_least(thr, mu + sd * _GH_X, self.seed_sd, _n_array(n))
+            return float(_prob_max_at_least(thr, np.asarray(mu), self.image_sd, _n_array(n)))
+        p = _prob_max_at_least(thr, mu + sd * _GH_X, self.image_sd, _n_array(n))
         return float(p @ _GH_W)
 
     def strategy_effect_z(self, prompt: str, strategy: int, key: int = 0) -> float:
@@ -699,7 +720,7 @@ class QualityModel:
         k = n if type(n) is int and n >= 1 else int(_n_array(n))  # noqa: E721 (the world's plain ints skip the checks)
         mu = self.prompt_mean_score(prompt, strategy, key)
         draws = rng.standard_normal(k)
-        draws *= self.seed_sd
+        draws *= self.image_sd
         draws += mu
         return np.minimum(np.maximum(draws, SCORE_MIN, out=draws), SCORE_MAX, out=draws)
 
@@ -728,7 +749,7 @@ class QualityModel:
         clipped normal.
         """
         mu = self.mean_score(complexity, strategy) + np.asarray(offset, dtype=float)
-        return expected_max_normal(mu, self.seed_sd, _n_array(n), SCORE_MIN, SCORE_MAX)
+        return expected_max_normal(mu, self.image_sd, _n_array(n), SCORE_MIN, SCORE_MAX)
 
     def prob_best_of_n_at_least(
         self,
@@ -747,7 +768,7 @@ class QualityModel:
         if np.any(np.isnan(thr)):
             raise ValueError("threshold must not be NaN")
         mu = self.mean_score(complexity, strategy) + np.asarray(offset, dtype=float)
-        return _prob_max_at_least(thr, mu, self.seed_sd, _n_array(n))
+        return _prob_max_at_least(thr, mu, self.image_sd, _n_array(n))
 
     # -- damage ------------------------------------------------------------
 
