@@ -152,7 +152,17 @@ STRATEGY_EFFECTS = REPO_ROOT / "sim" / "data" / "quality_strategy_effects.yaml"
 RATINGS_CONTENT_SHARE = 0.5
 #: Seed of the content words' effects in the ``ratings`` profile (part of the model; any value is a valid world).
 RATINGS_CONTENT_SEED = 0
-PROFILES = {"classic": "sim/data/quality_generation.yaml", "ratings": "sim/data/quality_generation_ratings.yaml"}
+PROFILES = {"classic": "sim/data/quality_generation.yaml", "ratings": "sim/data/quality_generation_ratings.yaml",
+            "paper": "sim/data/quality_generation_paper.yaml"}
+#: The ``paper`` profile is the ``ratings`` model calibrated to the D3PG paper's prompt-engineering results
+#: (single-image success, thresholds uniform on [7.5, 8.5], over the shipped prompt set): raw prompts 3/55,
+#: the empirical strategy (always 6) 9/55, and its IRL policy 6.3 x 3/55 (= 2.1 x 9/55), about 19/55, taken as
+#: the text-known optimum (the best a policy reading the prompt can do). Three numbers fit three parameters:
+#: the anchor (raw), a common scale of the aspects' gains (always 6) and of their per-prompt SDs (optimum).
+PAPER_TARGETS = {"raw": 3 / 55, "always_6": 9 / 55, "optimum": 6.3 * 3 / 55}
+#: In the paper profile all of a strategy's per-prompt effect follows the prompt's words (a policy that reads
+#: the prompt can learn it, as the paper's IRL policy is taken to).
+PAPER_CONTENT_SHARE = 1.0
 
 #: The paper's reference numbers used only to check the anchor/scale choice (printed, not fitted).
 PAPER = {
@@ -694,6 +704,8 @@ def build_model(derived: dict, profile: str = "classic", effects: dict | None = 
     """
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+    if profile == "paper":
+        return calibrate_to_paper(build_model(derived, "ratings", effects))
     ratings = profile == "ratings"
     if ratings and effects is None:
         effects = load_strategy_effects()
@@ -748,6 +760,76 @@ def build_model(derived: dict, profile: str = "classic", effects: dict | None = 
         "_c_data": c_data,
         "_best_of_k_factor": f,
     }
+
+
+def paper_success(qm, texts: list[str]) -> dict[str, float]:
+    """Single-image success over ``texts`` with a threshold uniform on [7.5, 8.5] (21 points): raw, always
+    strategy 6, and the text-known optimum (per prompt and threshold the strategy with the highest
+    :meth:`~sim.model.quality.QualityModel.text_known_success`); the prompt's own offset unknown."""
+    from scipy.special import ndtr
+
+    tt = np.linspace(7.5, 8.5, 21)
+    x, w = np.polynomial.hermite_e.hermegauss(24)
+    w = w / w.sum()
+    p = np.zeros((N_STRATEGIES, len(texts), len(tt)))
+    for j, text in enumerate(texts):
+        c = prompt_complexity(text)
+        for st in range(N_STRATEGIES):
+            mu = float(qm.mean_score(c, st)) + qm.scale * qm.text_effect_z(text, st)
+            sd = math.hypot(qm.own_effect_sd(st), qm.prompt_sd)
+            z = (tt[:, None] - mu - sd * x[None, :]) / qm.image_sd
+            p[st, j] = (1.0 - ndtr(z)) @ w
+    return {"raw": float(p[0].mean()), "always_6": float(p[6].mean()), "optimum": float(p.max(axis=0).mean())}
+
+
+def _shipped_prompts() -> list[str]:
+    raw = yaml.safe_load((REPO_ROOT / "sim" / "data" / "prompts.yaml").read_text(encoding="utf-8"))
+    return [p["text"] for p in raw["prompts"]]
+
+
+def _scaled(model: dict, anchor: float, gain: float, tau: float) -> dict:
+    """``model`` with ``anchor``, every aspect's gain times ``gain`` and per-prompt SD times ``tau``."""
+    out = {**model, "mapping": {**model["mapping"], "anchor": anchor}}
+    out["aspects"] = {a: {**v, "gain_z_at_c_ref": v["gain_z_at_c_ref"] * gain,
+                          "gain_z_at_data_mean_c": v["gain_z_at_data_mean_c"] * gain,
+                          "prompt_sd_z": v.get("prompt_sd_z", 0.0) * tau,
+                          "content_share": PAPER_CONTENT_SHARE} for a, v in model["aspects"].items()}
+    table = STRATEGY_TABLES[model["strategy_table"]]
+    out["strategies"] = [{**st, "offset_z": sum(out["aspects"][ASPECTS[a]]["gain_z_at_c_ref"] for a in table[st["id"]])}
+                         for st in model["strategies"]]
+    return out
+
+
+def calibrate_to_paper(model: dict, texts: list[str] | None = None) -> dict:
+    """The ``ratings`` ``model`` calibrated to :data:`PAPER_TARGETS` (:func:`paper_success`): the anchor from the
+    raw prompts (root finding), then the gains' scale and the per-prompt SDs' scale together (least squares)."""
+    from scipy.optimize import brentq, least_squares
+
+    texts = _shipped_prompts() if texts is None else texts
+
+    def success(anchor: float, gain: float, tau: float) -> dict[str, float]:
+        return paper_success(model_from_dict(_scaled(model, anchor, gain, tau)), texts)
+
+    anchor = brentq(lambda a: success(a, 1.0, 0.0)["raw"] - PAPER_TARGETS["raw"], 2.0, 9.0, xtol=1e-4)
+
+    def misfit(v: np.ndarray) -> list[float]:
+        got = success(anchor, float(v[0]), float(v[1]))
+        return [got["always_6"] - PAPER_TARGETS["always_6"], got["optimum"] - PAPER_TARGETS["optimum"]]
+
+    fit = least_squares(misfit, x0=[3.0, 2.0], bounds=([0.0, 0.0], [40.0, 20.0]), xtol=1e-8, ftol=1e-10)
+    gain, tau = (float(v) for v in fit.x)
+    out = _scaled(model, anchor, gain, tau)
+    achieved = success(anchor, gain, tau)
+    out.update(profile="paper", calibration={
+        "targets": {k: round(v, 4) for k, v in PAPER_TARGETS.items()},
+        "achieved": {k: round(v, 4) for k, v in achieved.items()},
+        "anchor": round(anchor, 4), "gain_scale": round(gain, 4), "prompt_sd_scale": round(tau, 4),
+        "content_share": PAPER_CONTENT_SHARE,
+        "method": "scripts/derive_quality_stats.py calibrate_to_paper: paper_success over sim/data/prompts.yaml, "
+                  "thresholds uniform on [7.5, 8.5], one image; the ratings model's anchor, aspect gains (x gain_scale) "
+                  "and per-prompt SDs (x prompt_sd_scale) fitted to the three targets",
+    })
+    return out
 
 
 def model_from_dict(model: dict):
@@ -950,7 +1032,7 @@ def to_yaml(derived: dict, model: dict, qm, calib: tuple[str, np.ndarray]) -> st
             "definition": f"clip((content words - {COMPLEXITY_MIN_WORDS}) / ({COMPLEXITY_MAX_WORDS} - {COMPLEXITY_MIN_WORDS}), 0, 1)",
         },
         "mapping": {
-            "anchor": ANCHOR, "scale": SCALE, "c_ref": C_REF,
+            "anchor": rnd(model["mapping"]["anchor"]), "scale": model["mapping"]["scale"], "c_ref": model["mapping"]["c_ref"],
             "note": "score = anchor + scale * z; anchor = mean raw-prompt score of a typical prompt at c_ref "
                     "(choice), scale = points per z (choice)",
         },
@@ -960,9 +1042,10 @@ def to_yaml(derived: dict, model: dict, qm, calib: tuple[str, np.ndarray]) -> st
         "prompt_sd": rnd(SCALE * model["prompt_sd_z"]),
         "complexity_slope_z": rnd(model["complexity_slope_z"]),
         **({"content_seed": model["content_seed"], "best_of_k_factor": rnd(model["_best_of_k_factor"])}
-           if model["profile"] == "ratings" else {}),
+           if model["profile"] in ("ratings", "paper") else {}),
+        **({"calibration": model["calibration"]} if model["profile"] == "paper" else {}),
         "aspects": {
-            a: {**rnd(v), "evidence": (_RATINGS_EVIDENCE if model["profile"] == "ratings" else _ASPECT_EVIDENCE)[a]}
+            a: {**rnd(v), "evidence": _evidence(model["profile"], a)}
             for a, v in model["aspects"].items()
         },
         "strategies": [
@@ -984,9 +1067,12 @@ def to_yaml(derived: dict, model: dict, qm, calib: tuple[str, np.ndarray]) -> st
     }
     header = HEADER if model["profile"] == "classic" else HEADER.replace(
         "--out sim/data/quality_generation.yaml",
-        "--profile ratings --out sim/data/quality_generation_ratings.yaml") + (
-        "# Profile ratings: Table II as printed; each aspect's effect on a prompt varies, N(0, prompt_sd_z), half of it\n"
-        "# from the prompt's content words (content_share, content_seed): QualityModel.aspect_effect_z.\n")
+        f"--profile {model['profile']} --out {PROFILES[model['profile']]}") + (
+        "# Profile paper: the ratings model CALIBRATED TO THE PAPER'S RESULTS (raw 3/55, always-6 9/55, IRL about\n"
+        "# 19/55 single-image success at thresholds 7.5-8.5), not to human ratings: see calibration below.\n"
+        if model["profile"] == "paper" else "") + (
+        "# Table II as printed; each aspect's effect on a prompt varies, N(0, prompt_sd_z), a share content_share of\n"
+        "# its variance from the prompt's content words (content_seed): QualityModel.aspect_effect_z.\n")
     return header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=110, default_flow_style=None)
 
 
@@ -1008,6 +1094,15 @@ _RATINGS_EVIDENCE = {
        f"content_share {RATINGS_CONTENT_SHARE} (choice)"
     for a, text in _ASPECT_EVIDENCE.items()
 }
+
+
+def _evidence(profile: str, aspect: str) -> str:
+    if profile == "classic":
+        return _ASPECT_EVIDENCE[aspect]
+    if profile == "ratings":
+        return _RATINGS_EVIDENCE[aspect]
+    return ("PAPER PROFILE (calibrated to the paper's results, not to ratings): the ratings model's gain x gain_scale, "
+            "prompt_sd_z x prompt_sd_scale, content_share 1; see calibration")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -299,7 +299,9 @@ class QualityConfig(_Strict):
     #: Which shipped generation model (docs/quality_model.md): ``classic`` (Table II read cumulatively, no
     #: per-prompt strategy effects; the default so far) or ``ratings`` (Table II as printed, per-prompt strategy
     #: effects partly predictable from the prompt's words, slopes and best-of-k from the rating data).
-    profile: Literal["classic", "ratings"] = "classic"
+    #: ``paper``: the ratings model calibrated to the paper's results (raw 3/55, always-6 9/55, IRL about 19/55
+    #: single-image success), labelled as such in reports.
+    profile: Literal["classic", "ratings", "paper"] = "classic"
     #: SD (z-units) of the assessor's own per-image noise, a judge that scores the same image differently each
     #: time; ``null``: the profile's (0: the judge is the rating panel, whose small noise is already in the data's
     #: seed spread). AGIQA-3k puts one human rater at 0.95 z around the 21-rater panel (0.21 z): 0.93 z makes the

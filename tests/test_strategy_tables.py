@@ -213,3 +213,36 @@ def test_a_noisy_judge_widens_every_score_draw_and_probability():
     sc = parse_scenario({"name": "judge", "quality": {"profile": "ratings", "judge_sd_z": 0.93}})
     world = World(sc)
     assert world.quality.judge_sd_z == 0.93 and world.quality.image_sd == pytest.approx(noisy.image_sd)
+
+
+def _derive_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "derive_quality_stats.py"
+    spec = importlib.util.spec_from_file_location("dqs_paper", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_paper_profile_reaches_the_papers_numbers_and_says_it_is_calibrated(tmp_path):
+    import yaml
+    from pathlib import Path
+
+    from sim.world.compare import compare, make_arms
+
+    script = _derive_script()
+    shipped = yaml.safe_load((Path(__file__).resolve().parents[1] / "sim" / "data"
+                              / "quality_generation_paper.yaml").read_text())
+    assert shipped["profile"] == "paper" and shipped["strategy_table"] == "printed"
+    qm = QualityModel.default(profile="paper")
+    assert qm.anchor == pytest.approx(shipped["calibration"]["anchor"], abs=1e-3)
+    got = script.paper_success(qm, script._shipped_prompts())
+    for key, target in script.PAPER_TARGETS.items():
+        assert got[key] == pytest.approx(target, abs=0.006), key  # raw 3/55, always-6 9/55, optimum 6.3 x 3/55
+        assert got[key] == pytest.approx(shipped["calibration"]["achieved"][key], abs=1e-3)
+    sc = parse_scenario({"name": "paper_note", "quality": {"profile": "paper"}, "arrivals": {"n_users": 6},
+                         "channel": {"delivery": "statistical"}})
+    out, _ = compare(sc, make_arms(sc, ["static"], ["raw"]), [0], out=tmp_path / "cmp", workers=1, quiet=True)
+    assert "CALIBRATED TO THE PAPER'S RESULTS" in (out / "report.md").read_text()

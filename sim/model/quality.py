@@ -351,8 +351,9 @@ _DATA = "data"
 GENERATION_FILE = "quality_generation.yaml"
 #: Generation files shipped per quality profile (``quality.profile``): ``classic``, Table II read cumulatively
 #: without per-prompt strategy effects; ``ratings``, Table II as printed with per-prompt strategy effects
-#: (docs/quality_model.md).
-PROFILES = {"classic": GENERATION_FILE, "ratings": "quality_generation_ratings.yaml"}
+#: (docs/quality_model.md); ``paper``, the ratings model calibrated to the D3PG paper's prompt-engineering results.
+PROFILES = {"classic": GENERATION_FILE, "ratings": "quality_generation_ratings.yaml",
+            "paper": "quality_generation_paper.yaml"}
 DAMAGE_FILE = "quality_damage.yaml"
 
 

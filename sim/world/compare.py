@@ -20,7 +20,7 @@ from sim.io import unique_dir, write_csv, write_text
 from sim.progress import count_progress
 from sim.registry import PROMPT_AGENTS, PROVISIONING_AGENTS, RegistryError
 from sim.world.records import conservation_line
-from sim.world.report import write_compare_report
+from sim.world.report import profile_notes, write_compare_report
 from sim.world.simulation import World
 
 
@@ -137,7 +137,7 @@ def compare(
     runs = pd.DataFrame(rows).sort_values(["agent", "seed"], key=lambda c: c.map(order) if c.name == "agent" else c)
     runs = runs.reset_index(drop=True)
     write_csv(out / "runs.csv", runs)
-    write_compare_report(out, scenario.name, runs)
+    write_compare_report(out, scenario.name, runs, notes=profile_notes(scenario.quality.profile))
     return out, runs
 
 

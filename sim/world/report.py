@@ -51,8 +51,24 @@ def _save(fig: plt.Figure, path: Path) -> None:
     plt.close(fig)
 
 
+#: What a report says about a quality profile other than ``classic`` (``quality.profile``).
+PROFILE_NOTES = {
+    "ratings": "Quality profile `ratings`: Table II as printed, with per-prompt strategy effects partly predictable "
+               "from the prompt's words (docs/quality_model.md, section 8).",
+    "paper": "Quality profile `paper`: CALIBRATED TO THE PAPER'S RESULTS (raw prompts 3/55, always strategy 6 9/55, "
+             "IRL about 19/55 single-image success at thresholds 7.5-8.5), not to human ratings "
+             "(docs/quality_model.md, section 8).",
+}
+
+
+def profile_notes(profile: str) -> list[str]:
+    """The line a report carries for quality profile ``profile`` (none for ``classic``)."""
+    return [PROFILE_NOTES[profile]] if profile in PROFILE_NOTES else []
+
+
 def write_run_report(out: Path, scenario_name: str, seed: int, summary: dict, trace: pd.DataFrame, users: pd.DataFrame,
-                     warnings: list[str] | tuple[str, ...] = (), books: dict | None = None) -> Path:
+                     warnings: list[str] | tuple[str, ...] = (), books: dict | None = None,
+                     notes: list[str] | tuple[str, ...] = ()) -> Path:
     """``report.md`` and its PNG plots for one run, in ``out`` (``warnings``: lines shown above the summary;
     ``books``: the conservation check, :func:`sim.world.records.conservation`)."""
     sns.set_theme(style="whitegrid")
@@ -109,6 +125,8 @@ def write_run_report(out: Path, scenario_name: str, seed: int, summary: dict, tr
         "",
         *[f"**Warning:** {w}" for w in warnings],
         *([""] if warnings else []),
+        *[f"**Note:** {n}" for n in notes],
+        *([""] if notes else []),
         "## Summary",
         "",
         _markdown_table(rows),
@@ -201,7 +219,8 @@ def winners(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_compare_report(out: Path, scenario_name: str, runs: pd.DataFrame, confidence: float = 0.95) -> Path:
+def write_compare_report(out: Path, scenario_name: str, runs: pd.DataFrame, confidence: float = 0.95,
+                         notes: list[str] | tuple[str, ...] = ()) -> Path:
     """``report.md`` with means, confidence intervals, paired differences and plots, in ``out``."""
     sns.set_theme(style="whitegrid")
     table = compare_table(runs, confidence)
@@ -237,6 +256,7 @@ def write_compare_report(out: Path, scenario_name: str, runs: pd.DataFrame, conf
         "so arrivals, prompts, thresholds, distances and channel draws are the same for all of them.",
         f"Cells: mean over seeds [{pct}% Student-t confidence interval]. Raw rows: `runs.csv`.",
         "",
+        *[f"**Note:** {n}\n" for n in notes],
         _markdown_table(pd.DataFrame(wide)),
         "",
     ]

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from sim.config import Scenario, ScenarioError, scenario_to_yaml
 from sim.progress import user_progress
-from sim.world.report import write_run_report
+from sim.world.report import profile_notes, write_run_report
 from sim.io import unique_dir, write_json, write_parquet, write_text
 from sim.world.records import UserRecord, conservation_line, records_frame, trace_frame
 from sim.world.simulation import World, WorldResult
@@ -158,7 +158,8 @@ def _write_outputs(out: Path, scenario: Scenario, seed: int, result: WorldResult
                                         "provisioning_agent": scenario.provisioning_agent.name,
                                         "prompt_agent": scenario.prompt_agent.name, "streamed": streamed,
                                         "shards": shards, "warnings": warnings})
-    write_run_report(out, scenario.name, seed, result.summary, trace, users, warnings, result.conservation)
+    write_run_report(out, scenario.name, seed, result.summary, trace, users, warnings, result.conservation,
+                     profile_notes(scenario.quality.profile))
     return RunOutput(out, result, wall)
 
 
