@@ -180,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--executor", choices=["local", "dask", "ray"], default="local",
                     help="where training and evaluation runs execute (extras dask, ray; default local processes)")
     pp.add_argument("--address", help="the Dask scheduler or Ray cluster to join (default: a local one of --jobs workers)")
+    pp.add_argument("--quality-profile", choices=["classic", "ratings", "paper"],
+                    help="the prompting part's quality.profile (default: its scenario's, classic); the report says "
+                    "which, and that paper is calibrated to the paper's results")
 
     tp = sub.add_parser("train-prompt", help="train a prompt-engineering policy on sim/Prompt-v0 (GAIL or PPO)")
     tp.add_argument("scenario", type=Path)
@@ -455,7 +458,7 @@ def _cmd_paper(args) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise ScenarioError("--jobs", [f"must be >= 1, got {args.jobs}"])
     report = run_paper(out, part=args.part, quick=args.quick, jobs=args.jobs, executor=args.executor,
-                       address=args.address)
+                       address=args.address, quality_profile=args.quality_profile)
     print(report)
     return 0
 

@@ -36,11 +36,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from sim.config import Scenario, load_scenario
+from sim.config import Scenario, load_scenario, parse_scenario
 from sim.executors import run_tasks
 from sim.paper import prompt_world as pw
 from sim.paper.common import fmt_ci, magnitude_verdict, plot_mean_ci, pyplot, verdict, wall_time_sentence, save_figure
 from sim.stats import mean_ci
+from sim.world.report import profile_notes
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "paper" / "prompting.yaml"
 #: Learners: (name, algorithm, GAIL's expert).
@@ -353,8 +354,10 @@ def plot_fig13(table: pd.DataFrame, path: Path) -> None:
 
 
 def reproduce(out: Path, quick: bool = False, jobs: int | None = None, scenario_path: Path = DEFAULT_SCENARIO,
-              budget: PromptingBudget | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the prompt-engineering reproduction into ``out``."""
+              budget: PromptingBudget | None = None, log: Callable[[str], None] = print,
+              quality_profile: str | None = None) -> dict[str, Any]:
+    """Run the prompt-engineering reproduction into ``out`` (``quality_profile``: the scenario's
+    ``quality.profile`` replaced, e.g. ``paper``)."""
     import stable_baselines3  # noqa: F401  (the learn extra: fail here, not in a worker after minutes of work)
     import torch  # noqa: F401
 
@@ -363,6 +366,10 @@ def reproduce(out: Path, quick: bool = False, jobs: int | None = None, scenario_
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     scenario = load_scenario(scenario_path)
+    if quality_profile is not None:
+        data = scenario.model_dump(mode="json")
+        data["quality"]["profile"] = quality_profile
+        scenario = parse_scenario(data, source=f"{scenario_path} with quality.profile: {quality_profile}")
     split = make_split(scenario, budget)
     timings: dict[str, float] = {}
 
@@ -400,6 +407,7 @@ def reproduce(out: Path, quick: bool = False, jobs: int | None = None, scenario_
     plot_fig12(cells, fitted, out / "fig12_rounds.png")
     plot_fig13(table, out / "fig13_resources.png")
     meta = {"budget": asdict(budget), "quick": quick, "jobs": jobs, "scenario": str(scenario_path),
+            "quality_profile": scenario.quality.profile,
             "train_prompts": len(split.train), "held_out_prompts": len(split.held_out),
             "timings_s": timings, "total_s": sum(timings.values())}
     (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -462,6 +470,7 @@ def section(out: Path, rel: str = "prompting") -> str:
     lines = [
         "## Prompt engineering: Figs. 11, 12 and 13",
         "",
+        *[f"**Note:** {n}\n" for n in profile_notes(meta.get("quality_profile", "classic"))],
         f"{len(b['seeds'])} seeds; {meta['train_prompts']} demonstration prompts, {meta['held_out_prompts']} held out; "
         f"D with {b['demo_seeds']} seeds per prompt and strategy; {b['steps']:,} environment steps per learner. "
         + wall_time_sentence(meta),

@@ -12,22 +12,23 @@ PARTS = ("all", "provisioning", "provisioning-epoch", "provisioning-world", "mul
 
 
 def run_paper(out: Path, part: str = "all", quick: bool = False, jobs: int | None = None, executor: str = "local",
-              address: str | None = None) -> Path:
+              address: str | None = None, quality_profile: str | None = None) -> Path:
     """Run the requested reproductions into ``out/<part>`` and (re)write ``out/README.md``.
 
     ``provisioning`` runs both settings: the paper's one-epoch problem (``out/provisioning``, Figs. 14-15)
     and the sequential world (``out/provisioning_world``); each also runs alone. Training and evaluation
     runs go to ``executor`` (:mod:`sim.executors`: local processes, Dask or Ray) with ``jobs`` workers.
+    ``quality_profile`` replaces the prompting part's ``quality.profile`` (e.g. ``paper``).
     """
     if part not in PARTS:
         raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
     with using(executor, address):
-        return _run_parts(Path(out), part, quick, jobs)
+        return _run_parts(Path(out), part, quick, jobs, quality_profile)
 
 
-def _run_parts(out: Path, part: str, quick: bool, jobs: int | None) -> Path:
+def _run_parts(out: Path, part: str, quick: bool, jobs: int | None, quality_profile: str | None = None) -> Path:
     if part in ("all", "prompting"):
-        prompting.reproduce(out / "prompting", quick=quick, jobs=jobs)
+        prompting.reproduce(out / "prompting", quick=quick, jobs=jobs, quality_profile=quality_profile)
     if part in ("all", "provisioning", "provisioning-epoch"):
         provisioning.reproduce(out / "provisioning", quick=quick, jobs=jobs)
     if part in ("all", "provisioning", "provisioning-world"):
@@ -41,5 +42,6 @@ def _run_parts(out: Path, part: str, quick: bool, jobs: int | None) -> Path:
                 f"python -m sim paper provisioning-epoch{flag}{target}   # Figs. 14-15 only (the paper's one-epoch problem)",
                 f"python -m sim paper provisioning-world{flag}{target}   # the sequential world only",
                 f"python -m sim paper multimodality{flag}{target}   # where a diffusion actor should matter",
-                f"python -m sim paper prompting{flag}{target}   # Figs. 11-13 only"]
+                f"python -m sim paper prompting{flag}{target}"
+                + (f" --quality-profile {quality_profile}" if quality_profile else "") + "   # Figs. 11-13 only"]
     return write_report(out, commands)
