@@ -150,6 +150,10 @@ STRATEGY_EFFECTS = REPO_ROOT / "sim" / "data" / "quality_strategy_effects.yaml"
 #: effect varies with the main object, SD 0.36 z, and with the activity, SD 0.35 z, not with the place; the
 #: object's class explains a sixth to a half of it; the rest is taken as the prompt's own).
 RATINGS_CONTENT_SHARE = 0.5
+#: Share of the content part that follows the prompt's category (what it is about), the rest its words (choice:
+#: AGIQA-1k's object class explains about half of the style effect's variation across main objects, with a
+#: wide CI; the categories are the shipped prompt set's).
+RATINGS_CATEGORY_SHARE = 0.5
 #: Seed of the content words' effects in the ``ratings`` profile (part of the model; any value is a valid world).
 RATINGS_CONTENT_SEED = 0
 PROFILES = {"classic": "sim/data/quality_generation.yaml", "ratings": "sim/data/quality_generation_ratings.yaml",
@@ -163,6 +167,10 @@ PAPER_TARGETS = {"raw": 3 / 55, "always_6": 9 / 55, "optimum": 6.3 * 3 / 55}
 #: In the paper profile all of a strategy's per-prompt effect follows the prompt's words (a policy that reads
 #: the prompt can learn it, as the paper's IRL policy is taken to).
 PAPER_CONTENT_SHARE = 1.0
+#: ... and none of it follows the prompt's category, all its words: with category-level effects (the ratings
+#: profile's half) the three targets fit only with absurd values (per-prompt SDs x 12-17, gains x -11 to -12: a
+#: category's shared effect moves every prompt of it, so always-6 cannot stay low while the optimum is high).
+PAPER_CATEGORY_SHARE = 0.0
 
 #: The paper's reference numbers used only to check the anchor/scale choice (printed, not fitted).
 PAPER = {
@@ -735,7 +743,8 @@ def build_model(derived: dict, profile: str = "classic", effects: dict | None = 
         h = effects["slope_z"] if ratings else ASPECT_SLOPE_SIGNS[a] * slope_mag
         aspects[a] = {"gain_z_at_data_mean_c": g, "slope_z": h, "gain_z_at_c_ref": g + h * (C_REF - c_data)}
         if ratings:
-            aspects[a].update(prompt_sd_z=effects["prompt_sd_z"], content_share=RATINGS_CONTENT_SHARE)
+            aspects[a].update(prompt_sd_z=effects["prompt_sd_z"], content_share=RATINGS_CONTENT_SHARE,
+                              category_share=RATINGS_CATEGORY_SHARE)
     table = STRATEGY_TABLES["printed" if ratings else "cumulative"]
     strategies = []
     for s in range(N_STRATEGIES):
@@ -793,7 +802,8 @@ def _scaled(model: dict, anchor: float, gain: float, tau: float) -> dict:
     out["aspects"] = {a: {**v, "gain_z_at_c_ref": v["gain_z_at_c_ref"] * gain,
                           "gain_z_at_data_mean_c": v["gain_z_at_data_mean_c"] * gain,
                           "prompt_sd_z": v.get("prompt_sd_z", 0.0) * tau,
-                          "content_share": PAPER_CONTENT_SHARE} for a, v in model["aspects"].items()}
+                          "content_share": PAPER_CONTENT_SHARE, "category_share": PAPER_CATEGORY_SHARE}
+                      for a, v in model["aspects"].items()}
     table = STRATEGY_TABLES[model["strategy_table"]]
     out["strategies"] = [{**st, "offset_z": sum(out["aspects"][ASPECTS[a]]["gain_z_at_c_ref"] for a in table[st["id"]])}
                          for st in model["strategies"]]
@@ -816,7 +826,7 @@ def calibrate_to_paper(model: dict, texts: list[str] | None = None) -> dict:
         got = success(anchor, float(v[0]), float(v[1]))
         return [got["always_6"] - PAPER_TARGETS["always_6"], got["optimum"] - PAPER_TARGETS["optimum"]]
 
-    fit = least_squares(misfit, x0=[3.0, 2.0], bounds=([0.0, 0.0], [40.0, 20.0]), xtol=1e-8, ftol=1e-10)
+    fit = least_squares(misfit, x0=[1.0, 2.0], bounds=([-40.0, 0.0], [40.0, 20.0]), xtol=1e-8, ftol=1e-10)
     gain, tau = (float(v) for v in fit.x)
     out = _scaled(model, anchor, gain, tau)
     achieved = success(anchor, gain, tau)
@@ -824,7 +834,7 @@ def calibrate_to_paper(model: dict, texts: list[str] | None = None) -> dict:
         "targets": {k: round(v, 4) for k, v in PAPER_TARGETS.items()},
         "achieved": {k: round(v, 4) for k, v in achieved.items()},
         "anchor": round(anchor, 4), "gain_scale": round(gain, 4), "prompt_sd_scale": round(tau, 4),
-        "content_share": PAPER_CONTENT_SHARE,
+        "content_share": PAPER_CONTENT_SHARE, "category_share": PAPER_CATEGORY_SHARE,
         "method": "scripts/derive_quality_stats.py calibrate_to_paper: paper_success over sim/data/prompts.yaml, "
                   "thresholds uniform on [7.5, 8.5], one image; the ratings model's anchor, aspect gains (x gain_scale) "
                   "and per-prompt SDs (x prompt_sd_scale) fitted to the three targets",
@@ -833,11 +843,13 @@ def calibrate_to_paper(model: dict, texts: list[str] | None = None) -> dict:
 
 
 def model_from_dict(model: dict):
-    """A :class:`sim.model.quality.QualityModel` from :func:`build_model`'s output (no damage file)."""
+    """A :class:`sim.model.quality.QualityModel` from :func:`build_model`'s output (no damage file), with the
+    shipped prompt set's categories (as the world's backends give it)."""
     from sim.model.quality import DamageParams, QualityModel
+    from sim.prompting.prompts import prompt_category
 
     aspects = model["aspects"]
-    return QualityModel(
+    qm = QualityModel(
         anchor=model["mapping"]["anchor"], scale=model["mapping"]["scale"], c_ref=model["mapping"]["c_ref"],
         seed_sd_z=model["seed_sd_z"], prompt_sd_z=model["prompt_sd_z"],
         complexity_slope_z=model["complexity_slope_z"],
@@ -847,9 +859,12 @@ def model_from_dict(model: dict):
         aspect_slope_z=[aspects[a]["slope_z"] for a in ASPECTS],
         aspect_prompt_sd_z=[aspects[a].get("prompt_sd_z", 0.0) for a in ASPECTS],
         aspect_content_share=[aspects[a].get("content_share", 0.0) for a in ASPECTS],
+        aspect_category_share=[aspects[a].get("category_share", 0.0) for a in ASPECTS],
         content_seed=model.get("content_seed", 0),
         strategy_table=model.get("strategy_table", "cumulative"),
     )
+    qm.categorise = prompt_category
+    return qm
 
 
 def success_table(qm, complexities: np.ndarray, thresholds=(7.5, 8.0, 8.5), n_images=(1, 4)) -> dict:
@@ -1091,7 +1106,7 @@ _ASPECT_EVIDENCE = {
 _RATINGS_EVIDENCE = {
     a: text.split("; slope")[0] + "; slope: pooled AGIQA-3k modifier x complexity interaction (data, "
        "derive_strategy_effects); prompt_sd_z: across-prompt SD of a modifier's effect (AGIQA-3k, data); "
-       f"content_share {RATINGS_CONTENT_SHARE} (choice)"
+       f"content_share {RATINGS_CONTENT_SHARE}, category_share {RATINGS_CATEGORY_SHARE} (choices)"
     for a, text in _ASPECT_EVIDENCE.items()
 }
 

@@ -24,6 +24,7 @@ from sim.generation.base import Generator
 from sim.model.qoe import QoEParams
 from sim.model.quality import QualityModel
 from sim.model.service import ServiceModels
+from sim.prompting.prompts import prompt_category
 from sim.prompting.strategies import DefaultCorpus, PromptCorpus
 from sim.registry import (
     ASSESSORS,
@@ -57,11 +58,15 @@ def build_quality_model(scenario: Scenario) -> QualityModel:
     fmt = scenario.generator.image_format
     table = scenario.prompting.strategy_table
     if q.generation == "default" and q.damage == "default":
-        return QualityModel.default(image_format=fmt, strategy_table=table, profile=q.profile, judge_sd_z=q.judge_sd_z)
-    default = QualityModel.default(image_format=fmt, profile=q.profile)
-    generation = default.generation_path if q.generation == "default" else q.generation
-    damage = default.damage_path if q.damage == "default" else q.damage
-    return QualityModel.from_yaml(generation, damage, image_format=fmt, strategy_table=table, judge_sd_z=q.judge_sd_z)
+        model = QualityModel.default(image_format=fmt, strategy_table=table, profile=q.profile, judge_sd_z=q.judge_sd_z)
+    else:
+        default = QualityModel.default(image_format=fmt, profile=q.profile)
+        generation = default.generation_path if q.generation == "default" else q.generation
+        damage = default.damage_path if q.damage == "default" else q.damage
+        model = QualityModel.from_yaml(generation, damage, image_format=fmt, strategy_table=table,
+                                       judge_sd_z=q.judge_sd_z)
+    model.categorise = prompt_category  # per-prompt strategy effects that follow what a prompt is about
+    return model
 
 
 def build_service_models(scenario: Scenario, masp_index: int = 0, quality: QualityModel | None = None) -> ServiceModels:

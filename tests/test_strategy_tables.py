@@ -97,26 +97,30 @@ def test_the_ratings_profile_reads_table_ii_as_printed_with_per_prompt_effects()
     assert world.quality.strategy_table == "printed" and world.quality.aspect_prompt_sd_z.any()
 
 
-def test_prompts_that_share_words_share_the_content_part_of_their_effects():
-    qm = QualityModel.default(profile="ratings")
-    a = 2  # mood
-    sd = qm.aspect_prompt_sd_z[a]
-    # the content part is the model's: the same in every run (key); the prompt's own part is not
-    base = "A harbour at dusk with a red sailboat"
-    assert qm.aspect_effect_z(base, a, key=1) != qm.aspect_effect_z(base, a, key=2)
-    keys = range(400)
-    same_words = [qm.aspect_effect_z(base, a, key=k) for k in keys]
-    # over runs, the mean is the content part: sd * sqrt(rho) * (sum of word effects) / sqrt(words)
-    from sim.model.quality import _content_normal
+def test_prompts_share_the_content_part_of_their_effects_through_words_and_category():
+    from sim.backends import build_quality_model
+    from sim.model.quality import _category_normal, _content_normal
 
-    content = sd * np.sqrt(0.5) * _content_normal(base, qm.content_seed, a)
-    assert np.mean(same_words) == pytest.approx(content, abs=4 * sd * np.sqrt(0.5) / np.sqrt(len(keys)))
-    assert np.std(same_words) == pytest.approx(sd * np.sqrt(0.5), rel=0.12)
-    # across prompts, the effect has the aspect's SD
+    qm = build_quality_model(parse_scenario({"name": "r", "quality": {"profile": "ratings"}}))
+    a = 2  # mood
+    sd, rho, kappa = qm.aspect_prompt_sd_z[a], qm.aspect_content_share[a], qm.aspect_category_share[a]
+    assert rho == 0.5 and kappa == 0.5
+    # the content part is the model's: the same in every run (key); the prompt's own part is not
+    base = "A dog with a colorful collar"  # in the shipped set: category animals
+    assert qm.category_of(base) == "animals" and qm.category_of("A teapot on Mars") == "other"
+    assert qm.aspect_effect_z(base, a, key=1) != qm.aspect_effect_z(base, a, key=2)
+    draws = [qm.aspect_effect_z(base, a, key=k) for k in range(400)]
+    content = sd * np.sqrt(rho) * (np.sqrt(kappa) * _category_normal("animals", qm.content_seed, a)
+                                   + np.sqrt(1 - kappa) * _content_normal(base, qm.content_seed, a))
+    assert qm.text_effect_z(base, 3) == pytest.approx(
+        sum(qm.aspect_prompt_sd_z[i] * np.sqrt(rho) * qm._content_z(base, i) for i in (0, 2)))
+    assert np.mean(draws) == pytest.approx(content, abs=4 * sd * np.sqrt(1 - rho) / np.sqrt(len(draws)))
+    assert np.std(draws) == pytest.approx(sd * np.sqrt(1 - rho), rel=0.12)
+    # prompts of one category share its part: across them the effect varies less than the aspect's SD
     prompts = [f"A {w} garden with a {v} statue" for w in ("quiet", "noisy", "sunlit", "misty", "royal", "tiny")
                for v in ("marble", "bronze", "wooden", "golden", "broken", "giant", "old", "new")]
     effects = np.array([qm.aspect_effect_z(p, a, key=k) for p in prompts for k in range(20)])
-    assert effects.std() == pytest.approx(sd, rel=0.15)
+    assert effects.std() == pytest.approx(sd * np.sqrt(1 - rho * kappa), rel=0.15)
 
 
 @pytest.mark.skipif(not (__import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / "aigc-quality"

@@ -159,6 +159,12 @@ def _word_normal(word: str, seed: int, aspect: int) -> float:
     return float(np.random.Generator(np.random.PCG64(seq)).standard_normal())
 
 
+@lru_cache(maxsize=4096)
+def _category_normal(category: str, seed: int, aspect: int) -> float:
+    """A prompt category's fixed standard-normal effect on one aspect (from the model's seed)."""
+    return _word_normal("category:" + category, seed, aspect)
+
+
 @lru_cache(maxsize=65536)
 def _content_normal(prompt: str, seed: int, aspect: int) -> float:
     """The standard normal a prompt's content words give one aspect: the sum of their effects over sqrt(count)
@@ -449,6 +455,7 @@ class QualityModel:
         aspect_slope_z: ArrayLike | None = None,
         aspect_prompt_sd_z: ArrayLike | None = None,
         aspect_content_share: ArrayLike | None = None,
+        aspect_category_share: ArrayLike | None = None,
         content_seed: int = 0,
         strategy_table: str = "cumulative",
         listed_table: str | None = None,
@@ -493,6 +500,15 @@ class QualityModel:
                                      else _aspect_array(aspect_content_share, "aspect_content_share"))
         if np.any((self.aspect_content_share < 0) | (self.aspect_content_share > 1)):
             raise ValueError("aspect_content_share must lie in [0, 1]")
+        #: Per aspect: the share of the content part that follows the prompt's category (what it is about), the rest
+        #: its words. The category comes from :attr:`categorise` (``None``: every prompt is ``other``).
+        self.aspect_category_share = (np.zeros(len(ASPECTS)) if aspect_category_share is None
+                                      else _aspect_array(aspect_category_share, "aspect_category_share"))
+        if np.any((self.aspect_category_share < 0) | (self.aspect_category_share > 1)):
+            raise ValueError("aspect_category_share must lie in [0, 1]")
+        #: ``prompt -> category`` (e.g. :func:`sim.prompting.prompts.prompt_category`, set by the world's backends);
+        #: the model itself knows no prompt set.
+        self.categorise = None
         if isinstance(content_seed, bool) or int(content_seed) < 0:
             raise ValueError(f"content_seed must be a non-negative integer, got {content_seed!r}")
         #: Seed of the words' effects (part of the model, the same in every run: what a policy can learn).
@@ -568,6 +584,8 @@ class QualityModel:
                           for a in ASPECTS]
             shares = [_number(aspects[a], "content_share", path) if "content_share" in aspects[a] else 0.0
                       for a in ASPECTS]
+            category_shares = [_number(aspects[a], "category_share", path) if "category_share" in aspects[a]
+                               else 0.0 for a in ASPECTS]
         if damage_path is None:
             packaged = _package_file(DAMAGE_FILE)
             damage_file = packaged if packaged.is_file() else None
@@ -592,6 +610,7 @@ class QualityModel:
             aspect_slope_z=aspect_slopes,
             aspect_prompt_sd_z=aspect_sds,
             aspect_content_share=shares if aspects is not None else None,
+            aspect_category_share=category_shares if aspects is not None else None,
             content_seed=int(_number(raw, "content_seed", path)) if "content_seed" in raw else 0,
             strategy_table=strategy_table,
             listed_table=own_table,
@@ -672,15 +691,26 @@ class QualityModel:
             return 0.0
         rho = float(self.aspect_content_share[aspect])
         own = _prompt_normal(prompt, int(key), 1 + aspect) if rho < 1 else 0.0
-        words = _content_normal(prompt, self.content_seed, aspect) if rho > 0 else 0.0
-        return sd * (math.sqrt(rho) * words + math.sqrt(1.0 - rho) * own)
+        content = self._content_z(prompt, aspect) if rho > 0 else 0.0
+        return sd * (math.sqrt(rho) * content + math.sqrt(1.0 - rho) * own)
+
+    def category_of(self, prompt: str) -> str:
+        """The prompt's category by :attr:`categorise` (``other`` without one)."""
+        return "other" if self.categorise is None else str(self.categorise(prompt))
+
+    def _content_z(self, prompt: str, aspect: int) -> float:
+        """The standard normal the prompt's content gives ``aspect``: its category's fixed effect (share
+        ``kappa = aspect_category_share``) and its words' (the rest)."""
+        kappa = float(self.aspect_category_share[aspect])
+        words = _content_normal(prompt, self.content_seed, aspect) if kappa < 1 else 0.0
+        category = _category_normal(self.category_of(prompt), self.content_seed, aspect) if kappa > 0 else 0.0
+        return math.sqrt(kappa) * category + math.sqrt(1.0 - kappa) * words
 
     def text_effect_z(self, prompt: str, strategy: int) -> float:
         """The part of ``strategy``'s prompt-specific effect on ``prompt`` that its words fix (z): the same in
         every run, so what a policy reading the text can know (:meth:`aspect_effect_z`)."""
         rows = STRATEGY_TABLES[self.strategy_table][int(_strategy_array(strategy))]
-        return float(sum(self.aspect_prompt_sd_z[a] * math.sqrt(self.aspect_content_share[a])
-                         * _content_normal(prompt, self.content_seed, a)
+        return float(sum(self.aspect_prompt_sd_z[a] * math.sqrt(self.aspect_content_share[a]) * self._content_z(prompt, a)
                          for a in rows if self.aspect_prompt_sd_z[a] > 0 and self.aspect_content_share[a] > 0))
 
     def own_effect_sd(self, strategy: int) -> float:

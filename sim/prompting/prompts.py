@@ -149,3 +149,17 @@ def _load_prompts(file: str, resolved: str, mtime_ns: int, size: int) -> tuple[P
             )
         )
     return tuple(prompts)
+
+
+@lru_cache(maxsize=1)
+def _shipped_categories() -> dict[str, str]:
+    return {" ".join(p.text.lower().split()): p.category for p in load_prompts()}
+
+
+def prompt_category(prompt: str) -> str:
+    """The category of ``prompt`` in the shipped prompt set (``other`` for a prompt not in it).
+
+    >>> prompt_category("A dog with a colorful collar")
+    'animals'
+    """
+    return _shipped_categories().get(" ".join(prompt.lower().split()), "other")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
@@ -18,7 +17,7 @@ from gymnasium import spaces
 
 from sim.dataset.demonstrations import DEFAULT_POWERS_W
 from sim.model.quality import N_STRATEGIES, content_words, prompt_complexity
-from sim.prompting.prompts import load_prompts
+from sim.prompting.prompts import prompt_category
 
 #: Prompt representations: MiniLM ``tau(p)`` (384-d), a small hand-made vector, or both concatenated.
 EMBEDDINGS = ("minilm", "features", "minilm+features")
@@ -28,11 +27,6 @@ CATEGORIES: tuple[str, ...] = ("animals", "cities", "fantasy", "food", "interior
 _WORDS_SATURATE = 24
 #: Upper Box bound of the normalised power ``P / power_scale_w`` (values are clipped into [0, this]).
 POWER_FEATURE_HIGH = 4.0
-
-
-@lru_cache(maxsize=1)
-def _shipped_categories() -> dict[str, str]:
-    return {p.text.lower(): p.category for p in load_prompts()}
 
 
 def prompt_features(prompt: str) -> np.ndarray:
@@ -50,7 +44,7 @@ def prompt_features(prompt: str) -> np.ndarray:
     c = prompt_complexity(prompt)
     n_content = len(content_words(prompt))
     n_words = len(prompt.split())
-    category = _shipped_categories().get(" ".join(prompt.lower().split()), "other")
+    category = prompt_category(prompt)
     onehot = np.zeros(len(CATEGORIES), dtype=np.float32)
     onehot[CATEGORIES.index(category) if category in CATEGORIES else len(CATEGORIES) - 1] = 1.0
     head = [c, min(1.0, n_content / 12.0), min(1.0, n_words / _WORDS_SATURATE)]
