@@ -55,6 +55,7 @@ if str(REPO_ROOT) not in sys.path:
 from sim.model.quality import (  # noqa: E402
     COMPLEXITY_MAX_WORDS,
     COMPLEXITY_MIN_WORDS,
+    ASPECTS,
     N_STRATEGIES,
     STRATEGY_TABLES,
     expected_max_normal,
@@ -138,7 +139,6 @@ ASPECT_SLOPE_SIGNS: dict[str, float] = {
     "quality": 0.0,
     "negative": 0.0,
 }
-ASPECTS = ("object", "environment", "mood", "lighting", "quality", "negative")
 STRATEGY_NAMES = ("raw", "object", "environment", "mood", "lighting", "quality_booster", "negative_effects")
 
 #: The ``ratings`` profile (``--profile ratings``, ``sim/data/quality_generation_ratings.yaml``): Table II as
@@ -167,9 +167,9 @@ PAPER_TARGETS = {"raw": 3 / 55, "always_6": 9 / 55, "optimum": 6.3 * 3 / 55}
 #: In the paper profile all of a strategy's per-prompt effect follows the prompt's words (a policy that reads
 #: the prompt can learn it, as the paper's IRL policy is taken to).
 PAPER_CONTENT_SHARE = 1.0
-#: ... and none of it follows the prompt's category, all its words: with category-level effects (the ratings
-#: profile's half) the three targets fit only with absurd values (per-prompt SDs x 12-17, gains x -11 to -12: a
-#: category's shared effect moves every prompt of it, so always-6 cannot stay low while the optimum is high).
+#: ... and none of it follows the prompt's category, all its words: with category-level effects the three targets
+#: fit only with absurd values (a category's shared effect moves every prompt of it, so always-6 cannot stay low
+#: while the optimum is high); ``--paper-category-share K`` prints the fit for another share.
 PAPER_CATEGORY_SHARE = 0.0
 
 #: The paper's reference numbers used only to check the anchor/scale choice (printed, not fitted).
@@ -701,7 +701,8 @@ def load_strategy_effects(path: Path = STRATEGY_EFFECTS) -> dict:
     }
 
 
-def build_model(derived: dict, profile: str = "classic", effects: dict | None = None) -> dict:
+def build_model(derived: dict, profile: str = "classic", effects: dict | None = None,
+                paper_category_share: float = PAPER_CATEGORY_SHARE) -> dict:
     """Map the derived statistics onto the simulator's model (see docs/quality_model.md).
 
     ``classic``: Table II cumulative, the SD rows' best-of-k factor, the slope signs of
@@ -713,7 +714,7 @@ def build_model(derived: dict, profile: str = "classic", effects: dict | None = 
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
     if profile == "paper":
-        return calibrate_to_paper(build_model(derived, "ratings", effects))
+        return calibrate_to_paper(build_model(derived, "ratings", effects), category_share=paper_category_share)
     ratings = profile == "ratings"
     if ratings and effects is None:
         effects = load_strategy_effects()
@@ -775,19 +776,8 @@ def paper_success(qm, texts: list[str]) -> dict[str, float]:
     """Single-image success over ``texts`` with a threshold uniform on [7.5, 8.5] (21 points): raw, always
     strategy 6, and the text-known optimum (per prompt and threshold the strategy with the highest
     :meth:`~sim.model.quality.QualityModel.text_known_success`); the prompt's own offset unknown."""
-    from scipy.special import ndtr
-
     tt = np.linspace(7.5, 8.5, 21)
-    x, w = np.polynomial.hermite_e.hermegauss(24)
-    w = w / w.sum()
-    p = np.zeros((N_STRATEGIES, len(texts), len(tt)))
-    for j, text in enumerate(texts):
-        c = prompt_complexity(text)
-        for st in range(N_STRATEGIES):
-            mu = float(qm.mean_score(c, st)) + qm.scale * qm.text_effect_z(text, st)
-            sd = math.hypot(qm.own_effect_sd(st), qm.prompt_sd)
-            z = (tt[:, None] - mu - sd * x[None, :]) / qm.image_sd
-            p[st, j] = (1.0 - ndtr(z)) @ w
+    p = np.array([[qm.text_known_success(text, st, tt) for text in texts] for st in range(N_STRATEGIES)])
     return {"raw": float(p[0].mean()), "always_6": float(p[6].mean()), "optimum": float(p.max(axis=0).mean())}
 
 
@@ -796,13 +786,14 @@ def _shipped_prompts() -> list[str]:
     return [p["text"] for p in raw["prompts"]]
 
 
-def _scaled(model: dict, anchor: float, gain: float, tau: float) -> dict:
-    """``model`` with ``anchor``, every aspect's gain times ``gain`` and per-prompt SD times ``tau``."""
+def _scaled(model: dict, anchor: float, gain: float, tau: float, category_share: float) -> dict:
+    """``model`` with ``anchor``, every aspect's gain times ``gain`` and per-prompt SD times ``tau``, all of it
+    following the prompt's content (``category_share`` of that its category)."""
     out = {**model, "mapping": {**model["mapping"], "anchor": anchor}}
     out["aspects"] = {a: {**v, "gain_z_at_c_ref": v["gain_z_at_c_ref"] * gain,
                           "gain_z_at_data_mean_c": v["gain_z_at_data_mean_c"] * gain,
                           "prompt_sd_z": v.get("prompt_sd_z", 0.0) * tau,
-                          "content_share": PAPER_CONTENT_SHARE, "category_share": PAPER_CATEGORY_SHARE}
+                          "content_share": PAPER_CONTENT_SHARE, "category_share": category_share}
                       for a, v in model["aspects"].items()}
     table = STRATEGY_TABLES[model["strategy_table"]]
     out["strategies"] = [{**st, "offset_z": sum(out["aspects"][ASPECTS[a]]["gain_z_at_c_ref"] for a in table[st["id"]])}
@@ -810,7 +801,8 @@ def _scaled(model: dict, anchor: float, gain: float, tau: float) -> dict:
     return out
 
 
-def calibrate_to_paper(model: dict, texts: list[str] | None = None) -> dict:
+def calibrate_to_paper(model: dict, texts: list[str] | None = None,
+                       category_share: float = PAPER_CATEGORY_SHARE) -> dict:
     """The ``ratings`` ``model`` calibrated to :data:`PAPER_TARGETS` (:func:`paper_success`): the anchor from the
     raw prompts (root finding), then the gains' scale and the per-prompt SDs' scale together (least squares)."""
     from scipy.optimize import brentq, least_squares
@@ -818,7 +810,7 @@ def calibrate_to_paper(model: dict, texts: list[str] | None = None) -> dict:
     texts = _shipped_prompts() if texts is None else texts
 
     def success(anchor: float, gain: float, tau: float) -> dict[str, float]:
-        return paper_success(model_from_dict(_scaled(model, anchor, gain, tau)), texts)
+        return paper_success(model_from_dict(_scaled(model, anchor, gain, tau, category_share)), texts)
 
     anchor = brentq(lambda a: success(a, 1.0, 0.0)["raw"] - PAPER_TARGETS["raw"], 2.0, 9.0, xtol=1e-4)
 
@@ -828,13 +820,13 @@ def calibrate_to_paper(model: dict, texts: list[str] | None = None) -> dict:
 
     fit = least_squares(misfit, x0=[1.0, 2.0], bounds=([-40.0, 0.0], [40.0, 20.0]), xtol=1e-8, ftol=1e-10)
     gain, tau = (float(v) for v in fit.x)
-    out = _scaled(model, anchor, gain, tau)
+    out = _scaled(model, anchor, gain, tau, category_share)
     achieved = success(anchor, gain, tau)
     out.update(profile="paper", calibration={
         "targets": {k: round(v, 4) for k, v in PAPER_TARGETS.items()},
         "achieved": {k: round(v, 4) for k, v in achieved.items()},
         "anchor": round(anchor, 4), "gain_scale": round(gain, 4), "prompt_sd_scale": round(tau, 4),
-        "content_share": PAPER_CONTENT_SHARE, "category_share": PAPER_CATEGORY_SHARE,
+        "content_share": PAPER_CONTENT_SHARE, "category_share": category_share,
         "method": "scripts/derive_quality_stats.py calibrate_to_paper: paper_success over sim/data/prompts.yaml, "
                   "thresholds uniform on [7.5, 8.5], one image; the ratings model's anchor, aspect gains (x gain_scale) "
                   "and per-prompt SDs (x prompt_sd_scale) fitted to the three targets",
@@ -1011,6 +1003,11 @@ def summary_text(derived: dict, model: dict, qm, calib: tuple[str, np.ndarray]) 
                  f"always-6 {pp['always_6']:.3f}, model optimum {pp['optimum']:.3f} (x{pp['optimum_over_raw']:.1f} raw, "
                  f"x{pp['optimum_over_6']:.2f} always-6); optimum's strategies "
                  + ", ".join(f"{s}: {v:.2f}" for s, v in pp["optimum_strategy_share"].items() if v))
+    cal = model.get("calibration")
+    if cal:
+        L.append(f"  paper calibration (category share {cal['category_share']}): anchor {cal['anchor']}, gains x "
+                 f"{cal['gain_scale']}, per-prompt SDs x {cal['prompt_sd_scale']}; achieved {cal['achieved']} "
+                 f"for targets {cal['targets']}")
     L.append(f"  paper: raw {PAPER['raw_single_round_success']:.3f}, learned {PAPER['learned_single_round_success']:.3f}, "
              f"learned/always-6 {PAPER['learned_over_always_6']}")
     return "\n".join(L)
@@ -1130,12 +1127,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="classic: Table II cumulative (sim/data/quality_generation.yaml); ratings: Table II as printed "
                          "with per-prompt strategy effects (sim/data/quality_generation_ratings.yaml; reads "
                          "sim/data/quality_strategy_effects.yaml)")
+    ap.add_argument("--paper-category-share", type=float, default=PAPER_CATEGORY_SHARE,
+                    help=f"with --profile paper: the share of the per-prompt effects' content part that follows the "
+                         f"prompt's category (default {PAPER_CATEGORY_SHARE}; others show why it is 0)")
     args = ap.parse_args(argv)
     if not (args.data / "MANIFEST.txt").is_file():
         print(f"error: {args.data} is not the aigc-quality data directory (no MANIFEST.txt)", file=sys.stderr)
         return 2
     derived = derive_all(args.data)
-    model = build_model(derived, args.profile)
+    model = build_model(derived, args.profile, paper_category_share=args.paper_category_share)
     qm = model_from_dict(model)
     calib = calibration_complexities()
     print(summary_text(derived, model, qm, calib))

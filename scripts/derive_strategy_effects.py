@@ -60,7 +60,7 @@ for _p in (str(REPO_ROOT), str(SCRIPTS)):
         sys.path.insert(0, _p)
 
 import derive_quality_stats as dqs  # noqa: E402
-from sim.model.quality import SCORE_MAX, SCORE_MIN, expected_max_normal  # noqa: E402
+from sim.model.quality import SCORE_MAX, SCORE_MIN, STRATEGY_TABLES, expected_max_normal, prob_max_at_least  # noqa: E402
 
 DEFAULT_OUT = REPO_ROOT / "sim" / "data" / "quality_strategy_effects.yaml"
 COMMAND = ("python scripts/derive_strategy_effects.py --data ../shared/data/aigc-quality "
@@ -129,15 +129,6 @@ def jackknife_ci(fn, n: int, lo: float = -math.inf, hi: float = math.inf) -> lis
     m = len(loo)
     se = math.sqrt((m - 1) / m * float(((loo - loo.mean()) ** 2).sum())) if m > 1 else float("nan")
     return [float(np.clip(full - Z95 * se, lo, hi)), float(np.clip(full + Z95 * se, lo, hi))]
-
-
-def clipped_normal_mean(mu: np.ndarray, sd: float, lo: float = SCORE_MIN, hi: float = SCORE_MAX) -> np.ndarray:
-    """``E[clip(N(mu, sd), lo, hi)]`` in closed form (equals ``expected_max_normal(mu, sd, 1, lo, hi)``)."""
-    mu = np.asarray(mu, dtype=float)
-    a = (lo - mu) / sd
-    b = (hi - mu) / sd
-    return (lo * stats.norm.cdf(a) + hi * stats.norm.sf(b) + mu * (stats.norm.cdf(b) - stats.norm.cdf(a))
-            + sd * (stats.norm.pdf(a) - stats.norm.pdf(b)))
 
 
 def two_way_anova(table: np.ndarray) -> dict:
@@ -294,14 +285,10 @@ def aspect_vector(weights: dict[str, float], names: list[str], offset: int = 0, 
 
 
 def strategy_aspects(strategy: int, reading: str) -> tuple[str, ...]:
-    """Aspects a strategy uses: ``printed`` (object + aspect s) or ``cumulative`` (aspects 1..s)."""
-    if strategy == 0:
-        return ()
-    if reading == "cumulative":
-        return ASPECTS[:strategy]
-    if reading == "printed":
-        return ("object",) if strategy == 1 else ("object", ASPECTS[strategy - 1])
-    raise ValueError(f"unknown reading {reading!r}: use 'printed' or 'cumulative'")
+    """Aspects a strategy uses under a reading of Table II (:data:`sim.model.quality.STRATEGY_TABLES`)."""
+    if reading not in STRATEGY_TABLES:
+        raise ValueError(f"unknown reading {reading!r}: use 'printed' or 'cumulative'")
+    return tuple(ASPECTS[a] for a in STRATEGY_TABLES[reading][strategy])
 
 
 def interaction_design(pm: pd.DataFrame, c0: float) -> tuple[np.ndarray, list[str], int]:
@@ -596,13 +583,6 @@ def assessor_noise(a3k: pd.DataFrame, scale: float = dqs.SCALE, n_boot: int = N_
 # ---------------------------------------------------------------------------
 
 
-def _success(mu: np.ndarray, sd: float, thr: float) -> np.ndarray:
-    """P(clip(N(mu, sd), 0, 10) >= thr) for 0 < thr <= 10."""
-    if not SCORE_MIN < thr <= SCORE_MAX:
-        raise ValueError(f"threshold must be in (0, 10], got {thr}")
-    return stats.norm.sf((thr - mu) / sd)
-
-
 def implied_gain(complexities: np.ndarray, gains: dict[str, float], slopes: dict[str, float], *, reading: str,
                  tau: float, noise_z: float, c_data: float, anchor: float = dqs.ANCHOR, scale: float = dqs.SCALE,
                  c_ref: float = dqs.C_REF, seed_sd_z: float, prompt_sd_z: float, complexity_slope_z: float,
@@ -630,10 +610,10 @@ def implied_gain(complexities: np.ndarray, gains: dict[str, float], slopes: dict
         mu_z[:, s] = complexity_slope_z * (c - c_ref) + eff + u
     mu = anchor + scale * mu_z
     sd = scale * math.sqrt(seed_sd_z**2 + noise_z**2)
-    crit: dict[str, np.ndarray] = {f"t{t}": _success(mu, sd, t) for t in SIM_THRESHOLDS}
+    crit: dict[str, np.ndarray] = {f"t{t}": prob_max_at_least(t, mu, sd) for t in SIM_THRESHOLDS}
     tt = np.linspace(SIM_THRESHOLDS[0], SIM_THRESHOLDS[-1], 11)
-    crit["uniform_7.5_8.5"] = np.mean([_success(mu, sd, t) for t in tt], axis=0)
-    crit["mean_score"] = clipped_normal_mean(mu, sd)
+    crit["uniform_7.5_8.5"] = np.mean([prob_max_at_least(t, mu, sd) for t in tt], axis=0)
+    crit["mean_score"] = expected_max_normal(mu, sd, 1, SCORE_MIN, SCORE_MAX)
     out = {}
     for key, val in crit.items():
         best = val.max(axis=1).mean()

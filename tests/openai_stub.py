@@ -24,6 +24,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
 
+#: A valid six-aspect corpus reply for "A dog with a colorful collar" (shape and content), for the corpus tests.
+GOOD_CORPUS = {
+    "object": "a golden retriever wearing a bright rainbow collar",
+    "environment": "on a sunny lawn in a quiet backyard",
+    "mood": "playful and joyful",
+    "lighting": "warm golden-hour light",
+    "quality": "pet photography, sharp focus, 8k",
+    "negative": "extra legs, blurry, low quality",
+}
+
+
 @dataclass(frozen=True)
 class Action:
     kind: str  # "reply" | "slow" | "status"

@@ -30,17 +30,11 @@ from sim.prompting.element_checks import (
     names_a_defect,
 )
 from sim.prompting.strategies import ASPECTS, default_corpus
+from openai_stub import GOOD_CORPUS
 
 PROMPT = "A dog with a colorful collar"
 
-GOOD = {
-    "object": "a golden retriever wearing a bright rainbow collar",
-    "environment": "on a sunny lawn in a quiet backyard",
-    "mood": "playful and joyful",
-    "lighting": "warm golden-hour light",
-    "quality": "pet photography, sharp focus, 8k",
-    "negative": "extra legs, blurry, low quality",
-}
+GOOD = GOOD_CORPUS
 
 WINDMILL, WINDMILL_REPLY = FEW_SHOT_EXAMPLES[0]
 CAT, CAT_REPLY = FEW_SHOT_EXAMPLES[1]

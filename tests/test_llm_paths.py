@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pytest
 import yaml
-from openai_stub import OpenAIStub, reply, slow, status
+from openai_stub import GOOD_CORPUS, OpenAIStub, reply, slow, status
 from PIL import Image
 
 from sim.assessment.fidelity import FidelityAssessor
@@ -59,14 +59,6 @@ pytestmark = pytest.mark.skipif(
 
 KEY_ENV = "SIM_TEST_LLM_API_KEY"
 
-GOOD_CORPUS = {
-    "object": "a golden retriever wearing a bright rainbow collar",
-    "environment": "on a sunny lawn in a quiet backyard",
-    "mood": "playful and joyful",
-    "lighting": "warm golden-hour light",
-    "quality": "pet photography, sharp focus, 8k",
-    "negative": "extra legs, blurry, low quality",
-}
 GOOD_SCORE = '{"score": 7.5, "reason": "sharp and shows the dog, slight blocking"}'
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import subprocess
@@ -24,7 +23,6 @@ from sim.model.quality import (
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "aigc-quality"
-SCRIPT = REPO / "scripts" / "derive_quality_stats.py"
 GENERATION = REPO / "sim" / "data" / "quality_generation.yaml"
 HAVE_DATA = (DATA / "MANIFEST.txt").is_file()
 
@@ -40,11 +38,8 @@ def shipped() -> dict:
 
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("derive_quality_stats", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script(load_script):
+    return load_script("derive_quality_stats")
 
 
 def make_model(anchor: float = 6.0, scale: float = 1.0, seed_sd_z: float = 1.0, **kw) -> QualityModel:

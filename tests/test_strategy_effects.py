@@ -4,7 +4,6 @@ still matches what the script derives."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -12,22 +11,17 @@ import numpy as np
 import pytest
 import yaml
 
-from sim.model.quality import expected_max_normal
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "aigc-quality"
-SCRIPT = REPO / "scripts" / "derive_strategy_effects.py"
 SHIPPED = REPO / "sim" / "data" / "quality_strategy_effects.yaml"
 HAVE_DATA = (DATA / "MANIFEST.txt").is_file()
 NEED_DATA = pytest.mark.skipif(not HAVE_DATA, reason=f"rating data not found at {DATA} (see docs/quality_model.md, 2)")
 
 
 @pytest.fixture(scope="module")
-def se():
-    spec = importlib.util.spec_from_file_location("derive_strategy_effects", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def se(load_script):
+    return load_script("derive_strategy_effects")
 
 
 @pytest.fixture(scope="module")
@@ -108,11 +102,6 @@ def test_jackknife_of_a_mean_is_the_standard_error(se):
     lo, hi = se.jackknife_ci(lambda keep: x[keep].mean(), len(x))
     half = se.Z95 * x.std(ddof=1) / math.sqrt(len(x))
     assert lo == pytest.approx(x.mean() - half) and hi == pytest.approx(x.mean() + half)
-
-
-def test_clipped_normal_mean_matches_the_quadrature(se):
-    mu = np.array([-1.0, 0.5, 6.0, 9.5, 11.0])
-    np.testing.assert_allclose(se.clipped_normal_mean(mu, 1.3), expected_max_normal(mu, 1.3, 1, 0.0, 10.0), atol=1e-9)
 
 
 def test_strategy_readings(se):

@@ -125,16 +125,13 @@ def test_prompts_share_the_content_part_of_their_effects_through_words_and_categ
 
 @pytest.mark.skipif(not (__import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / "aigc-quality"
                          / "MANIFEST.txt").is_file(), reason="rating data not found beside the checkout")
-def test_the_shipped_ratings_file_is_recomputed_from_the_data():
-    import importlib.util
+def test_the_shipped_ratings_file_is_recomputed_from_the_data(load_script):
     from pathlib import Path
 
     import yaml
 
     root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("dqs_ratings", root / "scripts" / "derive_quality_stats.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("derive_quality_stats")
     derived = script.derive_all(root.parent / "shared" / "data" / "aigc-quality")
     model = script.build_model(derived, "ratings")
     shipped = yaml.safe_load((root / "sim" / "data" / "quality_generation_ratings.yaml").read_text())
@@ -219,24 +216,13 @@ def test_a_noisy_judge_widens_every_score_draw_and_probability():
     assert world.quality.judge_sd_z == 0.93 and world.quality.image_sd == pytest.approx(noisy.image_sd)
 
 
-def _derive_script():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "derive_quality_stats.py"
-    spec = importlib.util.spec_from_file_location("dqs_paper", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_the_paper_profile_reaches_the_papers_numbers_and_says_it_is_calibrated(tmp_path):
+def test_the_paper_profile_reaches_the_papers_numbers_and_says_it_is_calibrated(tmp_path, load_script):
     import yaml
     from pathlib import Path
 
     from sim.world.compare import compare, make_arms
 
-    script = _derive_script()
+    script = load_script("derive_quality_stats")
     shipped = yaml.safe_load((Path(__file__).resolve().parents[1] / "sim" / "data"
                               / "quality_generation_paper.yaml").read_text())
     assert shipped["profile"] == "paper" and shipped["strategy_table"] == "printed"

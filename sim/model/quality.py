@@ -220,8 +220,9 @@ def expected_max_normal(
     return a + half * (surv @ _GL_W)
 
 
-def _prob_max_at_least(threshold: np.ndarray, mean: np.ndarray, sd: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """P(clip(max Y, 0, 10) >= threshold) for Y ~ N(mean, sd), n draws."""
+def prob_max_at_least(threshold: ArrayLike, mean: ArrayLike, sd: ArrayLike, n: ArrayLike = 1) -> np.ndarray:
+    """P(clip(max Y, 0, 10) >= threshold) for Y ~ N(mean, sd), n draws; broadcasts."""
+    threshold, mean, sd, n = (np.asarray(x, dtype=float) for x in (threshold, mean, sd, n))
     z = (threshold - mean) / sd
     p = -np.expm1(n * log_ndtr(z))
     p = np.where(threshold <= SCORE_MIN, 1.0, p)
@@ -719,20 +720,21 @@ class QualityModel:
         var = sum(self.aspect_prompt_sd_z[a] ** 2 * (1.0 - self.aspect_content_share[a]) for a in rows)
         return self.scale * math.sqrt(var)
 
-    def text_known_success(self, prompt: str, strategy: int, threshold: float, n: int = 1,
-                           prompt_offset: float | None = None) -> float:
+    def text_known_success(self, prompt: str, strategy: int, threshold: ArrayLike, n: int = 1,
+                           prompt_offset: float | None = None) -> float | np.ndarray:
         """P(best of ``n`` scores >= ``threshold``) for ``prompt`` under ``strategy`` as far as its text tells:
         the complexity mean and :meth:`text_effect_z` known; unknown, and integrated by Gauss-Hermite quadrature
         (one draw shared by the ``n`` images), the rest of the strategy's prompt-specific effect and, unless
-        ``prompt_offset`` gives it, the prompt's own offset ``u_p``."""
+        ``prompt_offset`` gives it, the prompt's own offset ``u_p``. An array of thresholds gives one chance each."""
         mu = (float(self.mean_score(_cached_complexity(prompt), strategy)) + (prompt_offset or 0.0)
               + self.scale * self.text_effect_z(prompt, strategy))
         sd = math.hypot(self.own_effect_sd(strategy), self.prompt_sd if prompt_offset is None else 0.0)
         thr = np.asarray(threshold, dtype=float)
         if sd == 0:
-            return float(_prob_max_at_least(thr, np.asarray(mu), self.image_sd, _n_array(n)))
-        p = _prob_max_at_least(thr, mu + sd * _GH_X, self.image_sd, _n_array(n))
-        return float(p @ _GH_W)
+            p = prob_max_at_least(thr, mu, self.image_sd, _n_array(n))
+        else:  # thresholds x quadrature nodes
+            p = prob_max_at_least(thr[..., None], mu + sd * _GH_X, self.image_sd, _n_array(n)) @ _GH_W
+        return float(p) if p.ndim == 0 else p
 
     def strategy_effect_z(self, prompt: str, strategy: int, key: int = 0) -> float:
         """The prompt-specific part of ``strategy``'s effect on ``prompt`` (z): the sum of
@@ -799,7 +801,7 @@ class QualityModel:
         if np.any(np.isnan(thr)):
             raise ValueError("threshold must not be NaN")
         mu = self.mean_score(complexity, strategy) + np.asarray(offset, dtype=float)
-        return _prob_max_at_least(thr, mu, self.image_sd, _n_array(n))
+        return prob_max_at_least(thr, mu, self.image_sd, _n_array(n))
 
     # -- damage ------------------------------------------------------------
 
@@ -836,5 +838,6 @@ __all__ = [
     "STRATEGY_TABLES",
     "content_words",
     "expected_max_normal",
+    "prob_max_at_least",
     "prompt_complexity",
 ]
