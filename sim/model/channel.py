@@ -485,6 +485,52 @@ def _flip_bernoulli(buf: np.ndarray, p: float, rng: np.random.Generator) -> int:
             return flipped
 
 
+#: Mean counts up to this are inverted by the pmf recursion in :func:`binomial_counts`; above, by scipy's ppf.
+_RECURSION_MEAN_MAX = 30.0
+
+
+def binomial_counts(n: ArrayLike, p: ArrayLike, u: ArrayLike) -> np.ndarray:
+    """``Binomial(n, p)`` counts by inversion of uniforms ``u`` in [0, 1): the smallest ``c`` with ``F(c) > u``.
+
+    The number of bits a BER flips in an image, drawn from one uniform per image (so the draw never depends on
+    how many raw random numbers another draw took). Arrays broadcast; NaN ``p`` gives 0. Means up to 30 walk
+    the pmf (``P(0) = (1-p)**n``, ``P(c) = P(c-1) (n-c+1)/c p/(1-p)``), larger ones use
+    ``scipy.stats.binom.ppf``.
+
+    >>> binomial_counts(1000, [0.0, 1.0, 0.5], 0.5).tolist()
+    [0, 1000, 500]
+    """
+    from scipy import stats  # scipy.stats is slow to import; only the statistical world needs it
+
+    n_a, p_a, u_a = np.broadcast_arrays(_as_float(n), _as_float(p), _as_float(u))
+    out = np.zeros(n_a.shape, dtype=np.int64)
+    ok = np.isfinite(p_a) & (p_a > 0)
+    ones = ok & (p_a >= 1.0)
+    out[ones] = n_a[ones]
+    ok &= ~ones
+    mean = n_a * np.where(ok, p_a, 0.0)
+    small = ok & (mean <= _RECURSION_MEAN_MAX)
+    large = ok & ~small
+    if large.any():
+        out[large] = np.maximum(stats.binom.ppf(u_a[large], n_a[large], p_a[large]), 0.0).astype(np.int64)
+    if small.any():
+        nn, pp, uu = n_a[small], p_a[small], u_a[small]
+        pmf = np.exp(nn * np.log1p(-pp))
+        cdf = pmf.copy()
+        count = np.zeros(nn.shape)
+        odds = pp / (1.0 - pp)
+        active = uu >= cdf
+        c = 0
+        while active.any() and c < 10_000:
+            c += 1
+            pmf = pmf * ((nn - c + 1.0) / c * odds)
+            cdf = cdf + pmf
+            count += active
+            active &= (uu >= cdf) & (c < nn)
+        out[small] = count.astype(np.int64)
+    return out[()] if out.ndim == 0 else out
+
+
 def flip_bits(data: bytes, ber: float, rng: np.random.Generator) -> tuple[bytes, int]:
     """Flip each bit of ``data`` independently with probability ``ber``.
 

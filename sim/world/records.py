@@ -22,6 +22,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 
@@ -214,47 +215,124 @@ SUMMARY_METRICS = (
 )
 
 
-class ExactSum:
-    """A running sum kept exactly (Shewchuk's partials, as :func:`math.fsum`), so that adding values one at a
-    time gives the same correctly rounded total as ``math.fsum`` over all of them at once, in any order."""
+#: Every finite double is a whole multiple of 2**-1074 (the smallest subnormal): :class:`ExactSum` keeps its
+#: total as a Python integer in these units, so that adding, merging and rounding are exact.
+_UNIT_BITS = 1074
+#: Values gathered before :class:`ExactSum` folds them into its integer total (in one vectorised pass).
+_FOLD_EVERY = 1 << 16
 
-    __slots__ = ("partials", "count")
+
+def _exact_units(values: np.ndarray) -> int:
+    """The exact sum of finite doubles ``values`` in units of ``2**-1074``, as a Python integer.
+
+    Each value is ``mantissa * 2**shift`` in those units (``np.frexp``: a 53-bit integer mantissa); the
+    mantissas are split into 26/27-bit halves and summed per shift with float64 ``bincount``, which is exact
+    while every partial sum stays below ``2**53`` (chunks of at most ``2**24`` values); the per-shift sums
+    are then shifted and added as Python integers.
+    """
+    total = 0
+    for start in range(0, values.size, 1 << 24):
+        part = values[start:start + (1 << 24)]
+        m, e = np.frexp(part)
+        mant = (m * 9007199254740992.0).astype(np.int64)  # m * 2**53: an exact integer
+        shift = e.astype(np.int64) + (_UNIT_BITS - 53)
+        low = shift < 0  # subnormals: the mantissa is a multiple of 2**-shift
+        if low.any():
+            mant[low] >>= -shift[low]
+            shift[low] = 0
+        shifts, where = np.unique(shift, return_inverse=True)
+        hi = np.bincount(where, weights=(mant >> 26).astype(np.float64), minlength=shifts.size)
+        lo = np.bincount(where, weights=(mant & ((1 << 26) - 1)).astype(np.float64), minlength=shifts.size)
+        for s, h, l_ in zip(shifts.tolist(), hi.tolist(), lo.tolist()):
+            total += ((int(h) << 26) + int(l_)) << s
+    return total
+
+
+class ExactSum:
+    """A running sum kept exactly, so that its mean equals ``math.fsum`` over all values added (divided by their
+    count) bit for bit, however they were added (one at a time, as arrays, merged from parts, in any order).
+
+    The total is a Python integer in units of ``2**-1074`` (every finite double is a whole number of them);
+    values are gathered and folded into it in vectorised passes (:func:`_exact_units`), and the mean rounds it
+    correctly once (Python's integer division is correctly rounded, as ``math.fsum`` is). Infinities are kept
+    apart and follow ``math.fsum``'s rules.
+    """
+
+    __slots__ = ("_units", "_count", "_scalars", "_arrays", "_pending", "_special")
 
     def __init__(self) -> None:
-        self.partials: list[float] = []
-        self.count = 0
+        self._units = 0
+        self._count = 0
+        self._scalars: list[float] = []
+        self._arrays: list[np.ndarray] = []
+        self._pending = 0
+        self._special: list[float] = []
 
     def add(self, x: float) -> None:
         """Add ``x``; NaN is skipped (as pandas' means skip it)."""
         if x != x:
             return
-        self.count += 1
-        self._add_exact(x)
+        self._scalars.append(x)
+        self._pending += 1
+        if self._pending >= _FOLD_EVERY:
+            self._fold()
+
+    def add_many(self, values) -> None:
+        """Add every value of the array ``values`` (NaN skipped)."""
+        a = np.asarray(values, dtype=np.float64).ravel()
+        if a.size:
+            self._arrays.append(a)
+            self._pending += a.size
+            if self._pending >= _FOLD_EVERY:
+                self._fold()
+
+    def _fold(self) -> None:
+        if not self._pending:
+            return
+        parts = self._arrays
+        if self._scalars:
+            parts = parts + [np.array(self._scalars, dtype=np.float64)]
+        a = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        self._scalars, self._arrays, self._pending = [], [], 0
+        finite = np.isfinite(a)
+        if not finite.all():
+            special = a[~finite]
+            self._special.extend(special[special == special].tolist())  # infinities; NaN is skipped
+            self._count += int((special == special).sum())
+            a = a[finite]
+        self._count += int(a.size)
+        self._units += _exact_units(a)
 
     def merge(self, other: ExactSum) -> None:
-        """Add everything ``other`` holds (exactly: its partials sum to its values' total)."""
-        self.count += other.count
-        for x in other.partials:
-            self._add_exact(x)
+        """Add everything ``other`` holds."""
+        self._fold()
+        other._fold()
+        self._count += other._count
+        self._units += other._units
+        self._special.extend(other._special)
 
-    def _add_exact(self, x: float) -> None:
-        partials = self.partials
-        i = 0
-        for y in partials:
-            if abs(x) < abs(y):
-                x, y = y, x
-            hi = x + y
-            lo = y - (hi - x)
-            if lo:
-                partials[i] = lo
-                i += 1
-            x = hi
-        partials[i:] = [x]
+    @property
+    def count(self) -> int:
+        """How many values were added (NaN not counted)."""
+        self._fold()
+        return self._count
+
+    @property
+    def total(self) -> float:
+        """The sum, correctly rounded (``math.fsum`` of the values added)."""
+        self._fold()
+        if self._special:
+            return math.fsum(self._special)  # inf, or ValueError for inf - inf, as math.fsum
+        try:
+            return self._units / (1 << _UNIT_BITS)
+        except OverflowError:
+            raise OverflowError("intermediate overflow in fsum") from None
 
     @property
     def mean(self) -> float:
         """The mean of the values added (NaN when none)."""
-        return math.fsum(self.partials) / self.count if self.count else math.nan
+        self._fold()
+        return self.total / self._count if self._count else math.nan
 
 
 @dataclass
@@ -272,13 +350,17 @@ class ImageTally:
     lost: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def add(self, undecodable: int, assessment_failures: int, bers, lost: list[str] | None = None) -> None:
-        """Count a batch of images: how many failed to decode or to be assessed, their BERs (NaN skipped) and
-        the loss reasons of those a fault lost (one per lost image)."""
-        self.images += len(bers)
+        """Count a batch of images: how many failed to decode or to be assessed, their BERs (a list or an array;
+        NaN skipped) and the loss reasons of those a fault lost (one per lost image)."""
+        if isinstance(bers, np.ndarray):
+            self.images += bers.size
+            self.ber.add_many(bers)
+        else:
+            self.images += len(bers)
+            for b in bers:
+                self.ber.add(float(b))
         self.undecodable += int(undecodable)
         self.assessment_failures += int(assessment_failures)
-        for b in bers:
-            self.ber.add(float(b))
         for reason in lost or ():
             self.lost[reason] = self.lost.get(reason, 0) + 1
 
@@ -421,3 +503,195 @@ def conservation_line(books: dict[str, Any]) -> str:
             f"{books['users_in_service']} in service; {books['images_requested']} images = "
             f"{books['images_received']} received + {books['images_undecodable']} undecodable + "
             f"{sum(lost.values())} lost ({lost_text}) + {books['images_in_flight']} in flight")
+
+
+class EpochColumns:
+    """The records of statistical decision epochs, kept as columns instead of one object per image and round.
+
+    An epoch's images are added when it starts (:meth:`add_images`: per user ``(q,)``, per image
+    ``(q, k_max)`` arrays, of which each user's first ``N_i`` images are used), its rounds when it ends
+    (:meth:`add_rounds`). :meth:`take` returns what was added as two column tables, ``{field: array}`` in
+    :class:`ImageRecord` and :class:`RoundRecord` field order, holding the values the objects would, row for
+    row (images user by user and image by image within an epoch; epochs in order). An epoch still under way
+    stays until its rounds come, unless ``under_way`` (the end of a run: its images are recorded without
+    rounds, as a horizon leaves them). The counts of bits flipped (a trace-only column) are drawn there, for
+    all images at once, from each image's own uniform (:func:`sim.model.channel.binomial_counts`).
+    :func:`records_from_columns` turns the tables into record objects.
+    """
+
+    _IMAGE = ("done_s", "arrival_s", "transmission_time_s", "fading_gain", "snr", "ber", "generation_score",
+              "received_score", "decodable", "bit_uniform")
+
+    def __init__(self, images: bool = True):
+        self.images = bool(images)
+        self._entries: list[dict] = []
+        #: Image and round rows held.
+        self.rows = 0
+
+    def add_images(self, masp: str, t0: float, t_gen: float, bits: int, user: dict, image: dict, lost=None,
+                   unscored=None) -> dict:
+        """An epoch starts: ``user`` holds ``user_id``, ``round_index``, ``strategy``, ``n_images``, ``power_w`` and
+        ``shadowing_db`` per user, ``image`` every per-image array; ``lost``/``unscored`` the faults' reasons per
+        image (or None). Returns the epoch's entry, for :meth:`add_rounds`."""
+        entry = {"masp": masp, "t0": t0, "t_gen": t_gen, "bits": bits, "user": user, "image": image,
+                 "lost": lost, "unscored": unscored, "rounds": None, "images_taken": not self.images}
+        self._entries.append(entry)
+        if self.images:
+            self.rows += int(np.sum(user["n_images"]))
+        return entry
+
+    def add_rounds(self, entry: dict, epoch: int, refined: list[str], rounds: dict) -> None:
+        """The epoch ends: its rounds' fields per user (``requested_power_w``, ``t_request_s``, ``mean_snr_db``,
+        ``undecodable``, ``best_round_score``, ``best_score``, ``threshold``, ``satisfied``, ``latency_s``,
+        ``t_done_s``, ``qoe``, ``cost``, ``utility``)."""
+        entry["rounds"] = (epoch, refined, rounds)
+        self.rows += len(refined)
+
+    def take(self, under_way: bool = False) -> tuple[dict[str, np.ndarray] | None, dict[str, np.ndarray] | None]:
+        """``(image columns, round columns)`` of what was added since the last call (None where nothing)."""
+        ready = [e for e in self._entries if e["rounds"] is not None or (under_way and not e["images_taken"])]
+        if not ready:
+            return None, None
+        self._entries = [e for e in self._entries if e["rounds"] is None]
+        self.rows = sum(0 if e["images_taken"] else int(np.sum(e["user"]["n_images"])) for e in self._entries)
+        with_images = [e for e in ready if not e["images_taken"]]
+        with_rounds = [e for e in ready if e["rounds"] is not None]
+        for e in with_images:
+            e["images_taken"] = True
+        images = self._image_columns(with_images) if with_images else None
+        rounds = self._round_columns(with_rounds) if with_rounds else None
+        return images, rounds
+
+    @staticmethod
+    def _gather(entries: list[dict], name: str, part: str = "user") -> np.ndarray:
+        return np.concatenate([np.atleast_1d(np.asarray(e[part][name])) for e in entries])
+
+    @staticmethod
+    def _per_user(entries: list[dict], name: str, dtype=None) -> np.ndarray:
+        return np.repeat(np.array([e[name] for e in entries], dtype=dtype), [len(e["user"]["user_id"]) for e in entries])
+
+    def _flips(self, entries: list[dict]):
+        """``(used, lost, unscored, bits flipped per image)`` of the entries' images, as ``(users, k_max)``."""
+        from sim.model.channel import binomial_counts
+
+        n = self._gather(entries, "n_images").astype(np.int64)
+        ber = np.concatenate([e["image"]["ber"] for e in entries])
+        u = np.concatenate([e["image"]["bit_uniform"] for e in entries])
+        bits = self._per_user(entries, "bits", np.int64)
+        k = ber.shape[1]
+        used = np.arange(k) < n[:, None]
+        lost = self._faults_column(entries, "lost", k)
+        unscored = self._faults_column(entries, "unscored", k)
+        flips = binomial_counts(bits[:, None], ber, u)
+        if lost is not None:
+            flips = np.where(lost == "", flips, 0)
+        return n, used, lost, unscored, np.where(used, flips, 0)
+
+    def _image_columns(self, entries: list[dict]) -> dict[str, np.ndarray]:
+        from sim.model.channel import linear_to_db
+
+        n, used, lost, unscored, flips = self._flips(entries)
+        img = {name: np.concatenate([e["image"][name] for e in entries]) for name in self._IMAGE}
+        rows = int(used.sum())
+
+        def rep(values):
+            return np.repeat(values, n)
+
+        t0, t_gen = rep(self._per_user(entries, "t0", np.float64)), rep(self._per_user(entries, "t_gen", np.float64))
+        done = img["done_s"][used]
+        return {
+            "user_id": rep(self._gather(entries, "user_id")).astype(np.int64),
+            "masp": rep(self._per_user(entries, "masp", object)),
+            "round_index": rep(self._gather(entries, "round_index")).astype(np.int64),
+            "image_index": np.broadcast_to(np.arange(used.shape[1]), used.shape)[used].astype(np.int64),
+            "strategy": rep(self._gather(entries, "strategy")).astype(np.int64),
+            "generation_seed": np.full(rows, -1, dtype=np.int64),
+            "n_images": rep(n),
+            "power_w": rep(self._gather(entries, "power_w")).astype(np.float64),
+            "t_queued_s": t0,
+            "t_generation_start_s": t0 + done - t_gen,
+            "t_generation_end_s": t0 + done,
+            "t_received_s": t0 + img["arrival_s"][used],
+            "generation_time_s": t_gen,
+            "time_source": np.full(rows, "modelled", dtype=object),
+            "model": np.full(rows, "surrogate", dtype=object),
+            "transmission_time_s": img["transmission_time_s"][used],
+            "shadowing_db": rep(self._gather(entries, "shadowing_db")).astype(np.float64),
+            "fading_gain": img["fading_gain"][used],
+            "snr_db": np.asarray(linear_to_db(img["snr"][used]), dtype=np.float64).reshape(-1),
+            "ber": img["ber"][used],
+            "n_bits": rep(self._per_user(entries, "bits", np.int64)),
+            "bits_flipped": flips[used].astype(np.int64),
+            "generation_score": img["generation_score"][used],
+            "received_score": img["received_score"][used],
+            "decodable": img["decodable"][used].astype(bool),
+            "damage": np.full(rows, math.nan),
+            "assessor": np.full(rows, "statistical", dtype=object),
+            "assessment_failed": np.zeros(rows, dtype=bool) if unscored is None else unscored[used] != "",
+            "assessment_detail": np.full(rows, "", dtype=object) if unscored is None else unscored[used].astype(object),
+            "lost": np.full(rows, "", dtype=object) if lost is None else lost[used].astype(object),
+        }
+
+    def _round_columns(self, entries: list[dict]) -> dict[str, np.ndarray]:
+        if self.images:
+            n, used, _, _, flips = self._flips(entries)
+            ber = np.concatenate([e["image"]["ber"] for e in entries])
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ber_mean = np.where(n > 0, np.where(used, ber, 0.0).sum(axis=1) / n, math.nan)
+            flipped = flips.sum(axis=1)
+        else:
+            n = self._gather(entries, "n_images").astype(np.int64)
+            ber_mean, flipped = np.full(n.shape, math.nan), np.zeros(n.shape, dtype=np.int64)
+
+        def field(name, dtype=np.float64):
+            return np.concatenate([np.atleast_1d(np.asarray(e["rounds"][2][name])) for e in entries]).astype(dtype)
+
+        q = [len(e["user"]["user_id"]) for e in entries]
+        return {
+            "user_id": self._gather(entries, "user_id").astype(np.int64),
+            "masp": self._per_user(entries, "masp", object),
+            "round_index": self._gather(entries, "round_index").astype(np.int64),
+            "epoch": np.repeat(np.array([e["rounds"][0] for e in entries], dtype=np.int64), q),
+            "strategy": self._gather(entries, "strategy").astype(np.int64),
+            "refined_prompt": np.array([p for e in entries for p in e["rounds"][1]], dtype=object),
+            "n_images": n,
+            "power_w": self._gather(entries, "power_w").astype(np.float64),
+            "requested_power_w": field("requested_power_w"),
+            "t_request_s": field("t_request_s"),
+            "t_decision_s": self._per_user(entries, "t0", np.float64),
+            "t_done_s": field("t_done_s"),
+            "mean_snr_db": field("mean_snr_db"),
+            "ber": ber_mean,
+            "bits_flipped": flipped.astype(np.int64),
+            "undecodable": field("undecodable", np.int64),
+            "best_round_score": field("best_round_score"),
+            "best_score": field("best_score"),
+            "threshold": field("threshold"),
+            "satisfied": field("satisfied", bool),
+            "latency_s": field("latency_s"),
+            "qoe": field("qoe"),
+            "cost": field("cost"),
+            "utility": field("utility"),
+        }
+
+    @staticmethod
+    def _faults_column(entries: list[dict], name: str, k: int):
+        if all(e[name] is None for e in entries):
+            return None
+        return np.concatenate([np.full((len(e["user"]["user_id"]), k), "", dtype=object) if e[name] is None
+                               else e[name] for e in entries])
+
+
+def records_from_columns(columns: dict[str, np.ndarray] | None, record_type: type) -> list:
+    """The records of a column table of :class:`EpochColumns` (Python scalars, as the world's objects hold)."""
+    if not columns:
+        return []
+    names = [f.name for f in dataclasses.fields(record_type)]
+
+    def values(column: np.ndarray) -> list:
+        out = column.tolist()
+        if column.dtype.kind == "f" and np.isnan(column).any():  # NaN as math.nan, as the world writes it
+            out = [math.nan if x != x else x for x in out]
+        return out
+
+    return [record_type(*row) for row in zip(*(values(columns[name]) for name in names))]

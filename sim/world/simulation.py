@@ -61,6 +61,7 @@ from sim.model.quality import N_STRATEGIES, prompt_complexity
 from sim.prompting.prompts import Prompt, load_prompts
 from sim.prompting.strategies import apply_strategy
 from sim.world.records import (
+    EpochColumns,
     FaultRecord,
     ImageRecord,
     ImageTally,
@@ -68,6 +69,7 @@ from sim.world.records import (
     UserRecord,
     UserTally,
     conservation,
+    records_from_columns,
     summarise,
 )
 from sim.seeding import RandomStreams
@@ -147,6 +149,61 @@ class _Masp:
         self.links_down: FaultTimeline | None = None
 
 
+class _Drawn:
+    """Stands in for a generator whose next ``standard_normal(k)`` are draws made already (a round's own)."""
+
+    __slots__ = ("normals",)
+
+    def __init__(self, normals: np.ndarray):
+        self.normals = normals
+
+    def standard_normal(self, size) -> np.ndarray:
+        return np.array(self.normals[:size], dtype=float)  # a copy: the caller works in place
+
+
+class _RoundDraws:
+    """The statistical delivery mode's random draws per user and round, drawn for blocks of users at once.
+
+    Users ``b * BLOCK .. (b + 1) * BLOCK - 1`` in round ``r`` share the ``statistical_round`` stream at keys
+    ``(b, r)``; it draws, for every user of the block, in this order: the round's shadowing (dB,
+    ``channel.draw_shadowing_db``), then ``k_max`` fading gains (``channel.draw_fading_gain``), ``k_max``
+    standard normals (the generation scores' seed-to-seed part, :meth:`QualityModel.sample_scores`),
+    ``k_max`` damage uniforms and ``k_max`` bit-error uniforms per user (each an array over the block). User
+    ``u``'s round ``r`` is row ``u % BLOCK`` of block ``(u // BLOCK, r)``: fixed by the root seed, the user
+    and the round alone, whoever else arrives, whatever any agent decides, whichever MASPs a shard
+    simulates. Blocks are drawn when a user of theirs first needs them and a few are kept (one drawn again
+    gives the same numbers).
+    """
+
+    BLOCK = 256
+    KEEP = 64
+
+    def __init__(self, streams: RandomStreams, channel, k_max: int):
+        self.streams, self.channel, self.k_max = streams, channel, int(k_max)
+        self._blocks: dict[tuple[int, int], np.ndarray] = {}
+
+    def block(self, b: int, r: int) -> np.ndarray:
+        key = (b, r)
+        rows = self._blocks.get(key)
+        if rows is None:
+            m, k = self.BLOCK, self.k_max
+            rng = self.streams.rng("statistical_round", b, r)
+            rows = np.empty((m, 1 + 4 * k))
+            rows[:, 0] = self.channel.draw_shadowing_db(m, rng)
+            rows[:, 1:1 + k] = np.reshape(self.channel.draw_fading_gain(m * k, rng), (m, k))
+            rows[:, 1 + k:1 + 2 * k] = rng.standard_normal((m, k))
+            rows[:, 1 + 2 * k:] = rng.random((m, 2 * k))
+            if len(self._blocks) >= self.KEEP:
+                del self._blocks[next(iter(self._blocks))]
+            self._blocks[key] = rows
+        return rows
+
+    def rows(self, users: list[int], rounds: list[int]) -> np.ndarray:
+        """One row per ``(user, round)``: ``[shadowing, fading x k, normals x k, uniforms x k, bit uniforms x k]``."""
+        m = self.BLOCK
+        return np.stack([self.block(u // m, r)[u % m] for u, r in zip(users, rounds)])
+
+
 class World:
     """One replication of a scenario. Build, then :meth:`run`.
 
@@ -199,6 +256,11 @@ class World:
                     f"generator.backend: surrogate, not {scenario.generator.backend!r} (or use delivery: bytes)"
                 )
             self._image_bits = int(round(typical_image_bits(scenario)))
+            self._k_max = scenario.service.max_images_per_round
+            self._draws = _RoundDraws(self.streams, self.models.channel, self._k_max)
+        #: Statistical epochs' records, held as columns until :meth:`_emit_columns` hands them on.
+        self._columns = EpochColumns(images=self.record_images)
+        self._columns_every = 20_000
         self.assessor: Assessor = build_assessor(scenario, self.quality)
         self.corpus = build_corpus(scenario)
         self.qoe_fn = qoe_fn
@@ -237,8 +299,8 @@ class World:
         if only_masps is not None:
             self._user_ids = self._own_users(only_masps)
         self.n_users = len(self._user_ids)
-        self.image_records: list[ImageRecord] = []
-        self.round_records: list[RoundRecord] = []
+        self._image_records: list[ImageRecord] = []
+        self._round_records: list[RoundRecord] = []
         self.user_records: list[UserRecord] = []
         self._started = False
         self.set_sink(None)
@@ -256,9 +318,21 @@ class World:
             raise RuntimeError("set the sink before the run starts")
         self.sink = sink
         self._add_fault = self.fault_records.append if sink is None else sink.add_fault
-        self._add_image = self.image_records.append if sink is None else sink.add_image
-        self._add_round = self.round_records.append if sink is None else sink.add_round
+        self._add_image = self._image_records.append if sink is None else sink.add_image
+        self._add_round = self._round_records.append if sink is None else sink.add_round
         self._add_user = self.user_records.append if sink is None else sink.add_user
+
+    @property
+    def image_records(self) -> list[ImageRecord]:
+        """The image records so far (without a sink)."""
+        self._emit_columns()
+        return self._image_records
+
+    @property
+    def round_records(self) -> list[RoundRecord]:
+        """The round records so far (without a sink)."""
+        self._emit_columns()
+        return self._round_records
 
     # -- faults -----------------------------------------------------------------------------------
 
@@ -554,18 +628,14 @@ class World:
                 )
             strategies.append(int(strategy))
         if self.statistical:  # the whole epoch at once, by the round rules; then wait for its last image
-            outcomes = self._statistical_epoch(masp, batch, decision.n_images, power, strategies)
-            yield self.env.timeout(max(o["latency_s"] for o in outcomes))
-            for o in outcomes:
-                o["t_done_s"] = t_decision + o.pop("latency_s")
-                o["latency_s"] = o["t_done_s"] - o["t_request_s"]
-        else:
-            rounds = [
-                self.env.process(self._serve_round(masp, user, int(decision.n_images[i]), float(power[i]), strategies[i]))
-                for i, user in enumerate(batch)
-            ]
-            results = yield self.env.all_of(rounds)
-            outcomes = [results[p] for p in rounds]
+            yield from self._statistical_rounds(masp, batch, decision, requested, power, strategies, t_decision)
+            return
+        rounds = [
+            self.env.process(self._serve_round(masp, user, int(decision.n_images[i]), float(power[i]), strategies[i]))
+            for i, user in enumerate(batch)
+        ]
+        results = yield self.env.all_of(rounds)
+        outcomes = [results[p] for p in rounds]
 
         # Eq. 22a over the epoch's users, from the shared QoE code.
         breakdown = utility(
@@ -619,82 +689,123 @@ class World:
             else:
                 self._enqueue(masp, user)
 
-    def _statistical_epoch(self, masp: _Masp, batch: list[User], n_images, power, strategies) -> list[dict]:
+    def _round_draws(self, batch: list[User]) -> np.ndarray:
+        """The draws of the users' current rounds, one row each (:class:`_RoundDraws`)."""
+        return self._draws.rows([u.user_id for u in batch], [u.rounds_done for u in batch])
+
+    def _statistical_epoch(self, masp: _Masp, batch: list[User], n_images, power, strategies):
         """Every round of an epoch in the statistical delivery mode, at once (:func:`sim.model.service.image_outcomes`).
 
-        One random stream per user and round draws the shadowing and, for
-        ``N_max`` images (of which the first ``N_i`` are used, so a decision never
-        shifts anyone's draws), the generation scores, fading gains, damage
-        uniforms and bit-error counts. Images queue FIFO on the MASP's GPUs user
-        by user, as in the bytes mode. Returns the rounds' outcomes (latency from
-        the decision) and records their images.
+        Each user's round has its own draws (:class:`_RoundDraws`: the shadowing and, for ``N_max`` images, of
+        which the first ``N_i`` are used, so a decision never shifts anyone's draws, the fading gains, the
+        generation scores' normals, the damage uniforms and the bit-error uniforms). Images queue FIFO on the
+        MASP's GPUs user by user, as in the bytes mode. Records the images (as columns) and returns ``(best round
+        score, latency from the decision, undecodable images, shadowing, the epoch's column entry)`` per user.
         """
-        q, k = len(batch), self.scenario.service.max_images_per_round
-        n = np.asarray(n_images, dtype=int)
-        shadow, fading = np.zeros(q), np.ones((q, k))
-        gen, uniforms = np.zeros((q, k)), np.ones((q, k))
+        q, k = len(batch), self._k_max
+        n = np.asarray(n_images, dtype=np.int64)
+        draws = self._round_draws(batch)
+        shadow = draws[:, 0]
+        fading = draws[:, 1:1 + k]
+        normals = draws[:, 1 + k:1 + 2 * k]
+        uniforms = draws[:, 1 + 2 * k:1 + 3 * k]
         key = self.generator.prompt_effect_key
-        rngs = [self.streams.rng("statistical_round", user.user_id, user.rounds_done) for user in batch]
-        for i, (user, rng) in enumerate(zip(batch, rngs)):
-            shadow[i] = self.channel.draw_shadowing_db(1, rng)[0]
-            fading[i] = self.channel.draw_fading_gain(k, rng)
-            gen[i] = self.quality.sample_scores(user.prompt, strategies[i], rng, k, key=key)
-            uniforms[i] = rng.random(k)
+        sample = self.quality.sample_scores
+        gen = np.stack([sample(user.prompt, strategies[i], _Drawn(normals[i]), k, key=key)
+                        for i, user in enumerate(batch)])
         d = np.array([u.distance_m for u in batch])
-        bits = self._image_bits
-        t0, t_gen = self.env.now, self.scenario.generator.inference_time_s
         done, gpu_lost = self._gpu_done_times(masp, n, k) if masp.gpus_down is not None else (None, None)
-        img = service.image_outcomes(self.models, n, power, d, shadow, fading, gen, uniforms, bits, done_s=done)
-        # bits flipped per image (the trace's count only): Binomial(bits, BER), drawn after the rest of the round
-        # (img.ber is a probability: the damage model checked it)
-        flipped = np.stack([rng.binomial(bits, img.ber[i]) for i, rng in enumerate(rngs)])
-        lost = np.full((q, k), "", dtype=object)
-        unscored = np.full((q, k), "", dtype=object)
+        img = service.image_outcomes(self.models, n, power, d, shadow, fading, gen, uniforms, self._image_bits,
+                                     done_s=done)
+        lost = unscored = None
         if self.faults is not None:
             img, lost, unscored = self._statistical_faults(masp, batch, n, img, gpu_lost)
-            flipped = np.where(lost == "", flipped, 0)
         best, latency = service.round_results(n, img)
-        snr_db = linear_to_db(img.snr)  # 0 -> -inf dB
-        mean_snr_db = np.where(power > 0, np.asarray(self.channel.mean_snr_db(power, d), dtype=float) + shadow, -np.inf)
-        outcomes = []
-        for i, user in enumerate(batch):
-            r, n_i = user.rounds_done, int(n[i])
-            refined = self._refined.get((user.prompt, strategies[i]))
-            if refined is None:
-                refined, _ = apply_strategy(user.prompt, strategies[i], self.corpus.elements(user.prompt),
-                                            self.quality.strategy_table)
-                self._refined[(user.prompt, strategies[i])] = refined
-            used = slice(0, n_i)
-            gone = lost[i, used] != ""
-            undecodable = int((~img.decodable[i, used] & ~gone).sum())
-            self._images_requested += n_i
-            self.image_tally.add(undecodable, int((unscored[i, used] != "").sum()), img.ber[i, used].tolist(),
-                                 [str(x) for x in lost[i, used][gone]])
-            for j in range(n_i if self.record_images else 0):
-                self._add_image(ImageRecord(
-                    user_id=user.user_id, masp=masp.name, round_index=r, image_index=j, strategy=strategies[i],
-                    generation_seed=-1, n_images=n_i, power_w=float(power[i]), t_queued_s=t0,
-                    t_generation_start_s=t0 + float(img.done_s[i, j]) - t_gen, t_generation_end_s=t0 + float(img.done_s[i, j]),
-                    t_received_s=t0 + float(img.arrival_s[i, j]), generation_time_s=t_gen, time_source="modelled",
-                    model="surrogate", transmission_time_s=float(img.transmission_s[i, j]), shadowing_db=float(shadow[i]),
-                    fading_gain=float(fading[i, j]), snr_db=float(snr_db[i, j]),
-                    ber=float(img.ber[i, j]), n_bits=bits, bits_flipped=int(flipped[i, j]),
-                    generation_score=float(gen[i, j]), received_score=float(img.received[i, j]),
-                    decodable=bool(img.decodable[i, j]), damage=math.nan, assessor="statistical",
-                    assessment_failed=bool(unscored[i, j]), assessment_detail=str(unscored[i, j]), lost=str(lost[i, j]),
-                ))
-            outcomes.append({
-                "strategy": strategies[i],
-                "refined_prompt": refined,
-                "mean_snr_db": float(mean_snr_db[i]),
-                "ber": float(img.ber[i, used].mean()) if n_i else math.nan,
-                "bits_flipped": int(flipped[i, used].sum()),
-                "undecodable": undecodable,
-                "best_round_score": float(best[i]),
-                "latency_s": float(latency[i]),
-                "t_request_s": user.request_s,
-            })
-        return outcomes
+        used = np.arange(k) < n[:, None]
+        broken = ~img.decodable & used
+        if lost is not None:
+            gone = lost != ""
+            broken &= ~gone
+            self.image_tally.add(int(broken.sum()), int(((unscored != "") & used).sum()), img.ber[used],
+                                 lost[used & gone].tolist())
+        else:
+            self.image_tally.add(int(broken.sum()), 0, img.ber[used])
+        self._images_requested += int(n.sum())
+        images = {"done_s": img.done_s, "arrival_s": img.arrival_s, "transmission_time_s": img.transmission_s,
+                  "fading_gain": fading, "snr": img.snr, "ber": img.ber, "generation_score": gen,
+                  "received_score": img.received, "decodable": img.decodable, "bit_uniform": draws[:, 1 + 3 * k:]}
+        users = {"user_id": [u.user_id for u in batch], "round_index": [u.rounds_done for u in batch],
+                 "strategy": strategies, "n_images": n, "power_w": power, "shadowing_db": shadow}
+        entry = self._columns.add_images(masp.name, self.env.now, self.scenario.generator.inference_time_s,
+                                         self._image_bits, users, images, lost, unscored)
+        return best, latency, broken.sum(axis=1), shadow, entry
+
+    def _statistical_rounds(self, masp: _Masp, batch: list[User], decision: Provision, requested, power,
+                            strategies: list[int], t_decision: float):
+        """A statistical epoch (:meth:`_statistical_epoch`), its wait for the last image, its utility (eq. 22a,
+        the shared QoE code) and its rounds' records, kept as columns (:class:`~sim.world.records.EpochColumns`)."""
+        n = np.asarray(decision.n_images, dtype=np.int64)
+        best, latency, undecodable, shadow, entry = self._statistical_epoch(masp, batch, n, power, strategies)
+        wait = float(latency.max())
+        yield self.env.timeout(wait)
+        t_request = np.array([u.request_s for u in batch])
+        t_done = t_decision + latency
+        since_request = t_done - t_request
+        thresholds = np.array([u.threshold for u in batch])
+        breakdown = utility(best_score=best, threshold=thresholds, latency_s=since_request, n_images=n,
+                            power_w=requested, p_total_w=masp.p_total_w, params=self.qoe_params, qoe_fn=self.qoe_fn)
+        before = np.array([u.best_score for u in batch])
+        best_now = np.maximum(before, best)
+        satisfied = best_now >= thresholds
+        d = np.array([u.distance_m for u in batch])
+        mean_snr_db = np.where(power > 0, np.asarray(self.channel.mean_snr_db(power, d), dtype=float) + shadow,
+                               -np.inf)
+        refined = [self._refined_prompt(user.prompt, strategies[i]) for i, user in enumerate(batch)]
+        self._columns.add_rounds(entry, masp.epochs, refined, {
+            "requested_power_w": requested, "t_request_s": t_request, "mean_snr_db": mean_snr_db,
+            "undecodable": undecodable, "best_round_score": best, "best_score": best_now, "threshold": thresholds,
+            "satisfied": satisfied, "latency_s": since_request, "t_done_s": t_done, "qoe": breakdown.qoe,
+            "cost": breakdown.cost, "utility": breakdown.per_user_penalised})
+        if self._columns.rows >= self._columns_every:
+            self._emit_columns(under_way=False)
+        costs = breakdown.cost.tolist()
+        max_rounds = self.scenario.service.max_rounds
+        for i, (user, n_i, b, ok) in enumerate(zip(batch, n.tolist(), best_now.tolist(), satisfied.tolist())):
+            user.rounds_done += 1
+            user.images += n_i
+            user.best_score = b
+            user.total_cost += costs[i]
+            user.strategies.append(strategies[i])
+            user.satisfied = ok
+            if ok or user.rounds_done >= max_rounds:
+                self._depart(user)
+            else:
+                self._enqueue(masp, user)
+
+    def _refined_prompt(self, prompt: str, strategy: int) -> str:
+        refined = self._refined.get((prompt, strategy))
+        if refined is None:
+            refined, _ = apply_strategy(prompt, strategy, self.corpus.elements(prompt), self.quality.strategy_table)
+            if len(self._refined) > 65536:
+                self._refined.clear()
+            self._refined[(prompt, strategy)] = refined
+        return refined
+
+    def _emit_columns(self, under_way: bool = True) -> None:
+        """Hand the statistical epochs' records held as columns on: to the sink (as columns when it takes them,
+        else record by record) or to the in-memory record lists; ``under_way``: also the images of epochs not
+        yet over (their rounds follow when they end)."""
+        images, rounds = self._columns.take(under_way)
+        if images is None and rounds is None:
+            return
+        sink = self.sink
+        if sink is not None and hasattr(sink, "add_columns"):
+            sink.add_columns(images, rounds)
+            return
+        for record in records_from_columns(images, ImageRecord):
+            self._add_image(record)
+        for record in records_from_columns(rounds, RoundRecord):
+            self._add_round(record)
 
     def _gpu_done_times(self, masp: _Masp, n: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """When each image of the epoch leaves its GPU (relative to now), and whether its GPU failed under it:
@@ -938,6 +1049,7 @@ class World:
     def result(self, end_s: float | None = None) -> WorldResult:
         """The records and summary so far (``end_s``: the simulated time the run ends at; default now)."""
         end = self.env.now if end_s is None else end_s
+        self._emit_columns()
         arrived = int(np.searchsorted(self._arrival_times[self._user_ids], end, side="right"))
         self.user_records.sort(key=lambda r: r.user_id)
         summary = summarise(self.user_tally, self.image_tally, arrived, end)

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -56,6 +57,23 @@ def _table(records: list, record_type: type, schema: pa.Schema, extra: dict[str,
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+def _column_table(columns: dict, record_type: type, kind: str, time_field: str) -> pa.Table:
+    """Records given as columns (``{field: numpy array}``) as a table of the trace's schema."""
+    n = len(columns[time_field])
+    arrays = []
+    for field in TRACE_SCHEMA:
+        if field.name == "record":
+            arrays.append(pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)),
+                                                         pa.array([kind])).cast(pa.string()))
+        elif field.name == "t_s":
+            arrays.append(pa.array(columns[time_field], type=pa.float64()))
+        elif field.name in columns:
+            arrays.append(pa.array(columns[field.name], type=field.type))
+        else:
+            arrays.append(pa.nulls(n, type=field.type))
+    return pa.Table.from_arrays(arrays, schema=TRACE_SCHEMA)
+
+
 class ParquetSink:
     """Streams a world's records to ``out/trace.parquet`` and ``out/users.parquet`` (module docstring)."""
 
@@ -68,6 +86,9 @@ class ParquetSink:
         self._rounds: list[RoundRecord] = []
         self._faults: list[FaultRecord] = []
         self._users: list[UserRecord] = []
+        #: Rows given as columns (tables of the trace's schema), not written yet.
+        self._held: list[pa.Table] = []
+        self._held_rows = 0
         self._trace_tmp = self.out / f".trace.parquet.{os.getpid()}.tmp"
         self._users_tmp = self.out / f".users.parquet.{os.getpid()}.tmp"
         self._trace_writer = pq.ParquetWriter(self._trace_tmp, TRACE_SCHEMA)
@@ -78,12 +99,23 @@ class ParquetSink:
 
     def add_image(self, record: ImageRecord) -> None:
         self._images.append(record)
-        if len(self._images) + len(self._rounds) >= self.chunk_rows:
+        if len(self._images) + len(self._rounds) + self._held_rows >= self.chunk_rows:
             self._flush_trace()
 
     def add_round(self, record: RoundRecord) -> None:
         self._rounds.append(record)
-        if len(self._images) + len(self._rounds) >= self.chunk_rows:
+        if len(self._images) + len(self._rounds) + self._held_rows >= self.chunk_rows:
+            self._flush_trace()
+
+    def add_columns(self, images: dict | None, rounds: dict | None) -> None:
+        """Image and round records given as columns (:class:`~sim.world.records.EpochColumns`)."""
+        for columns, record_type, kind, time_field in ((images, ImageRecord, "image", "t_received_s"),
+                                                       (rounds, RoundRecord, "round", "t_done_s")):
+            if columns:
+                table = _column_table(columns, record_type, kind, time_field)
+                self._held.append(table)
+                self._held_rows += table.num_rows
+        if len(self._images) + len(self._rounds) + self._held_rows >= self.chunk_rows:
             self._flush_trace()
 
     def add_fault(self, record: FaultRecord) -> None:
@@ -94,23 +126,43 @@ class ParquetSink:
         if len(self._users) >= self.chunk_rows:
             self._flush_users()
 
-    def _flush_trace(self) -> None:
+    def _flush_trace(self, final: bool = False) -> None:
+        """Write the records held as row groups of ``chunk_rows`` image and round rows each, sorted by time, in
+        the order they came (the fault records held join the first); ``final`` writes the rest too."""
         parts = []
         for records, record_type, kind, time_field in (
             (self._images, ImageRecord, "image", "t_received_s"),
             (self._rounds, RoundRecord, "round", "t_done_s"),
-            (self._faults, FaultRecord, "fault", None),
         ):
             if records:
                 extra = {"record": pa.array([kind] * len(records), type=pa.string())}
-                if time_field is not None:
-                    extra["t_s"] = pa.array([getattr(r, time_field) for r in records], type=pa.float64())
+                extra["t_s"] = pa.array([getattr(r, time_field) for r in records], type=pa.float64())
                 parts.append(_table(records, record_type, TRACE_SCHEMA, extra))
+        parts = self._held + parts
+        self._images, self._rounds, self._held, self._held_rows = [], [], [], 0
+        rows = pa.concat_tables(parts) if parts else None
+        total = 0 if rows is None else rows.num_rows
+        start = 0
+        while rows is not None and (total - start >= self.chunk_rows or (final and start < total)):
+            size = min(self.chunk_rows, total - start)
+            self._write_chunk(rows.slice(start, size))
+            start += size
+        if final and self._faults:
+            self._write_chunk(None)
+        if rows is not None and start < total:
+            rest = rows.slice(start)
+            self._held, self._held_rows = [rest], rest.num_rows
+
+    def _write_chunk(self, rows: pa.Table | None) -> None:
+        parts = [] if rows is None else [rows]
+        if self._faults:
+            parts.append(_table(self._faults, FaultRecord, TRACE_SCHEMA,
+                                {"record": pa.array(["fault"] * len(self._faults), type=pa.string())}))
+            self._faults = []
         if parts:
             chunk = pa.concat_tables(parts).sort_by([(key, "ascending") for key in TRACE_SORT_KEYS])
             self._trace_writer.write_table(chunk)
             self.rows["trace"] += chunk.num_rows
-        self._images, self._rounds, self._faults = [], [], []
 
     def _flush_users(self) -> None:
         if self._users:
@@ -122,7 +174,7 @@ class ParquetSink:
         """Write what is buffered and move both tables into place."""
         if self.closed:
             return
-        self._flush_trace()
+        self._flush_trace(final=True)
         self._flush_users()
         self._trace_writer.close()
         self._users_writer.close()
