@@ -175,13 +175,28 @@ def received_snr(
     >>> print(f"{float(received_snr(0.1, 100.0, 3.0, 1e-9, shadowing_db=-10.0, fading_gain=0.5)):.6g}")
     5
     """
-    p = _as_float(power_w)
     n0 = _as_float(noise_power_w)
-    g = _as_float(fading_gain)
-    _require(p >= 0, "power_w must be >= 0")
+    eps = _as_float(path_loss_exponent)
     _require((n0 > 0) & np.isfinite(n0), "noise_power_w must be finite and > 0")
-    _require(g >= 0, "fading_gain must be >= 0")
-    large_scale = path_loss_gain(distance_m, path_loss_exponent) * db_to_linear(shadowing_db)
+    _require((eps >= 0) & np.isfinite(eps), "path-loss exponent must be finite and >= 0")
+    return _snr(power_w, distance_m, eps, n0, shadowing_db, fading_gain)
+
+
+def _snr(power_w: ArrayLike, distance_m: ArrayLike, eps, n0, shadowing_db: ArrayLike, fading_gain: ArrayLike):
+    """:func:`received_snr` for a path-loss exponent and noise power already checked (a :class:`ChannelParams`'):
+    the arrays are checked here in one pass each."""
+    p = _as_float(power_w)
+    g = _as_float(fading_gain)
+    d = _as_float(distance_m)
+    # one reduction per array (NaN fails every comparison); the messages come from the checks below
+    if not (p.min(initial=0.0) >= 0 and g.min(initial=0.0) >= 0 and d.min(initial=1.0) > 0
+            and d.max(initial=1.0) < np.inf):
+        _require(p >= 0, "power_w must be >= 0")
+        _require(g >= 0, "fading_gain must be >= 0")
+        _require(d > 0, "distance_m must be > 0")
+        _require(np.isfinite(d), "distance_m must be finite")
+    with np.errstate(over="ignore"):  # above ~3080 dB of shadowing: inf
+        large_scale = np.power(d, -eps) * np.power(10.0, _as_float(shadowing_db) / 10.0)
     return _out(np.asarray(p * g * large_scale / n0))
 
 
@@ -272,9 +287,10 @@ def _ber_integer_m(s: np.ndarray, m: int) -> np.ndarray:
     np.power(a, m, out=a)
     total *= a
     out = total
-    tiny = (out < _TINY) & (s < np.inf)
-    if np.any(tiny):  # a**m may have underflowed: fall back to the general form
-        out[tiny] = _ber_betainc(s[tiny], float(m))
+    if out.size and not out.min() >= _TINY:  # one reduction first (NaN fails it too)
+        tiny = (out < _TINY) & (s < np.inf)
+        if np.any(tiny):  # a**m may have underflowed: fall back to the general form
+            out[tiny] = _ber_betainc(s[tiny], float(m))
     return out
 
 
@@ -587,8 +603,12 @@ def shannon_rate_bps(bandwidth_hz: ArrayLike | None, snr: ArrayLike) -> np.ndarr
         return _out(np.full(s.shape, np.inf))
     b = _as_float(bandwidth_hz)
     _require((b >= 0) & np.isfinite(b), "bandwidth_hz must be finite and >= 0 (or None)")
-    rate = b * (np.log1p(s) / math.log(2.0))
-    return _out(np.where(b == 0, np.inf, rate))
+    return _out(np.where(b == 0, np.inf, _shannon(b, s)))
+
+
+def _shannon(b, s: np.ndarray) -> np.ndarray:
+    """``B log2(1 + snr)`` for checked arguments."""
+    return b * (np.log1p(s) / math.log(2.0))
 
 
 def transmission_time_s(n_bits: ArrayLike, bandwidth_hz: ArrayLike | None, snr: ArrayLike) -> np.ndarray:
@@ -605,6 +625,11 @@ def transmission_time_s(n_bits: ArrayLike, bandwidth_hz: ArrayLike | None, snr: 
     n = _as_float(n_bits)
     _require(n >= 0, "n_bits must be >= 0")
     rate = shannon_rate_bps(bandwidth_hz, snr)
+    return _tx_time(n, rate)
+
+
+def _tx_time(n: np.ndarray, rate) -> np.ndarray:
+    """``n / rate`` seconds, 0 for zero bits (checked arguments)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         t = n / rate
     return _out(np.asarray(np.where(n == 0, 0.0, t)))
@@ -736,8 +761,8 @@ class Channel:
 
     def mean_snr_db(self, power_w: ArrayLike, distance_m: ArrayLike) -> np.ndarray:
         """Mean SNR (dB) over small-scale fading, shadowing at its median: ``P d**-eps Omega / N0``."""
-        p = self.params
-        return mean_snr_db(power_w, distance_m, p.path_loss_exponent, p.noise_power_w, p.nakagami_omega)
+        p = self.params  # checked by ChannelParams
+        return linear_to_db(_snr(power_w, distance_m, p.path_loss_exponent, p.noise_power_w, 0.0, p.nakagami_omega))
 
     def expected_ber(self, power_w: ArrayLike, distance_m: ArrayLike) -> np.ndarray:
         """BER expected from distances only: averaged over fading and shadowing (eq. 10)."""
@@ -756,8 +781,8 @@ class Channel:
         self, power_w: ArrayLike, distance_m: ArrayLike, shadowing_db: ArrayLike, fading_gain: ArrayLike
     ) -> np.ndarray:
         """Instantaneous linear SNR for given shadowing (dB) and fading power gain."""
-        p = self.params
-        return received_snr(power_w, distance_m, p.path_loss_exponent, p.noise_power_w, shadowing_db, fading_gain)
+        p = self.params  # checked by ChannelParams
+        return _snr(power_w, distance_m, p.path_loss_exponent, p.noise_power_w, shadowing_db, fading_gain)
 
     def ber_given_shadowing(self, power_w: ArrayLike, distance_m: ArrayLike, shadowing_db: ArrayLike) -> np.ndarray:
         """BER of a transmission spanning many fading coherence times, one shadowing draw.
@@ -765,12 +790,18 @@ class Channel:
         ``ber_nakagami(P d**-eps 10**(shadowing_db/10) Omega / N0, m)``: the default BER
         with which the world flips the bits of one image.
         """
-        p = self.params
-        mean_snr = received_snr(
-            power_w, distance_m, p.path_loss_exponent, p.noise_power_w, shadowing_db, p.nakagami_omega
-        )
-        return ber_nakagami(mean_snr, p.nakagami_m)
+        p = self.params  # checked by ChannelParams
+        mean_snr = np.asarray(_snr(power_w, distance_m, p.path_loss_exponent, p.noise_power_w, shadowing_db,
+                                   p.nakagami_omega))  # >= 0: no check needed
+        return _out(_ber_scalar_m(mean_snr.ravel(), p.nakagami_m).reshape(mean_snr.shape))
 
     def transmission_time_s(self, n_bits: ArrayLike, snr: ArrayLike) -> np.ndarray:
         """Seconds to send ``n_bits`` at the Shannon rate with ``bandwidth_hz`` (0 if None)."""
-        return transmission_time_s(n_bits, self.params.bandwidth_hz, snr)
+        b = self.params.bandwidth_hz  # checked by ChannelParams
+        if not b:
+            return transmission_time_s(n_bits, b, snr)
+        n, s = _as_float(n_bits), _as_float(snr)
+        if not (n.min(initial=0.0) >= 0 and s.min(initial=0.0) >= 0):  # NaN fails too; messages from the checks
+            _require(n >= 0, "n_bits must be >= 0")
+            _require(~(s < 0), "snr must be >= 0")
+        return _tx_time(n, _shannon(b, s))

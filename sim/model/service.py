@@ -108,8 +108,13 @@ def image_ber(
         return np.asarray(ber_awgn(channel.snr(power_w, distance_m, shadowing_db, fading_gain)), dtype=float)
     if ber_model != "average_fading":
         raise ValueError(f"ber_model must be one of {', '.join(BER_MODELS)}, got {ber_model!r}")
-    shape = np.broadcast_shapes(*(np.shape(x) for x in (power_w, distance_m, shadowing_db, fading_gain)))
-    return np.broadcast_to(np.asarray(channel.ber_given_shadowing(power_w, distance_m, shadowing_db), dtype=float), shape)
+    ber = np.asarray(channel.ber_given_shadowing(power_w, distance_m, shadowing_db), dtype=float)
+    shape = np.broadcast_shapes(ber.shape, np.shape(fading_gain))
+    if ber.shape == shape:
+        return ber
+    out = np.empty(shape)
+    out[...] = ber  # the BER of each image: its user's
+    return out
 
 
 def transmission_time_s(channel: ChannelModel, n_bits: ArrayLike, snr: ArrayLike, power_w: ArrayLike) -> np.ndarray:

@@ -522,7 +522,9 @@ class EpochColumns:
     _IMAGE = ("done_s", "arrival_s", "transmission_time_s", "fading_gain", "snr", "ber", "generation_score",
               "received_score", "decodable", "bit_uniform")
 
-    def __init__(self, images: bool = True):
+    def __init__(self, mean_snr_db, images: bool = True):
+        #: ``mean_snr_db(power_w, distance_m)``: the channel's mean SNR (the round records' ``mean_snr_db``).
+        self.mean_snr_db = mean_snr_db
         self.images = bool(images)
         self._entries: list[dict] = []
         #: Image and round rows held.
@@ -541,7 +543,7 @@ class EpochColumns:
         return entry
 
     def add_rounds(self, entry: dict, epoch: int, refined: list[str], rounds: dict) -> None:
-        """The epoch ends: its rounds' fields per user (``requested_power_w``, ``t_request_s``, ``mean_snr_db``,
+        """The epoch ends: its rounds' fields per user (``requested_power_w``, ``t_request_s``, ``distance_m``,
         ``undecodable``, ``best_round_score``, ``best_score``, ``threshold``, ``satisfied``, ``latency_s``,
         ``t_done_s``, ``qoe``, ``cost``, ``utility``)."""
         entry["rounds"] = (epoch, refined, rounds)
@@ -556,6 +558,12 @@ class EpochColumns:
         self.rows = sum(0 if e["images_taken"] else int(np.sum(e["user"]["n_images"])) for e in self._entries)
         with_images = [e for e in ready if not e["images_taken"]]
         with_rounds = [e for e in ready if e["rounds"] is not None]
+        if self.images:  # every image's bits flipped, drawn once for all of them
+            fresh = [e for e in ready if "flips" not in e]
+            if fresh:
+                flips = self._flips(fresh)[4]
+                for e, part in zip(fresh, np.split(flips, np.cumsum([len(e["user"]["user_id"]) for e in fresh])[:-1])):
+                    e["flips"] = part
         for e in with_images:
             e["images_taken"] = True
         images = self._image_columns(with_images) if with_images else None
@@ -564,11 +572,20 @@ class EpochColumns:
 
     @staticmethod
     def _gather(entries: list[dict], name: str, part: str = "user") -> np.ndarray:
-        return np.concatenate([np.atleast_1d(np.asarray(e[part][name])) for e in entries])
+        return np.concatenate([e[part][name] for e in entries])  # (q,) sequences
 
     @staticmethod
     def _per_user(entries: list[dict], name: str, dtype=None) -> np.ndarray:
         return np.repeat(np.array([e[name] for e in entries], dtype=dtype), [len(e["user"]["user_id"]) for e in entries])
+
+    def _used(self, entries: list[dict], faults: bool = True):
+        """``(n_images, used, lost, unscored)`` of the entries' images, as ``(users,)`` and ``(users, k_max)``."""
+        n = self._gather(entries, "n_images").astype(np.int64)
+        k = entries[0]["image"]["ber"].shape[1]
+        used = np.arange(k) < n[:, None]
+        if not faults:
+            return n, used, None, None
+        return n, used, self._faults_column(entries, "lost", k), self._faults_column(entries, "unscored", k)
 
     def _flips(self, entries: list[dict]):
         """``(used, lost, unscored, bits flipped per image)`` of the entries' images, as ``(users, k_max)``."""
@@ -590,7 +607,8 @@ class EpochColumns:
     def _image_columns(self, entries: list[dict]) -> dict[str, np.ndarray]:
         from sim.model.channel import linear_to_db
 
-        n, used, lost, unscored, flips = self._flips(entries)
+        n, used, lost, unscored = self._used(entries)
+        flips = np.concatenate([e["flips"] for e in entries])
         img = {name: np.concatenate([e["image"][name] for e in entries]) for name in self._IMAGE}
         rows = int(used.sum())
 
@@ -634,7 +652,8 @@ class EpochColumns:
 
     def _round_columns(self, entries: list[dict]) -> dict[str, np.ndarray]:
         if self.images:
-            n, used, _, _, flips = self._flips(entries)
+            n, used = self._used(entries, faults=False)[:2]
+            flips = np.concatenate([e["flips"] for e in entries])
             ber = np.concatenate([e["image"]["ber"] for e in entries])
             with np.errstate(invalid="ignore", divide="ignore"):
                 ber_mean = np.where(n > 0, np.where(used, ber, 0.0).sum(axis=1) / n, math.nan)
@@ -644,7 +663,7 @@ class EpochColumns:
             ber_mean, flipped = np.full(n.shape, math.nan), np.zeros(n.shape, dtype=np.int64)
 
         def field(name, dtype=np.float64):
-            return np.concatenate([np.atleast_1d(np.asarray(e["rounds"][2][name])) for e in entries]).astype(dtype)
+            return np.concatenate([e["rounds"][2][name] for e in entries]).astype(dtype, copy=False)
 
         q = [len(e["user"]["user_id"]) for e in entries]
         return {
@@ -660,7 +679,7 @@ class EpochColumns:
             "t_request_s": field("t_request_s"),
             "t_decision_s": self._per_user(entries, "t0", np.float64),
             "t_done_s": field("t_done_s"),
-            "mean_snr_db": field("mean_snr_db"),
+            "mean_snr_db": self._mean_snr_db(entries),
             "ber": ber_mean,
             "bits_flipped": flipped.astype(np.int64),
             "undecodable": field("undecodable", np.int64),
@@ -673,6 +692,14 @@ class EpochColumns:
             "cost": field("cost"),
             "utility": field("utility"),
         }
+
+    def _mean_snr_db(self, entries: list[dict]) -> np.ndarray:
+        """Each round's mean SNR at its shadowing (dB; -inf at zero power), for all rounds at once."""
+        power = self._gather(entries, "power_w").astype(np.float64)
+        shadow = self._gather(entries, "shadowing_db").astype(np.float64)
+        distance = np.concatenate([e["rounds"][2]["distance_m"] for e in entries])
+        at_1w = np.asarray(self.mean_snr_db(np.where(power > 0, power, 1.0), distance), dtype=np.float64)
+        return np.where(power > 0, at_1w + shadow, -np.inf)
 
     @staticmethod
     def _faults_column(entries: list[dict], name: str, k: int):

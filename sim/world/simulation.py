@@ -259,7 +259,7 @@ class World:
             self._k_max = scenario.service.max_images_per_round
             self._draws = _RoundDraws(self.streams, self.models.channel, self._k_max)
         #: Statistical epochs' records, held as columns until :meth:`_emit_columns` hands them on.
-        self._columns = EpochColumns(images=self.record_images)
+        self._columns = EpochColumns(self.channel.mean_snr_db, images=self.record_images)
         self._columns_every = 20_000
         self.assessor: Assessor = build_assessor(scenario, self.quality)
         self.corpus = build_corpus(scenario)
@@ -757,12 +757,9 @@ class World:
         before = np.array([u.best_score for u in batch])
         best_now = np.maximum(before, best)
         satisfied = best_now >= thresholds
-        d = np.array([u.distance_m for u in batch])
-        mean_snr_db = np.where(power > 0, np.asarray(self.channel.mean_snr_db(power, d), dtype=float) + shadow,
-                               -np.inf)
         refined = [self._refined_prompt(user.prompt, strategies[i]) for i, user in enumerate(batch)]
         self._columns.add_rounds(entry, masp.epochs, refined, {
-            "requested_power_w": requested, "t_request_s": t_request, "mean_snr_db": mean_snr_db,
+            "requested_power_w": requested, "t_request_s": t_request, "distance_m": [u.distance_m for u in batch],
             "undecodable": undecodable, "best_round_score": best, "best_score": best_now, "threshold": thresholds,
             "satisfied": satisfied, "latency_s": since_request, "t_done_s": t_done, "qoe": breakdown.qoe,
             "cost": breakdown.cost, "utility": breakdown.per_user_penalised})
