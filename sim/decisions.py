@@ -104,9 +104,10 @@ class Provision:
                 f"provisioning agent {agent_name!r} returned shapes {self.n_images.shape} and "
                 f"{self.power_w.shape}; expected {shape} (one entry per user)"
             )
-        if not np.all(np.isfinite(self.power_w)) or np.any(self.power_w < 0):
+        p, n = self.power_w, self.n_images  # one reduction each (NaN fails both power comparisons)
+        if not (p.min(initial=0.0) >= 0 and p.max(initial=0.0) < np.inf):
             raise ValueError(f"provisioning agent {agent_name!r} returned a negative or non-finite power")
-        if np.any(self.n_images < 0) or np.any(self.n_images > obs.max_images):
+        if n.min(initial=0) < 0 or n.max(initial=0) > obs.max_images:
             raise ValueError(
                 f"provisioning agent {agent_name!r} returned n_images {self.n_images.tolist()} outside 0..{obs.max_images}"
             )

@@ -502,22 +502,20 @@ def _flip_bernoulli(buf: np.ndarray, p: float, rng: np.random.Generator) -> int:
 
 
 #: Mean counts up to this are inverted by the pmf recursion in :func:`binomial_counts`; above, by scipy's ppf.
-_RECURSION_MEAN_MAX = 30.0
+_RECURSION_MEAN_MAX = 500.0
 
 
 def binomial_counts(n: ArrayLike, p: ArrayLike, u: ArrayLike) -> np.ndarray:
     """``Binomial(n, p)`` counts by inversion of uniforms ``u`` in [0, 1): the smallest ``c`` with ``F(c) > u``.
 
     The number of bits a BER flips in an image, drawn from one uniform per image (so the draw never depends on
-    how many raw random numbers another draw took). Arrays broadcast; NaN ``p`` gives 0. Means up to 30 walk
-    the pmf (``P(0) = (1-p)**n``, ``P(c) = P(c-1) (n-c+1)/c p/(1-p)``), larger ones use
-    ``scipy.stats.binom.ppf``.
+    how many raw random numbers another draw took). Arrays broadcast; NaN ``p`` gives 0. Means up to 500 walk
+    the pmf (``P(0) = (1-p)**n``, ``P(c) = P(c-1) (n-c+1)/c p/(1-p)``; the same counts as
+    ``scipy.stats.binom.ppf``), larger ones use ``scipy.stats.binom.ppf``.
 
     >>> binomial_counts(1000, [0.0, 1.0, 0.5], 0.5).tolist()
     [0, 1000, 500]
     """
-    from scipy import stats  # scipy.stats is slow to import; only the statistical world needs it
-
     n_a, p_a, u_a = np.broadcast_arrays(_as_float(n), _as_float(p), _as_float(u))
     out = np.zeros(n_a.shape, dtype=np.int64)
     ok = np.isfinite(p_a) & (p_a > 0)
@@ -528,22 +526,31 @@ def binomial_counts(n: ArrayLike, p: ArrayLike, u: ArrayLike) -> np.ndarray:
     small = ok & (mean <= _RECURSION_MEAN_MAX)
     large = ok & ~small
     if large.any():
+        from scipy import stats  # slow to import: only when a large mean needs it
+
         out[large] = np.maximum(stats.binom.ppf(u_a[large], n_a[large], p_a[large]), 0.0).astype(np.int64)
     if small.any():
         nn, pp, uu = n_a[small], p_a[small], u_a[small]
         pmf = np.exp(nn * np.log1p(-pp))
         cdf = pmf.copy()
-        count = np.zeros(nn.shape)
         odds = pp / (1.0 - pp)
-        active = uu >= cdf
+        mean = nn * pp
+        count = np.zeros(nn.shape, dtype=np.int64)
+        idx = np.flatnonzero(uu >= cdf)  # the draws still above the cdf, walked on together
+        nn, uu, pmf, cdf, odds, mean = nn[idx], uu[idx], pmf[idx], cdf[idx], odds[idx], mean[idx]
         c = 0
-        while active.any() and c < 10_000:
+        while idx.size:
             c += 1
             pmf = pmf * ((nn - c + 1.0) / c * odds)
-            cdf = cdf + pmf
-            count += active
-            active &= (uu >= cdf) & (c < nn)
-        out[small] = count.astype(np.int64)
+            grown = cdf + pmf
+            # past the mean, a cdf that no longer grows (rounding a hair below u) has reached its count
+            stays = (uu >= grown) & (c < nn) & ((grown > cdf) | (c < mean))
+            count[idx] = c
+            cdf = grown
+            if not stays.all():
+                idx, nn, uu, pmf, cdf, odds, mean = (idx[stays], nn[stays], uu[stays], pmf[stays], cdf[stays],
+                                                     odds[stays], mean[stays])
+        out[small] = count
     return out[()] if out.ndim == 0 else out
 
 

@@ -101,7 +101,7 @@ def latency_term(latency_s: ArrayLike, n_images: ArrayLike, max_latency_s: float
     """``log_{1+N}(1 + L_max / L)``: positive, falling with latency, flatter for more images."""
     latency = np.maximum(np.asarray(latency_s, dtype=float), 1e-9)
     n = np.asarray(n_images, dtype=float)
-    if np.any(n < 1):
+    if n.min(initial=1.0) < 1:
         raise ValueError("n_images must be >= 1 for the latency term")
     return np.log1p(max_latency_s / latency) / np.log1p(n)
 
@@ -110,7 +110,7 @@ def quality_term(best_score: ArrayLike, threshold: ArrayLike, quality_floor: flo
     """Weber-Fechner ``ln(max(Q_best, Q_floor) / Q_th)``: positive iff the threshold is met."""
     best = np.maximum(np.asarray(best_score, dtype=float), quality_floor)
     thr = np.asarray(threshold, dtype=float)
-    if np.any(thr <= 0):
+    if thr.min(initial=1.0) <= 0:
         raise ValueError("thresholds must be > 0")
     return np.log(best / thr)
 
@@ -216,13 +216,13 @@ def utility(
     power = np.atleast_1d(np.asarray(power_w, dtype=float))
     best = np.atleast_1d(np.asarray(best_score, dtype=float))
     thr = np.atleast_1d(np.asarray(threshold, dtype=float))
-    if np.any(power < 0):
+    if power.min(initial=0.0) < 0:
         raise ValueError("transmit powers must be >= 0 W")
     q = qoe_fn(best, thr, latency_s, np.maximum(n, 1.0), params)
     c = cost(n, power, params)
     per_user = user_utility(q, c, 0.0, params)
     violated = (best < thr) | (n < 1)
-    violations = int(np.sum(violated))
+    violations = int(violated.sum())
     power_violation = exceeds_budget(power, p_total_w)
     pen = params.penalty * (violations + (len(n) if power_violation else 0))
     return UtilityBreakdown(

@@ -521,12 +521,15 @@ class World:
         candidates = self.masps
         if self.faults is not None and self.faults.on_masp_down == "reassociate":
             candidates = [m for m in self.masps if not self._masp_is_down(m)] or self.masps
+        distances = [self._distance(user, m) for m in candidates]
         if self.scenario.service.association == "least_loaded":
-            masp = min(candidates, key=lambda m: (len(m.pending) + m.in_service, self._distance(user, m)))
+            k = min(range(len(candidates)), key=lambda i: (len(candidates[i].pending) + candidates[i].in_service,
+                                                           distances[i]))
         else:
-            masp = min(candidates, key=lambda m: self._distance(user, m))
+            k = min(range(len(candidates)), key=distances.__getitem__)
+        masp = candidates[k]
         user.masp = masp.name
-        user.distance_m = self._distance(user, masp)
+        user.distance_m = distances[k]
         user.mean_snr_db_at_1w = float(self.channel.mean_snr_db(1.0, user.distance_m))
         return masp
 
