@@ -35,7 +35,8 @@ COMPONENTS: tuple[str, ...] = (
     "assessor",  # assessor noise, if any
     "provisioning_agent",
     "prompt_agent",
-    "statistical_round",  # statistical delivery: a round's shadowing, scores, fading and damage draws
+    "statistical_round",  # statistical delivery, keys (user // 256, round): the shadowing, fading, score normals,
+    # damage and bit-error uniforms of 256 users' rounds at once; user u's are row u % 256 (sim.world.simulation._RoundDraws)
     "faults",  # random outage times per fault kind and target (MASP, GPU, links, assessor)
     "assessor_faults",  # whether a flaky assessor fails, per user, round and image
 )
