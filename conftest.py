@@ -9,3 +9,5 @@ if importlib.util.find_spec("open_clip") is None:  # carries the CLIP BPE vocabu
 if importlib.util.find_spec("torch") is None:  # the learning extra
     collect_ignore.append("sim/rl/algos/d3pg.py")
     collect_ignore.append("sim/rl/algos/gail.py")
+if importlib.util.find_spec("sklearn") is None:  # the learning extra
+    collect_ignore.append("sim/rl/prompt_learnability.py")

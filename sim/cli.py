@@ -154,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, help="root seed (default: the scenario's)")
     d.add_argument("--backend", choices=registry.GENERATORS.names(), help="generator (default: the scenario's)")
     d.add_argument("--checkpoint-every", type=int, default=4, help="prompts between partial saves (default 4)")
+    d.add_argument("--delivery", choices=["bytes", "statistical"],
+                   help="real image bytes, or scores and damage from the quality model (surrogate only, ~1000x "
+                   "faster; default: the scenario's channel.delivery)")
+    d.add_argument("--prompt-effects", choices=["run", "per_seed"], default="run",
+                   help="one run's prompt effects for all of D, or every seed from its own run (default run)")
     d.add_argument("--quiet", action="store_true")
 
     t = sub.add_parser("train", help="train a provisioning agent on sim/Provisioning-v0")
@@ -181,8 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="where training and evaluation runs execute (extras dask, ray; default local processes)")
     pp.add_argument("--address", help="the Dask scheduler or Ray cluster to join (default: a local one of --jobs workers)")
     pp.add_argument("--quality-profile", choices=["classic", "ratings", "paper"],
-                    help="the prompting part's quality.profile (default: its scenario's, classic); the report says "
-                    "which, and that paper is calibrated to the paper's results")
+                    help="the prompting part's quality.profile (default: its scenario's, ratings), into "
+                    "prompting-<profile>/ beside it; the report says which, and that paper is calibrated to the "
+                    "paper's results")
 
     tp = sub.add_parser("train-prompt", help="train a prompt-engineering policy on sim/Prompt-v0 (GAIL or PPO)")
     tp.add_argument("scenario", type=Path)
@@ -393,6 +399,8 @@ def _cmd_demo_dataset(args) -> int:
             quiet=args.quiet,
             checkpoint_every=args.checkpoint_every,
             backend=args.backend,
+            delivery=args.delivery,
+            prompt_effects=args.prompt_effects,
         )
     except KeyboardInterrupt:
         print(

@@ -189,3 +189,74 @@ def test_from_a_cache_equals_from_the_surrogate(reference, tmp_path):
     assert (c["generator"] == "cache").all()
     same = [col for col in COLUMNS if col not in ("generator",)]
     pd.testing.assert_frame_equal(c[same], d[same])
+
+
+# ---------------------------------------------------------------------------
+# statistical delivery and per-seed prompt effects
+
+
+def test_statistical_d_draws_what_the_bytes_mode_generates_and_damages_by_the_round_rule(reference, tmp_path):
+    from sim.backends import build_service_models
+    from sim.model.service import delivered
+
+    _, _, ref = reference
+    build(tmp_path / "stat.parquet", delivery="statistical")
+    stat = pd.read_parquet(tmp_path / "stat.parquet")
+    assert list(stat.columns) == list(COLUMNS) and len(stat) == len(ref)
+    keys = list(ROW_KEY)
+    stat, ref = stat.sort_values(keys).reset_index(drop=True), ref.sort_values(keys).reset_index(drop=True)
+    # the same images (the surrogate's own score draws) and the same channel draws
+    assert np.array_equal(stat["generation_score"], ref["generation_score"])
+    assert np.allclose(stat["shadowing_db"], ref["shadowing_db"]) and np.allclose(stat["ber"], ref["ber"])
+    assert (stat["assessor"] == "statistical").all() and stat["damage"].isna().all()
+    # the fate follows the world's statistical round rule
+    quality = build_service_models(scenario()).quality
+    again, _ = delivered(quality, stat["ber"].to_numpy(), stat["generation_score"].to_numpy(),
+                                 np.where(stat["decodable"], 1.0, 0.0), int(stat["n_bits"].iloc[0]))
+    assert np.allclose(np.where(stat["decodable"], again, 0.0), stat["received_score"])
+    assert (stat.loc[~stat["decodable"], "received_score"] == 0).all()
+    # received scores fall with power as in the bytes mode
+    means = stat.groupby("power_w")["received_score"].mean()
+    assert means.iloc[0] < means.iloc[-1]
+
+
+def test_per_seed_prompt_effects_give_each_seed_its_own_run():
+    from sim.dataset.demonstrations import demo_run_key
+
+    streams = RandomStreams(0)
+    keys = {demo_run_key(streams, k) for k in range(50)}
+    assert len(keys) == 50 and streams.integer_seed("prompt_effect") not in keys
+
+
+def test_per_seed_d_averages_over_runs(tmp_path):
+    """Under a profile with per-prompt strategy effects, one run's D puts every seed of a prompt on the same
+    prompt-specific mean; per-seed D draws it again for every seed, in both delivery modes."""
+    sc = parse_scenario({"name": "demo-test", "generator": {"image_size": 48}, "quality": {"profile": "ratings"}})
+    frames = {}
+    for effects in ("run", "per_seed"):
+        for mode in ("statistical", "bytes"):
+            path = tmp_path / f"{effects}-{mode}.parquet"
+            build(path, scenario=sc, seeds_per_strategy=6, n_prompts=2, power_levels_w=(0.25,), delivery=mode,
+                  prompt_effects=effects)
+            frames[effects, mode] = pd.read_parquet(path).sort_values(list(ROW_KEY)).reset_index(drop=True)
+    for effects in ("run", "per_seed"):  # both modes generate the same images
+        assert np.array_equal(frames[effects, "statistical"]["generation_score"],
+                              frames[effects, "bytes"]["generation_score"])
+    run, per_seed = frames["run", "statistical"], frames["per_seed", "statistical"]
+    assert not np.array_equal(run["generation_score"], per_seed["generation_score"])
+    # the same seeds' noise, other run keys: the difference is the prompt effects, different per seed
+    diff = (per_seed["generation_score"] - run["generation_score"]).to_numpy()
+    spread = pd.Series(diff).groupby([per_seed["prompt_index"], per_seed["strategy"]]).std()
+    assert (spread.dropna() > 0).any()
+
+
+def test_statistical_d_refuses_a_generator_without_prompt_effects(tmp_path):
+    class Plain:
+        name = "plain"
+
+    with pytest.raises(ValueError, match="needs the surrogate generator"):
+        build(tmp_path / "x.parquet", delivery="statistical", generator=Plain())
+    with pytest.raises(ValueError, match="delivery must be one of"):
+        build(tmp_path / "x.parquet", delivery="pigeon")
+    with pytest.raises(ValueError, match="prompt_effects must be one of"):
+        build(tmp_path / "x.parquet", prompt_effects="sometimes")

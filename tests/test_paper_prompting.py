@@ -14,13 +14,15 @@ pytest.importorskip("torch")
 pytest.importorskip("stable_baselines3")
 
 from sim.config import load_scenario  # noqa: E402
+from sim.paper import prompt_claims as pc  # noqa: E402
 from sim.paper import prompt_world as pw  # noqa: E402
 from sim.paper import prompting as pr  # noqa: E402
 from sim.paper.report import write_report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET = pr.PromptingBudget(seeds=(0,), steps=64, eval_every=64, eval_episodes_per_prompt=1, n_train=4, held_out=3,
-                            demo_seeds=1, world_users=3, thresholds=(8.0,), n_images=(1, 2))
+                            demo_seeds=1, world_users=3, thresholds=(7.5, 8.5), n_images=(1, 2), claim_users=4,
+                            model_draws=30)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,8 @@ def reproduced(tiny_scenario, tmp_path_factory, one_torch_thread):
 def test_reproduction_writes_every_table_and_figure(reproduced):
     out, _ = reproduced
     for name in ("demo.parquet", "curves.csv", "final.csv", "summary.csv", "world_cells.csv", "fitted_normal.csv",
-                 "success_ratios.csv", "resources.csv", "held_out_prompts.yaml", "run.json"):
+                 "claims.csv", "success_rates.csv", "claim_users.csv", "resources.csv", "held_out_prompts.yaml", "run.json",
+                 "learnability.csv"):
         assert (out / name).exists(), name
     for name in ("fig11_training.png", "fig12_rounds.png", "fig13_resources.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -66,14 +69,32 @@ def test_every_policy_is_evaluated_on_held_out_prompts(reproduced):
 def test_world_cells_cover_the_grid_and_the_learned_policy_ran_in_the_world(reproduced):
     _, result = reproduced
     cells = result["cells"]
-    assert sorted(zip(cells["policy"], cells["n_images"])) == sorted(
-        (p, n) for p in pr.WORLD_POLICIES for n in BUDGET.n_images)
+    assert sorted(zip(cells["policy"], cells["threshold"], cells["n_images"])) == sorted(
+        (p, t, n) for p in pr.WORLD_POLICIES for t in BUDGET.thresholds for n in BUDGET.n_images)
     assert (cells["users"] == BUDGET.world_users).all()
     assert (cells["mean_rounds"].between(1, 3)).all()
-    ratios = result["ratios"].set_index(["numerator", "baseline"])
-    one = cells[cells["n_images"] == 1].set_index("policy")
-    assert ratios.loc[("irl", "raw"), "successes"] == one.loc["irl", "single_round_successes"]
-    assert ratios.loc[("irl-model", "empirical"), "baseline_successes"] == one.loc["empirical", "single_round_successes"]
+
+
+def test_claims_run_every_seed_on_distinct_users_and_count_them(reproduced):
+    out, result = reproduced
+    runs = pd.read_csv(out / "claim_users.csv")
+    assert set(runs["policy"]) == set(pc.CLAIM_POLICIES)
+    # every (seed, threshold) cell has a world seed of its own, shared by every policy of the cell
+    seeds = runs.groupby(["training_seed", "threshold_index"])["world_seed"].agg(["nunique", "first"])
+    assert (seeds["nunique"] == 1).all() and seeds["first"].is_unique
+    assert (runs.groupby(["policy", "training_seed", "threshold_index"]).size() == BUDGET.claim_users).all()
+    assert runs["strategy"].between(0, 6).all()
+    assert (runs.loc[runs["policy"] == "raw", "strategy"] == 0).all()
+    assert (runs.loc[runs["policy"] == "empirical", "strategy"] == 6).all()
+    table = result["claims"].set_index(["numerator", "baseline"])
+    row = table.loc[("irl", "empirical")]
+    irl, emp = runs[runs["policy"] == "irl"], runs[runs["policy"] == "empirical"]
+    assert row["successes"] == irl["success"].sum() and row["baseline_successes"] == emp["success"].sum()
+    assert (table["p_holm"] >= table["p"]).all()
+    assert {"model_ratio", "model_low", "model_high"} <= set(table.columns)
+    finite = table.dropna(subset=["model_low"])
+    assert (finite["model_low"] <= finite["model_high"]).all()
+    assert table.loc[("irl", "raw"), "paper"] == 6.3 and table.loc[("irl", "empirical"), "paper"] == 2.1
 
 
 def test_resources_follow_the_trace(tiny_scenario):
@@ -109,5 +130,9 @@ def test_report_puts_both_parts_and_the_claims_together(reproduced, tmp_path):
     assert "6.3x" in text and "2.1x" in text and "Fig. 12" in text
     assert "python -m sim paper --quick" in text
     assert "### Where and why ours differ (Figs. 11-13)" in text and "agrees with the quality model's" in text
+    ceiling = pd.read_csv(out / "learnability.csv").set_index("policy")
+    assert ceiling.loc["optimum", "agreement"] == 1.0 and ceiling.loc["optimum", "held_out"] == BUDGET.held_out
+    assert "**What the learners can learn.**" in text
+    assert f"agrees with the optimum on {ceiling.loc['classifier (features)', 'agreement']:.2f} of the held-out" in text
     empty = write_report(tmp_path, ["python -m sim paper"]).read_text()
     assert "no part has run yet" in empty

@@ -22,7 +22,20 @@ keyed by (prompt, strategy, seed index, power index), where the prompt key is a
 hash of its text (:func:`prompt_stream_key`): a prompt gets the same seeds and
 channel draws whatever else is in D, so D is deterministic and any part of it can
 be rebuilt alone. The surrogate's prompt effect uses the run key
-``RandomStreams(seed).integer_seed("prompt_effect")``, as a world with that seed does.
+``RandomStreams(seed).integer_seed("prompt_effect")``, as a world with that seed does
+(``prompt_effects="run"``); with ``prompt_effects="per_seed"`` image ``k`` of every prompt
+comes from run key :func:`demo_run_key` ``(seed, k)`` instead: demonstrations gathered over
+many runs, so that the best mean of D's seeds estimates what a prompt's text tells (the
+per-run part of a prompt's strategy effects averages out), not one run's draw.
+
+**Two delivery modes**, as in the world (``delivery``, default the scenario's
+``channel.delivery``): ``bytes`` renders, damages and assesses real image bytes as
+above; ``statistical`` draws each image's generation score from the quality model
+(``QualityModel.sample_scores``, the surrogate's own draw) and its fate at each power
+from the fitted damage model (:func:`sim.model.service.delivered`, the world's
+statistical round rule), with the same channel draws. It needs the surrogate
+generator and is about a thousand times faster: enough for the hundreds of seeds per
+cell a clean expert needs (``scripts/expert_seeds.py``).
 
 One row per (prompt, strategy, seed, power); columns in :data:`COLUMNS`. The
 build settings are stored in the Parquet file's metadata (``DataFrame.attrs
@@ -50,9 +63,10 @@ import pandas as pd
 
 from sim.backends import build_assessor, build_corpus, build_generator, build_service_models
 from sim.model.channel import flip_bits, linear_to_db
-from sim.model.service import ServiceModels
+from sim.model.service import ServiceModels, delivered
 from sim.progress import count_progress
 from sim.generation.base import GenerationRequest
+from sim.generation.surrogate import typical_image_bits
 from sim.prompting.prompts import Prompt, load_prompts
 from sim.prompting.strategies import STRATEGIES, aspects_of, apply_strategy, validate_strategy
 from sim.model.quality import prompt_complexity
@@ -125,6 +139,17 @@ def prompt_stream_key(prompt: str) -> int:
 def demo_seed(streams: RandomStreams, prompt: str, strategy: int, index: int) -> int:
     """Generator seed of image ``index`` of (``prompt``, ``strategy``) in D (and in ``cache build``)."""
     return streams.integer_seed("generation", STREAM_TAG, prompt_stream_key(prompt), int(strategy), int(index))
+
+
+#: Where D's prompt effects come from (see the module docstring).
+PROMPT_EFFECTS = ("run", "per_seed")
+#: How D's images reach the assessor (see the module docstring).
+DELIVERY_MODES = ("bytes", "statistical")
+
+
+def demo_run_key(streams: RandomStreams, index: int) -> int:
+    """The run key of D's image ``index`` (of every prompt and strategy) under ``prompt_effects="per_seed"``."""
+    return streams.integer_seed("prompt_effect", STREAM_TAG, int(index))
 
 
 def default_demo_prompts(n_prompts: int = 32, prompt_set: str | Path | None = None) -> list[Prompt]:
@@ -247,6 +272,8 @@ def build_demo_dataset(
     backend: str | None = None,
     generator=None,
     assessor=None,
+    delivery: str | None = None,
+    prompt_effects: str = "run",
 ) -> DemoSummary:
     """Build D (see the module docstring) and write it to ``out_path`` (Parquet, atomic).
 
@@ -254,6 +281,8 @@ def build_demo_dataset(
     from the scenario's ``users.prompt_set``). ``backend`` overrides
     ``generator.backend``; ``generator`` / ``assessor`` replace the scenario's
     objects (their ``name`` is recorded). ``seed``: root of every random stream.
+    ``delivery`` (:data:`DELIVERY_MODES`, default the scenario's ``channel.delivery``) and
+    ``prompt_effects`` (:data:`PROMPT_EFFECTS`): see the module docstring.
     """
     t0 = time.perf_counter()
     out = Path(out_path)
@@ -271,6 +300,11 @@ def build_demo_dataset(
         raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
     if int(seed) < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
+    delivery = scenario.channel.delivery if delivery is None else str(delivery)
+    if delivery not in DELIVERY_MODES:
+        raise ValueError(f"delivery must be one of {', '.join(DELIVERY_MODES)}, got {delivery!r}")
+    if prompt_effects not in PROMPT_EFFECTS:
+        raise ValueError(f"prompt_effects must be one of {', '.join(PROMPT_EFFECTS)}, got {prompt_effects!r}")
     demo_prompts = _prompt_list(prompts, n_prompts, scenario.users.prompt_set)
     n_seeds = int(seeds_per_strategy)
     distance = float(distance_m)
@@ -285,6 +319,13 @@ def build_demo_dataset(
     corpus = build_corpus(scenario)
     gen_name = str(getattr(generator, "name", type(generator).__name__))
     ass_name = str(getattr(assessor, "name", type(assessor).__name__))
+    if (delivery == "statistical" or prompt_effects == "per_seed") and not hasattr(generator, "prompt_effect_key"):
+        what = "delivery: statistical" if delivery == "statistical" else "prompt_effects: per_seed"
+        raise ValueError(f"{what} needs the surrogate generator (its scores are the quality model's draws); "
+                         f"{gen_name!r} has no prompt effect")
+    if delivery == "statistical":
+        ass_name = "statistical"
+    n_bits = int(round(typical_image_bits(scenario))) if delivery == "statistical" else 0
 
     settings = {
         "version": FORMAT_VERSION,
@@ -298,6 +339,8 @@ def build_demo_dataset(
         "power_levels_w": list(powers),
         "distance_m": distance,
         "seed": int(seed),
+        **({"delivery": delivery} if delivery != "bytes" else {}),
+        **({"prompt_effects": prompt_effects} if prompt_effects != "run" else {}),
     }
     meta = {
         "version": FORMAT_VERSION,
@@ -315,6 +358,8 @@ def build_demo_dataset(
         "distance_m": distance,
         "seed": int(seed),
         "channel": scenario.channel.model_dump(mode="json"),
+        "delivery": delivery,
+        "prompt_effects": prompt_effects,
     }
 
     partial = partial_path_for(out)
@@ -336,11 +381,17 @@ def build_demo_dataset(
     pending: list[dict[str, Any]] = []
     counts = {"generated": 0, "resumed": len(done_images)}
 
-    def checkpoint() -> None:
+    def flush_pending() -> None:
         nonlocal pending
         if pending:
-            chunks.append(_frame(pending))
+            frames = [p for p in pending if isinstance(p, pd.DataFrame)]
+            rows = [p for p in pending if not isinstance(p, pd.DataFrame)]
+            chunks.append(_frame(pd.concat(frames + ([pd.DataFrame(rows, columns=list(COLUMNS))] if rows else []),
+                                           ignore_index=True)))
             pending = []
+
+    def checkpoint() -> None:
+        flush_pending()
         frame = _frame(pd.concat(chunks, ignore_index=True)) if chunks else _frame([])
         chunks[:] = [frame] if len(frame) else []
         frame.attrs["demo_dataset"] = meta
@@ -368,11 +419,29 @@ def build_demo_dataset(
                     refined, negative = apply_strategy(pkey_text, s, elements)
                     used = {a: elements[a] for a in aspects_of(s)}
                     seeds = tuple(demo_seed(streams, pkey_text, s, k) for k in ks)
-                    images = generator.generate(
-                        GenerationRequest(
-                            raw_prompt=pkey_text, prompt=refined, strategy=s, seeds=seeds, negative_prompt=negative
+                    if delivery == "statistical":
+                        pending.append(_statistical_rows(pi, prompt, s, ks, seeds, refined, negative, used, quality,
+                                                         models, streams, powers, distance, gen_name, n_bits,
+                                                         prompt_effects, generator.prompt_effect_key,
+                                                         scenario.generator.image_format))
+                        counts["generated"] += len(ks)
+                        dirty = True
+                        for _ in ks:
+                            advance()
+                        continue
+                    if prompt_effects == "per_seed":
+                        images = []
+                        for k, seed_k in zip(ks, seeds):
+                            generator.prompt_effect_key = demo_run_key(streams, k)
+                            images += generator.generate(GenerationRequest(
+                                raw_prompt=pkey_text, prompt=refined, strategy=s, seeds=(seed_k,),
+                                negative_prompt=negative))
+                    else:
+                        images = generator.generate(
+                            GenerationRequest(
+                                raw_prompt=pkey_text, prompt=refined, strategy=s, seeds=seeds, negative_prompt=negative
+                            )
                         )
-                    )
                     if len(images) != len(seeds):
                         raise RuntimeError(f"{gen_name} returned {len(images)} images for {len(seeds)} seeds")
                     for k, image in zip(ks, images):
@@ -392,8 +461,7 @@ def build_demo_dataset(
             if dirty:
                 checkpoint()
             raise
-    if pending:
-        chunks.append(_frame(pending))
+    flush_pending()
     final = _frame(pd.concat(chunks, ignore_index=True)) if chunks else _frame([])
     final.attrs["demo_dataset"] = meta
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -514,8 +582,81 @@ def _image_rows(
     return rows
 
 
+def _statistical_rows(
+    pi: int,
+    prompt: Prompt,
+    strategy: int,
+    ks: Sequence[int],
+    seeds: Sequence[int],
+    refined: str,
+    negative: str,
+    used: dict[str, str],
+    quality,
+    models: ServiceModels,
+    streams: RandomStreams,
+    powers: tuple[float, ...],
+    distance: float,
+    gen_name: str,
+    n_bits: int,
+    prompt_effects: str,
+    run_key: int,
+    image_format: str,
+) -> pd.DataFrame:
+    """The rows of images ``ks`` of (``prompt``, ``strategy``) in the statistical delivery mode: the generation
+    score is the surrogate's draw (``QualityModel.sample_scores`` from the image's seed), the channel draws are the
+    bytes mode's streams, and each power's fate is :func:`sim.model.service.delivered` of the image's BER."""
+    pkey = prompt_stream_key(prompt.text)
+    channel = models.channel
+    p = np.asarray(powers, dtype=float)
+    n_k, n_p = len(ks), p.size
+    gen = np.empty(n_k)
+    shadows, gains = np.empty((n_k, n_p)), np.full((n_k, n_p), channel.mean_fading_gain)
+    uniforms, flips = np.empty((n_k, n_p)), np.empty((n_k, n_p), dtype=np.int64)
+    for a, (k, seed_k) in enumerate(zip(ks, seeds)):
+        key = demo_run_key(streams, k) if prompt_effects == "per_seed" else run_key
+        gen[a] = quality.sample_scores(prompt.text, strategy, np.random.default_rng(int(seed_k)), 1, key=key)[0]
+        for j in range(n_p):
+            shadows[a, j] = channel.draw_shadowing_db(1, streams.rng("shadowing", STREAM_TAG, pkey, strategy, k, j))[0]
+            if models.ber_model == "block_fading":
+                gains[a, j] = channel.draw_fading_gain(1, streams.rng("fading", STREAM_TAG, pkey, strategy, k, j))[0]
+    mean_snrs = np.broadcast_to(np.asarray(channel.mean_snr_db(p, distance), dtype=float), (n_k, n_p))
+    if models.ber_model == "block_fading":
+        with np.errstate(divide="ignore"):
+            snr_dbs = np.asarray(linear_to_db(channel.snr(p, distance, shadows, gains)), dtype=float)
+    else:
+        snr_dbs = mean_snrs + shadows
+    bers = np.asarray(models.image_ber(p, distance, shadows, gains), dtype=float)
+    for a, k in enumerate(ks):
+        for j in range(n_p):  # the damage uniform, then the bits flipped (for the record), from the image's stream
+            rng = streams.rng("bit_errors", STREAM_TAG, pkey, strategy, k, j)
+            uniforms[a, j] = rng.random()
+            flips[a, j] = rng.binomial(n_bits, bers[a, j])
+    received, decodable = delivered(quality, bers, gen[:, None], uniforms, n_bits)
+    rows = n_k * n_p
+    ks_arr = np.repeat(np.asarray(ks, dtype=np.int64), n_p)
+    return pd.DataFrame({
+        "prompt_index": np.full(rows, pi), "prompt_id": prompt.id, "prompt": prompt.text,
+        "complexity": float(prompt.complexity), "strategy": int(strategy), "strategy_name": STRATEGIES[strategy].name,
+        "refined_prompt": refined, "negative_prompt": negative,
+        "corpus_elements": json.dumps(used, ensure_ascii=False, sort_keys=True),
+        "seed_index": ks_arr, "seed": np.repeat(np.asarray(seeds, dtype=np.int64), n_p), "generator": gen_name,
+        "model": gen_name, "assessor": "statistical", "image_format": image_format,
+        "width": 0, "height": 0, "n_bits": n_bits, "generation_time_s": math.nan, "time_source": "modelled",
+        "backend_generation_score": np.repeat(gen, n_p), "generation_score": np.repeat(gen, n_p),
+        "generation_assessment_failed": False, "power_index": np.tile(np.arange(n_p), n_k),
+        "power_w": np.tile(p, n_k), "distance_m": distance, "mean_snr_db": mean_snrs.ravel(),
+        "shadowing_db": shadows.ravel(), "snr_db": snr_dbs.ravel(), "ber": bers.ravel(),
+        "expected_errors": bers.ravel() * n_bits, "bits_flipped": flips.ravel(), "decodable": decodable.ravel(),
+        "damage": math.nan, "received_score": received.ravel(), "received_assessment_failed": False,
+        "received_assessor": "statistical",
+    }, columns=list(COLUMNS))
+
+
 __all__ = [
     "COLUMNS",
+    "DELIVERY_MODES",
+    "PROMPT_EFFECTS",
+    "demo_run_key",
     "DEFAULT_POWERS_W",
     "DemoSummary",
     "ROW_KEY",

@@ -819,6 +819,39 @@ class QualityModel:
         g = np.asarray(gen_score, dtype=float)
         return g * (1.0 - self.damage.p_undecodable_of_errors(e)) * self.damage.retention_of_errors(e)
 
+    def with_aspects(self, offset_z: ArrayLike, slope_z: ArrayLike, prompt_sd_z: ArrayLike | None = None,
+                     anchor: float | None = None) -> "QualityModel":
+        """A copy of this model with other aspect gains at ``c_ref`` and complexity slopes (z, one per aspect of
+        :data:`ASPECTS`), optionally other per-prompt SDs of the aspects' effects and another anchor; the
+        strategies' means are the aspects' sums under this model's strategy table (a model whose strategies
+        come from its aspects, as the ratings and paper profiles' do). Everything else is shared. For a
+        parametric bootstrap over the strategy model's fitted parameters (:mod:`sim.model.quality_uncertainty`).
+
+        >>> qm = QualityModel.default(profile="ratings")
+        >>> same = qm.with_aspects(qm.aspect_offset_z, qm.aspect_slope_z)
+        >>> bool(np.allclose(same.offset_z, qm.offset_z, atol=1e-3)), same is qm
+        (True, False)
+        """
+        import copy
+
+        out = copy.copy(self)
+        out.aspect_offset_z = _aspect_array(offset_z, "offset_z")
+        out.aspect_slope_z = _aspect_array(slope_z, "slope_z")
+        if prompt_sd_z is not None:
+            sds = _aspect_array(prompt_sd_z, "prompt_sd_z")
+            if np.any(sds < 0):
+                raise ValueError("prompt_sd_z must be >= 0")
+            out.aspect_prompt_sd_z = sds
+        if anchor is not None:
+            out.anchor = float(anchor)
+        rows = STRATEGY_TABLES[self.strategy_table]
+        offsets = np.array([float(out.aspect_offset_z[list(r)].sum()) for r in rows])
+        slopes = np.array([float(out.aspect_slope_z[list(r)].sum()) for r in rows])
+        offsets.flags.writeable = slopes.flags.writeable = False
+        out.offset_z, out.slope_z = offsets, slopes
+        out._prompt_means = {}
+        return out
+
     def __repr__(self) -> str:
         return (
             f"QualityModel(anchor={self.anchor:.3g}, scale={self.scale:.3g}, seed_sd={self.seed_sd:.3g}, "

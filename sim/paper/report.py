@@ -33,6 +33,9 @@ def _parts(out: Path) -> list[tuple[str, list[dict[str, str]], list[str]]]:
     parts = [
         ("prompting", lambda d: prompting.claims(d),
          lambda d: [prompting.section(d, "prompting"), prompting.discussion(d)]),
+        *((f"prompting-{profile}", prompting.claims,
+           lambda d, rel=f"prompting-{profile}": [prompting.section(d, rel), prompting.discussion(d)])
+          for profile in prompting.OTHER_PROFILES),
         ("provisioning", lambda d: provisioning.claims(d),
          lambda d: [provisioning.section(d, "provisioning"), provisioning.discussion(d)]),
         ("provisioning_world", lambda d: provisioning_world.claims(d),

@@ -18,7 +18,8 @@ def run_paper(out: Path, part: str = "all", quick: bool = False, jobs: int | Non
     ``provisioning`` runs both settings: the paper's one-epoch problem (``out/provisioning``, Figs. 14-15)
     and the sequential world (``out/provisioning_world``); each also runs alone. Training and evaluation
     runs go to ``executor`` (:mod:`sim.executors`: local processes, Dask or Ray) with ``jobs`` workers.
-    ``quality_profile`` replaces the prompting part's ``quality.profile`` (e.g. ``paper``).
+    ``quality_profile`` replaces the prompting part's ``quality.profile`` (e.g. ``paper``); its results go to
+    ``out/prompting-<profile>`` (:func:`sim.paper.prompting.part_directory`), beside the scenario's own.
     """
     if part not in PARTS:
         raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
@@ -28,7 +29,8 @@ def run_paper(out: Path, part: str = "all", quick: bool = False, jobs: int | Non
 
 def _run_parts(out: Path, part: str, quick: bool, jobs: int | None, quality_profile: str | None = None) -> Path:
     if part in ("all", "prompting"):
-        prompting.reproduce(out / "prompting", quick=quick, jobs=jobs, quality_profile=quality_profile)
+        prompting.reproduce(out / prompting.part_directory(quality_profile), quick=quick, jobs=jobs,
+                            quality_profile=quality_profile)
     if part in ("all", "provisioning", "provisioning-epoch"):
         provisioning.reproduce(out / "provisioning", quick=quick, jobs=jobs)
     if part in ("all", "provisioning", "provisioning-world"):
@@ -42,6 +44,7 @@ def _run_parts(out: Path, part: str, quick: bool, jobs: int | None, quality_prof
                 f"python -m sim paper provisioning-epoch{flag}{target}   # Figs. 14-15 only (the paper's one-epoch problem)",
                 f"python -m sim paper provisioning-world{flag}{target}   # the sequential world only",
                 f"python -m sim paper multimodality{flag}{target}   # where a diffusion actor should matter",
-                f"python -m sim paper prompting{flag}{target}"
-                + (f" --quality-profile {quality_profile}" if quality_profile else "") + "   # Figs. 11-13 only"]
+                f"python -m sim paper prompting{flag}{target}   # Figs. 11-13 only (the scenario's ratings profile)",
+                *(f"python -m sim paper prompting{flag}{target} --quality-profile {p}   # Figs. 11-13 under the {p} "
+                  f"profile (into prompting-{p}/)" for p in prompting.OTHER_PROFILES)]
     return write_report(out, commands)

@@ -103,6 +103,7 @@ def train_prompt_policy(
     expert_episodes_per_prompt: int = 8,
     hyperparameters: Mapping[str, Any] | None = None,
     expert_source: str = "demo",
+    expert_score: str = "received_score",
     quiet: bool = False,
 ) -> PromptTrainResult:
     """Train a prompt policy on ``sim/Prompt-v0`` for ``steps`` env steps; write ``curve.csv`` and checkpoints.
@@ -129,7 +130,10 @@ def train_prompt_policy(
     ``expert_source``: whom GAIL imitates -- ``"demo"`` (the best strategy per
     prompt and power in D, as in the paper) or ``"model"`` (:class:`ModelExpert`,
     the quality model's noise-free optimum: what D with unlimited seeds would
-    give; a check of the method apart from D's sampling noise).
+    give; a check of the method apart from D's sampling noise). ``expert_score``:
+    what D's expert ranks strategies by, ``received_score`` (per power level) or
+    ``generation_score`` (the intact image's score, pooled over D's power levels:
+    the strategy does not change the damage, so the ranking loses the channel's noise).
 
     Writes ``out/scenario.yaml``, ``out/split.json``, ``out/curve.csv`` (one row
     per evaluation: ``steps``, ``score``/``success``/``agreement`` with
@@ -141,6 +145,8 @@ def train_prompt_policy(
         raise PromptTrainingError(f"unknown algorithm {algorithm!r}; known: {', '.join(ALGORITHMS)}")
     if expert_source not in ("demo", "model"):
         raise PromptTrainingError(f"expert_source must be 'demo' or 'model', got {expert_source!r}")
+    if expert_score not in ("received_score", "generation_score"):
+        raise PromptTrainingError(f"expert_score must be 'received_score' or 'generation_score', got {expert_score!r}")
     if isinstance(steps, bool) or int(steps) < 1:
         raise PromptTrainingError(f"steps must be >= 1, got {steps}")
     steps = int(steps)
@@ -175,7 +181,7 @@ def train_prompt_policy(
     demo_source = None
     if demo is not None or algorithm == "gail":
         frame, demo_source = _demonstrations_for(scenario, demo, split.train, out, quiet)
-        expert = DemoExpert.from_demonstrations(frame)
+        expert = DemoExpert.from_demonstrations(frame, expert_score, pool_powers=expert_score == "generation_score")
 
     if algorithm == "gail":
         from sim.rl.algos.gail import GAIL, GAILConfig

@@ -705,7 +705,7 @@ class World:
         MASP's GPUs user by user, as in the bytes mode. Records the images (as columns) and returns ``(best round
         score, latency from the decision, undecodable images, shadowing, the epoch's column entry)`` per user.
         """
-        q, k = len(batch), self._k_max
+        k = self._k_max
         n = np.asarray(n_images, dtype=np.int64)
         draws = self._round_draws(batch)
         shadow = draws[:, 0]
