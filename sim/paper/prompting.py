@@ -642,8 +642,8 @@ def _learnability_lines(out: Path, summary: pd.DataFrame, train_prompts: int) ->
         why = (f"so the observation allows some of the optimum's lead over always 6 ({cls['success'] - six['success']:+.3f} "
                f"of {opt['success'] - six['success']:+.3f}); IRL (model expert)'s agreement of "
                f"{irl['model_agreement']:.2f} is short of the classifier's: that part is the learner's, not the "
-               "observation's. MiniLM embeddings do worse than these features here "
-               "(`python scripts/prompt_representations.py`)")
+               "observation's "
+               "(`python scripts/prompt_representations.py` sets these features beside MiniLM embeddings)")
     return [f"- **What the learners can learn.** A classifier taught the optimum's choice on the "
             f"{train_prompts} demonstration prompts, from the prompt features the learners observe (a "
             f"logistic regression tuned on those prompts only: sim.rl.prompt_learnability), agrees with the optimum "
@@ -674,23 +674,23 @@ def discussion(out: Path) -> str:
         close = expert["model_agreement"] >= 0.8
         lines.append(
             f"- **D's expert is {'close to' if close else 'far from'} the optimum.** With {budget['demo_seeds']} seeds "
-            f"per prompt and strategy ({budget.get('demo_prompt_effects', 'run').replace('_', ' ')} prompt effects, "
+            f"per prompt and strategy ({budget.get('demo_prompt_effects', 'run').replace('_', '-')} prompt effects, "
             f"ranked by {budget.get('expert_score', 'received_score').replace('_', ' ')}), D's best strategy agrees with "
             f"the quality model's text-known optimum on {100 * expert['model_agreement']:.0f}% of held-out decisions "
             "(`python scripts/expert_seeds.py` measures the seeds needed: a strategy's effect is small next to the "
             "seed-to-seed spread of one image, so the paper's handful of seeds ranks strategies mostly by noise). "
             "IRL (model expert) imitates the optimum itself, apart from D's sampling noise.")
         lines += _learnability_lines(out, summary, int(meta['train_prompts']))
-        paper_ratios = (f" ({model['success'] / raw['success']:.1f}x raw and {model['success'] / emp['success']:.1f}x "
-                        "always 6; the paper's IRL: 6.3x and 2.1x)") if raw["success"] > 0 and emp["success"] > 0 else ""
-        grounded = ("calibrated to the paper's rates, so the paper's ratios are there to be had: what limits our "
-                    "learners is what they can learn, above" if profile == "paper" else
-                    "the paper's 6.3x and 2.1x come from Stable Diffusion 2 images scored by GPT-4-vision, where prompt "
-                    "engineering moves scores far more than in the human ratings this model is grounded on")
+        ratios = (f": {model['success'] / raw['success']:.1f}x raw and {model['success'] / emp['success']:.1f}x "
+                  "always 6 (the paper's IRL: 6.3x and 2.1x)") if raw["success"] > 0 and emp["success"] > 0 else ""
+        grounded = ("This profile is calibrated to the paper's rates, so the paper's ratios are there to be had: what "
+                    "keeps our learners from them is what they can learn (above)." if profile == "paper" else
+                    "The paper's ratios come from Stable Diffusion 2 images scored by GPT-4-vision, where prompt "
+                    "engineering moves scores far more than in the human ratings this profile is grounded on.")
         lines.append(
-            f"- **The ceiling.** The model optimum reaches single-round success {model['success']:.3f} against "
-            f"{emp['success']:.3f} for always-strategy-6 and {raw['success']:.3f} for raw prompts{paper_ratios} "
-            f"(environment, held-out prompts); on those prompts it picks {picks}. This profile is {grounded}.")
+            f"- **The ceiling.** In the environment, on the held-out prompts, the model optimum reaches single-round "
+            f"success {model['success']:.3f} against {emp['success']:.3f} for always-strategy-6 and "
+            f"{raw['success']:.3f} for raw prompts{ratios}; it picks {picks}. {grounded}")
     lines += [
         "- **Success rates are of received images.** The world's images cross the scenario's fading channel, so a "
         "few are damaged or lost; the paper's 3/55 and 9/55 count generated images.",
