@@ -1,6 +1,6 @@
 """How many seeds per cell D needs for its expert to agree with the quality model's optimum.
 
-    python scripts/expert_seeds.py [--profiles ratings,paper] [--seeds 4,16,64,256] [--out results/expert_seeds]
+    python scripts/expert_seeds.py [--profiles ratings,paper] [--seeds 4,16,64,256,512] [--out results/expert_seeds]
 
 For each quality profile, builds the demonstration dataset D of the paper's prompting study
 (``scenarios/paper/prompting.yaml``: its held-out prompts, all 7 strategies, 5 power levels) in the
@@ -62,7 +62,7 @@ def agreement_table(profile: str, seeds: list[int], out: Path, prompt_effects: s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profiles", default="ratings,paper")
-    parser.add_argument("--seeds", default="4,16,64,256")
+    parser.add_argument("--seeds", default="4,16,64,256,512")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "expert_seeds")
     args = parser.parse_args(argv)
     seeds = sorted({int(s) for s in args.seeds.split(",")})

@@ -58,3 +58,18 @@ def test_a_classifier_needs_labels_and_falls_back_to_a_constant():
         fit_classifier(np.zeros((3, 2)), np.array([1, 2, 3]))
     predict, c = fit_classifier(np.random.default_rng(0).normal(size=(6, 3)), np.full(6, 5))
     assert np.isnan(c) and predict(np.zeros((2, 3))).tolist() == [5, 5]
+
+
+def test_the_representation_study_pairs_its_splits(load_script, tmp_path):
+    pytest.importorskip("sentence_transformers")
+    script = load_script("prompt_representations")
+    assert script.main(["--profiles", "ratings", "--splits", "2", "--n-train", "16", "--out", str(tmp_path)]) == 0
+    import pandas as pd
+
+    splits = pd.read_csv(tmp_path / "splits.csv")
+    summary = pd.read_csv(tmp_path / "summary.csv").set_index(["what", "metric"])
+    assert sorted(splits["split"].unique()) == [1, 2] and (splits["held_out"] == 128 - 16).all()
+    wide = splits.pivot(index="split", columns="policy", values="agreement")
+    diff = (wide["classifier (minilm)"] - wide["classifier (features)"]).mean()
+    assert summary.loc[("classifier (minilm) - classifier (features)", "agreement"), "mean"] == pytest.approx(diff)
+    assert summary.loc[("optimum", "agreement"), "mean"] == 1.0
