@@ -22,8 +22,8 @@ all-MiniLM-L6-v2 ``minilm`` embeddings, or both), apart from any reinforcement-l
 * paired differences between representations over the splits, with 95% Student-t intervals.
 
 Needs the ``real`` extra (MiniLM). Writes ``OUT/splits.csv`` (one row per profile, split and policy)
-and ``OUT/summary.csv``, and prints both tables. Measured on this project's 2-core machine in about a
-minute.
+and ``OUT/summary.csv``, and prints both tables. About 2 minutes on this project's 2-core
+machine.
 """
 
 from __future__ import annotations

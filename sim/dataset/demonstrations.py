@@ -62,7 +62,7 @@ import numpy as np
 import pandas as pd
 
 from sim.backends import build_assessor, build_corpus, build_generator, build_service_models
-from sim.model.channel import flip_bits, linear_to_db
+from sim.model.channel import binomial_counts, flip_bits, linear_to_db
 from sim.model.service import ServiceModels, delivered
 from sim.progress import count_progress
 from sim.generation.base import GenerationRequest
@@ -490,6 +490,28 @@ def build_demo_dataset(
     )
 
 
+def _link_draws(models: ServiceModels, streams: RandomStreams, pkey: int, strategy: int, k: int,
+                powers: Sequence[float], distance: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(mean SNR dB, shadowing dB, SNR dB, BER)`` of image ``k`` at each power level: the channel's draws from the
+    image's own streams (shadowing, and the fading gain under the block-fading BER model) through the scenario's
+    channel and BER model, the same in both delivery modes."""
+    channel = models.channel
+    p = np.asarray(powers, dtype=float)
+    shadows = np.array([channel.draw_shadowing_db(1, streams.rng("shadowing", STREAM_TAG, pkey, strategy, k, j))[0]
+                        for j in range(p.size)])
+    mean_snrs = np.asarray(channel.mean_snr_db(p, distance), dtype=float)
+    if models.ber_model == "block_fading":
+        gains = np.array([channel.draw_fading_gain(1, streams.rng("fading", STREAM_TAG, pkey, strategy, k, j))[0]
+                          for j in range(p.size)])
+        with np.errstate(divide="ignore"):
+            snr_dbs = np.asarray(linear_to_db(channel.snr(p, distance, shadows, gains)), dtype=float)
+    else:  # the BER averages over the fading: no draw
+        gains = np.full(p.size, channel.mean_fading_gain)
+        snr_dbs = mean_snrs + shadows
+    bers = np.asarray(models.image_ber(p, distance, shadows, gains), dtype=float)
+    return mean_snrs, shadows, snr_dbs, bers
+
+
 def _image_rows(
     pi: int,
     prompt: Prompt,
@@ -510,7 +532,6 @@ def _image_rows(
 ) -> list[dict[str, Any]]:
     """The rows of one image: its intact score, then one row per power level."""
     pkey = prompt_stream_key(prompt.text)
-    channel = models.channel
     intact = assessor.assess(image, image.data, prompt.text)
     height, width = int(image.pixels.shape[0]), int(image.pixels.shape[1])
     base = {
@@ -540,23 +561,7 @@ def _image_rows(
         "distance_m": distance,
     }
     rows = []
-    p = np.asarray(powers, dtype=float)
-    shadows = np.array(
-        [channel.draw_shadowing_db(1, streams.rng("shadowing", STREAM_TAG, pkey, strategy, k, j))[0]
-         for j in range(p.size)]
-    )
-    mean_snrs = np.asarray(channel.mean_snr_db(p, distance), dtype=float)
-    if models.ber_model == "block_fading":
-        gains = np.array(
-            [channel.draw_fading_gain(1, streams.rng("fading", STREAM_TAG, pkey, strategy, k, j))[0]
-             for j in range(p.size)]
-        )
-        with np.errstate(divide="ignore"):
-            snr_dbs = np.asarray(linear_to_db(channel.snr(p, distance, shadows, gains)), dtype=float)
-    else:  # the BER averages over the fading: no draw
-        gains = np.full(p.size, channel.mean_fading_gain)
-        snr_dbs = mean_snrs + shadows
-    bers = np.asarray(models.image_ber(p, distance, shadows, gains), dtype=float)
+    mean_snrs, shadows, snr_dbs, bers = _link_draws(models, streams, pkey, strategy, k, powers, distance)
     for j, power in enumerate(powers):
         mean_snr_db, shadow_db, ber, snr_db = float(mean_snrs[j]), float(shadows[j]), float(bers[j]), float(snr_dbs[j])
         received, flipped = flip_bits(image.data, ber, streams.rng("bit_errors", STREAM_TAG, pkey, strategy, k, j))
@@ -606,31 +611,18 @@ def _statistical_rows(
     score is the surrogate's draw (``QualityModel.sample_scores`` from the image's seed), the channel draws are the
     bytes mode's streams, and each power's fate is :func:`sim.model.service.delivered` of the image's BER."""
     pkey = prompt_stream_key(prompt.text)
-    channel = models.channel
     p = np.asarray(powers, dtype=float)
     n_k, n_p = len(ks), p.size
     gen = np.empty(n_k)
-    shadows, gains = np.empty((n_k, n_p)), np.full((n_k, n_p), channel.mean_fading_gain)
-    uniforms, flips = np.empty((n_k, n_p)), np.empty((n_k, n_p), dtype=np.int64)
+    mean_snrs, shadows, snr_dbs, bers = (np.empty((n_k, n_p)) for _ in range(4))
+    uniforms, count_uniforms = np.empty((n_k, n_p)), np.empty((n_k, n_p))
     for a, (k, seed_k) in enumerate(zip(ks, seeds)):
         key = demo_run_key(streams, k) if prompt_effects == "per_seed" else run_key
         gen[a] = quality.sample_scores(prompt.text, strategy, np.random.default_rng(int(seed_k)), 1, key=key)[0]
-        for j in range(n_p):
-            shadows[a, j] = channel.draw_shadowing_db(1, streams.rng("shadowing", STREAM_TAG, pkey, strategy, k, j))[0]
-            if models.ber_model == "block_fading":
-                gains[a, j] = channel.draw_fading_gain(1, streams.rng("fading", STREAM_TAG, pkey, strategy, k, j))[0]
-    mean_snrs = np.broadcast_to(np.asarray(channel.mean_snr_db(p, distance), dtype=float), (n_k, n_p))
-    if models.ber_model == "block_fading":
-        with np.errstate(divide="ignore"):
-            snr_dbs = np.asarray(linear_to_db(channel.snr(p, distance, shadows, gains)), dtype=float)
-    else:
-        snr_dbs = mean_snrs + shadows
-    bers = np.asarray(models.image_ber(p, distance, shadows, gains), dtype=float)
-    for a, k in enumerate(ks):
+        mean_snrs[a], shadows[a], snr_dbs[a], bers[a] = _link_draws(models, streams, pkey, strategy, k, powers, distance)
         for j in range(n_p):  # the damage uniform, then the bits flipped (for the record), from the image's stream
-            rng = streams.rng("bit_errors", STREAM_TAG, pkey, strategy, k, j)
-            uniforms[a, j] = rng.random()
-            flips[a, j] = rng.binomial(n_bits, bers[a, j])
+            uniforms[a, j], count_uniforms[a, j] = streams.rng("bit_errors", STREAM_TAG, pkey, strategy, k, j).random(2)
+    flips = binomial_counts(n_bits, bers, count_uniforms)
     received, decodable = delivered(quality, bers, gen[:, None], uniforms, n_bits)
     rows = n_k * n_p
     ks_arr = np.repeat(np.asarray(ks, dtype=np.int64), n_p)

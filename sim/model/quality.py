@@ -150,6 +150,11 @@ def _prompt_normal(prompt: str, key: int, part: int = 0) -> float:
     return float(np.random.Generator(np.random.PCG64(seq)).standard_normal())
 
 
+def _strategy_sums(aspect_values: np.ndarray, table: str) -> np.ndarray:
+    """Per strategy, the sum of its aspects' values under Table II's ``table`` reading (``STRATEGY_TABLES``)."""
+    return np.array([float(np.asarray(aspect_values)[list(r)].sum()) for r in STRATEGY_TABLES[table]])
+
+
 @lru_cache(maxsize=65536)
 def _word_normal(word: str, seed: int, aspect: int) -> float:
     """A content word's fixed standard-normal effect on one aspect (SHA-256 of the word, the model's seed)."""
@@ -518,9 +523,8 @@ class QualityModel:
             if self.aspect_offset_z is None or self.aspect_slope_z is None:
                 raise ValueError(f"strategy_table {strategy_table!r} needs the aspects' gains and slopes "
                                  "(the quality file's 'aspects' section)")
-            rows = STRATEGY_TABLES[strategy_table]
-            offset_z = [float(self.aspect_offset_z[list(r)].sum()) for r in rows]
-            slope_z = [float(self.aspect_slope_z[list(r)].sum()) for r in rows]
+            offset_z = _strategy_sums(self.aspect_offset_z, strategy_table)
+            slope_z = _strategy_sums(self.aspect_slope_z, strategy_table)
         self.offset_z = np.asarray(offset_z, dtype=float).copy()
         self.slope_z = np.asarray(slope_z, dtype=float).copy()
         if self.offset_z.shape != (N_STRATEGIES,) or self.slope_z.shape != (N_STRATEGIES,):
@@ -844,9 +848,8 @@ class QualityModel:
             out.aspect_prompt_sd_z = sds
         if anchor is not None:
             out.anchor = float(anchor)
-        rows = STRATEGY_TABLES[self.strategy_table]
-        offsets = np.array([float(out.aspect_offset_z[list(r)].sum()) for r in rows])
-        slopes = np.array([float(out.aspect_slope_z[list(r)].sum()) for r in rows])
+        offsets = _strategy_sums(out.aspect_offset_z, self.strategy_table)
+        slopes = _strategy_sums(out.aspect_slope_z, self.strategy_table)
         offsets.flags.writeable = slopes.flags.writeable = False
         out.offset_z, out.slope_z = offsets, slopes
         out._prompt_means = {}

@@ -49,7 +49,6 @@ RATIOS: dict[tuple[str, str], float | None] = {
 }
 #: The paper's single-image success rates (per 55 prompts): raw, always 6, IRL (6.3 x 3/55).
 PAPER_RATES = {"raw": 3 / 55, "empirical": 9 / 55, "irl": 6.3 * 3 / 55}
-PRIMARY_AGENT = {"raw": "raw", "empirical": "empirical", "optimum": "optimum"}
 
 
 def world_seed(base_seed: int, training_seed: int, threshold_index: int) -> int:
@@ -66,7 +65,7 @@ def _claim_cell(scenario: Scenario, policy: str, params: dict[str, Any], thresho
     import torch
 
     torch.set_num_threads(1)
-    agent = "learned" if policy in LEARNED else PRIMARY_AGENT[policy]
+    agent = "learned" if policy in LEARNED else policy  # raw, empirical, optimum: prompt agents of those names
     cell = pw.cell_scenario(scenario, prompt_file, threshold, 1, agent, params, users)
     cell = cell.model_copy(update={"service": cell.service.model_copy(update={"max_rounds": 1})})
     user_frame, images = pw.run_cell(cell, seed)
