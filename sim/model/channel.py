@@ -186,17 +186,21 @@ def _snr(power_w: ArrayLike, distance_m: ArrayLike, eps, n0, shadowing_db: Array
     """:func:`received_snr` for a path-loss exponent and noise power already checked (a :class:`ChannelParams`'):
     the arrays are checked here in one pass each."""
     p = _as_float(power_w)
-    g = _as_float(fading_gain)
+    # a plain float gain (e.g. the channel's Omega) is checked without making an array of it
+    g = fading_gain if type(fading_gain) is float else _as_float(fading_gain)  # noqa: E721
     d = _as_float(distance_m)
     # one reduction per array (NaN fails every comparison); the messages come from the checks below
-    if not (p.min(initial=0.0) >= 0 and g.min(initial=0.0) >= 0 and d.min(initial=1.0) > 0
-            and d.max(initial=1.0) < np.inf):
+    if not (p.min(initial=0.0) >= 0 and (g >= 0 if type(g) is float else g.min(initial=0.0) >= 0)  # noqa: E721
+            and d.min(initial=1.0) > 0 and d.max(initial=1.0) < np.inf):
         _require(p >= 0, "power_w must be >= 0")
-        _require(g >= 0, "fading_gain must be >= 0")
+        _require(np.asarray(g) >= 0, "fading_gain must be >= 0")
         _require(d > 0, "distance_m must be > 0")
         _require(np.isfinite(d), "distance_m must be finite")
-    with np.errstate(over="ignore"):  # above ~3080 dB of shadowing: inf
-        large_scale = np.power(d, -eps) * np.power(10.0, _as_float(shadowing_db) / 10.0)
+    if type(shadowing_db) is float and shadowing_db == 0.0:  # noqa: E721 (10**0 = 1 exactly)
+        large_scale = np.power(d, -eps)
+    else:
+        with np.errstate(over="ignore"):  # above ~3080 dB of shadowing: inf
+            large_scale = np.power(d, -eps) * np.power(10.0, _as_float(shadowing_db) / 10.0)
     return _out(np.asarray(p * g * large_scale / n0))
 
 
@@ -807,7 +811,16 @@ class Channel:
         b = self.params.bandwidth_hz  # checked by ChannelParams
         if not b:
             return transmission_time_s(n_bits, b, snr)
-        n, s = _as_float(n_bits), _as_float(snr)
+        s = _as_float(snr)
+        if type(n_bits) in (int, float):  # one image size: checked without an array
+            if not (n_bits >= 0 and s.min(initial=0.0) >= 0):
+                _require(np.asarray(n_bits >= 0), "n_bits must be >= 0")
+                _require(~(s < 0), "snr must be >= 0")
+            if n_bits > 0:  # n / rate (no zero-bit case to mask)
+                with np.errstate(divide="ignore"):
+                    return _out(np.asarray(n_bits / _shannon(b, s)))
+            return _tx_time(np.asarray(n_bits), _shannon(b, s))
+        n = _as_float(n_bits)
         if not (n.min(initial=0.0) >= 0 and s.min(initial=0.0) >= 0):  # NaN fails too; messages from the checks
             _require(n >= 0, "n_bits must be >= 0")
             _require(~(s < 0), "snr must be >= 0")

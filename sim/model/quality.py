@@ -347,11 +347,14 @@ class DamageParams:
 
 def _expected_errors(ber: ArrayLike, n_bits: ArrayLike) -> np.ndarray:
     b = np.asarray(ber, dtype=float)
-    n = np.asarray(n_bits, dtype=float)
-    if not ((b >= 0) & (b <= 1)).all():  # NaN fails both
+    if type(n_bits) in (int, float) and 0 <= n_bits < math.inf:  # one image size: no array to check
+        n = n_bits
+    else:
+        n = np.asarray(n_bits, dtype=float)
+        if not (np.isfinite(n) & (n >= 0)).all():
+            raise ValueError("n_bits must be finite and >= 0")
+    if b.size and not (b.min() >= 0 and b.max() <= 1):  # NaN fails both
         raise ValueError("ber must be a probability in [0, 1]")
-    if not (np.isfinite(n) & (n >= 0)).all():
-        raise ValueError("n_bits must be finite and >= 0")
     return b * n
 
 
@@ -816,6 +819,11 @@ class QualityModel:
     def p_undecodable(self, ber: ArrayLike, n_bits: ArrayLike) -> np.ndarray:
         """Probability the image no longer decodes, ``1 - exp(-ber * n_bits * undecodable_per_error)``."""
         return self.damage.p_undecodable_of_errors(_expected_errors(ber, n_bits))
+
+    def damage_terms(self, ber: ArrayLike, n_bits: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        """``(p_undecodable(ber, n_bits), retention(ber, n_bits))`` at once (the expected bit errors computed once)."""
+        e = _expected_errors(ber, n_bits)
+        return self.damage.p_undecodable_of_errors(e), self.damage.retention_of_errors(e)
 
     def expected_received_score(self, gen_score: ArrayLike, ber: ArrayLike, n_bits: ArrayLike) -> np.ndarray:
         """``gen_score * (1 - p_undecodable) * retention`` (an undecodable image scores 0)."""

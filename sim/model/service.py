@@ -102,18 +102,29 @@ def image_ber(
     distance_m: ArrayLike,
     shadowing_db: ArrayLike,
     fading_gain: ArrayLike,
+    per_image: bool = True,
 ) -> np.ndarray:
-    """BER of images sent with ``power_w`` (arrays broadcast; the result has the broadcast shape)."""
+    """BER of images sent with ``power_w`` (arrays broadcast; the result has the broadcast shape).
+
+    ``per_image=False``: under ``average_fading`` (no fading in the BER) the BER without the fading gain's
+    axes, which broadcasts against them (:func:`spread`)."""
     if ber_model == "block_fading":
         return np.asarray(ber_awgn(channel.snr(power_w, distance_m, shadowing_db, fading_gain)), dtype=float)
     if ber_model != "average_fading":
         raise ValueError(f"ber_model must be one of {', '.join(BER_MODELS)}, got {ber_model!r}")
     ber = np.asarray(channel.ber_given_shadowing(power_w, distance_m, shadowing_db), dtype=float)
-    shape = np.broadcast_shapes(ber.shape, np.shape(fading_gain))
-    if ber.shape == shape:
-        return ber
+    return spread(ber, np.shape(fading_gain)) if per_image else ber
+
+
+def spread(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``values`` broadcast to ``np.broadcast_shapes(values.shape, shape)``, as a new array (e.g. each image's BER:
+    its user's)."""
+    values = np.asarray(values, dtype=float)
+    shape = np.broadcast_shapes(values.shape, shape)
+    if values.shape == shape:
+        return values
     out = np.empty(shape)
-    out[...] = ber  # the BER of each image: its user's
+    out[...] = values
     return out
 
 
@@ -139,8 +150,9 @@ def delivered(quality, ber: ArrayLike, generation_scores: ArrayLike, uniforms: A
     fitted to what the bytes mode measures (docs/quality_model.md).
     """
     gen = np.asarray(generation_scores, dtype=float)
-    decodable = np.asarray(uniforms) >= quality.p_undecodable(ber, image_bits)
-    return np.where(decodable, gen * quality.retention(ber, image_bits), 0.0), decodable
+    p_undecodable, retention = quality.damage_terms(ber, image_bits)
+    decodable = np.asarray(uniforms) >= p_undecodable
+    return np.where(decodable, gen * retention, 0.0), decodable
 
 
 def received_scores(quality, ber: ArrayLike, generation_scores: ArrayLike, uniforms: ArrayLike, image_bits: float) -> np.ndarray:
@@ -196,8 +208,9 @@ def image_outcomes(
     fading = np.asarray(fading_gains, dtype=float)
     ch = models.channel
     snr = np.asarray(ch.snr(p, d, x, fading), dtype=float)
-    ber = models.image_ber(p, d, x, fading)
+    ber = models.image_ber(p, d, x, fading, per_image=False)
     received, decodable = delivered(models.quality, ber, generation_scores, uniforms, image_bits)
+    ber = spread(ber, received.shape)
     done = models.image_done_times(n, fading.shape[-1]) if done_s is None else np.asarray(done_s, dtype=float)
     tx = transmission_time_s(ch, image_bits, snr, p)
     return ImageOutcomes(snr, ber, received, decodable, done, tx, done + delivery_delay_s(tx))
@@ -258,9 +271,9 @@ class ServiceModels:
         if int(self.gpus) < 1:
             raise ValueError(f"gpus must be >= 1, got {self.gpus}")
 
-    def image_ber(self, power_w, distance_m, shadowing_db, fading_gain) -> np.ndarray:
+    def image_ber(self, power_w, distance_m, shadowing_db, fading_gain, per_image: bool = True) -> np.ndarray:
         """:func:`image_ber` with this world's channel and BER model."""
-        return image_ber(self.channel, self.ber_model, power_w, distance_m, shadowing_db, fading_gain)
+        return image_ber(self.channel, self.ber_model, power_w, distance_m, shadowing_db, fading_gain, per_image)
 
     def gpu_completion_times(self, n_images) -> np.ndarray:
         """:func:`gpu_completion_times` on this MASP's queue."""

@@ -296,6 +296,7 @@ class World:
         self._arrival_times = self._draw_arrival_times()
         #: The users this world simulates (all, or those of ``only_masps``), in order of arrival.
         self._user_ids = np.arange(len(self._arrival_times))
+        self._own_draws: np.ndarray | None = None  # (users, 4): see _own_users
         if only_masps is not None:
             self._user_ids = self._own_users(only_masps)
         self.n_users = len(self._user_ids)
@@ -470,8 +471,15 @@ class World:
             raise ValueError("only_masps cannot simulate faults.on_masp_down: reassociate (users would move to MASPs "
                              "it does not simulate)")
         self._simulated = [m for m in self.masps if m.name in only]
-        return np.array([u for u in range(len(self._arrival_times)) if self._nearest(self.draw_user(u)).name in only],
-                        dtype=np.int64)
+        own, draws = [], []
+        for u in range(len(self._arrival_times)):
+            drawn = self._user_draws(u)
+            if self._nearest(self._position(u, drawn)).name in only:
+                own.append(u)
+                draws.append(drawn)
+        # the own users' draws, kept (4 numbers each) so that they are not drawn again as the users arrive
+        self._own_draws = np.array(draws, dtype=np.float64).reshape(-1, 4)
+        return np.array(own, dtype=np.int64)
 
     def _draw_arrival_times(self) -> np.ndarray:
         sc = self.scenario
@@ -481,26 +489,42 @@ class World:
         gaps = self.streams.rng("arrivals").exponential(1.0 / sc.arrivals.rate_per_s, size=n)
         return np.cumsum(gaps)
 
-    def draw_user(self, u: int) -> User:
-        """User ``u`` as it arrives: prompt, threshold and position from its own stream (no agent touches it)."""
-        cfg, pool = self.scenario.users, self._pool
+    def _user_draws(self, u: int) -> tuple[int, float, float, float]:
+        """``(prompt index, threshold, radius, angle)`` of user ``u``, from its own stream."""
+        cfg = self.scenario.users
         rng = self.streams.rng("users", u)
-        prompt_idx = int(rng.integers(len(pool)))
+        prompt_idx = int(rng.integers(len(self._pool)))
         threshold = float(rng.uniform(cfg.threshold.low, cfg.threshold.high))
         radius = float(rng.uniform(cfg.distance_m.low, cfg.distance_m.high))
         angle = float(rng.uniform(0.0, 2 * math.pi))
-        text = cfg.prompts[u] if u < len(cfg.prompts) else pool[prompt_idx].text
-        if u < len(cfg.thresholds):
-            threshold = float(cfg.thresholds[u])
-        if u < len(cfg.distances_m):
-            radius = float(cfg.distances_m[u])
+        return prompt_idx, threshold, radius, angle
+
+    def _position(self, u: int, drawn: tuple[int, float, float, float]) -> np.ndarray:
+        """Where user ``u`` with draws ``drawn`` (:meth:`_user_draws`) stands, m."""
+        distances = self.scenario.users.distances_m
+        radius = float(distances[u]) if u < len(distances) else drawn[2]
+        return radius * np.array([math.cos(drawn[3]), math.sin(drawn[3])])
+
+    def draw_user(self, u: int) -> User:
+        """User ``u`` as it arrives: prompt, threshold and position from its own stream (no agent touches it)."""
+        cfg = self.scenario.users
+        drawn = None
+        if self._own_draws is not None:  # a shard's users, drawn when it chose them
+            i = int(np.searchsorted(self._user_ids, u))
+            if i < len(self._user_ids) and self._user_ids[i] == u:
+                row = self._own_draws[i].tolist()
+                drawn = (int(row[0]), row[1], row[2], row[3])
+        if drawn is None:
+            drawn = self._user_draws(u)
+        text = cfg.prompts[u] if u < len(cfg.prompts) else self._pool[drawn[0]].text
+        threshold = float(cfg.thresholds[u]) if u < len(cfg.thresholds) else drawn[1]
         return User(
             user_id=u,
             arrival_s=float(self._arrival_times[u]),
             prompt=text,
             complexity=float(prompt_complexity(text)),
             threshold=threshold,
-            position_m=radius * np.array([math.cos(angle), math.sin(angle)]),
+            position_m=self._position(u, drawn),
         )
 
     @property
@@ -511,17 +535,19 @@ class World:
     # -- processes --------------------------------------------------------------------------------
 
     @staticmethod
-    def _distance(user: User, masp: _Masp) -> float:
-        return max(float(np.linalg.norm(user.position_m - masp.position_m)), 1.0)
+    def _distance(position_m: np.ndarray, masp: _Masp) -> float:
+        """Euclidean distance (>= 1 m); ``sqrt(d . d)``, as ``np.linalg.norm`` computes it, without its overhead."""
+        d = position_m - masp.position_m
+        return max(math.sqrt(float(d.dot(d))), 1.0)
 
-    def _nearest(self, user: User) -> _Masp:
-        return min(self.masps, key=lambda m: self._distance(user, m))
+    def _nearest(self, position_m: np.ndarray) -> _Masp:
+        return min(self.masps, key=lambda m: self._distance(position_m, m))
 
     def _associate(self, user: User) -> _Masp:
         candidates = self.masps
         if self.faults is not None and self.faults.on_masp_down == "reassociate":
             candidates = [m for m in self.masps if not self._masp_is_down(m)] or self.masps
-        distances = [self._distance(user, m) for m in candidates]
+        distances = [self._distance(user.position_m, m) for m in candidates]
         if self.scenario.service.association == "least_loaded":
             k = min(range(len(candidates)), key=lambda i: (len(candidates[i].pending) + candidates[i].in_service,
                                                            distances[i]))
