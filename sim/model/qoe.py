@@ -183,6 +183,36 @@ def expected_user_utility(
     return gain - params.eta_c * np.asarray(cost_value, dtype=float) - params.penalty * np.asarray(p_violation, dtype=float)
 
 
+def user_utilities(
+    best_score: ArrayLike,
+    threshold: ArrayLike,
+    latency_s: ArrayLike,
+    n_images: ArrayLike,
+    power_w: ArrayLike,
+    power_violation: ArrayLike,
+    params: QoEParams,
+    qoe_fn: QoEFunction = qoe,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each user's part of eq. 22a: ``(QoE, cost, eta_q QoE - eta_c C, that less rho [own violation] - rho
+    [budget broken], violated)``.
+
+    ``power_violation`` is 1.0 where the user's epoch broke the power budget (one number for one epoch, or one
+    per user for the users of many epochs at once: the world scores its records so). :func:`utility` is this
+    over one epoch's users, with the epoch's totals.
+    """
+    n = np.atleast_1d(np.asarray(n_images, dtype=float))
+    power = np.atleast_1d(np.asarray(power_w, dtype=float))
+    best = np.atleast_1d(np.asarray(best_score, dtype=float))
+    thr = np.atleast_1d(np.asarray(threshold, dtype=float))
+    if power.min(initial=0.0) < 0:
+        raise ValueError("transmit powers must be >= 0 W")
+    q = qoe_fn(best, thr, latency_s, np.maximum(n, 1.0), params)
+    c = cost(n, power, params)
+    per_user = user_utility(q, c, 0.0, params)
+    violated = (best < thr) | (n < 1)
+    return q, c, per_user, per_user - params.penalty * (violated + np.asarray(power_violation, dtype=float)), violated
+
+
 @dataclass(frozen=True)
 class UtilityBreakdown:
     """Utility of one decision and its parts (per-user arrays and totals)."""
@@ -212,24 +242,17 @@ def utility(
     qoe_fn: QoEFunction = qoe,
 ) -> UtilityBreakdown:
     """Eq. 22a with the penalties of eq. 22: ``sum(eta_q QoE - eta_c C) - J rho - Q rho [sum P > P_total]``."""
-    n = np.atleast_1d(np.asarray(n_images, dtype=float))
     power = np.atleast_1d(np.asarray(power_w, dtype=float))
-    best = np.atleast_1d(np.asarray(best_score, dtype=float))
-    thr = np.atleast_1d(np.asarray(threshold, dtype=float))
-    if power.min(initial=0.0) < 0:
-        raise ValueError("transmit powers must be >= 0 W")
-    q = qoe_fn(best, thr, latency_s, np.maximum(n, 1.0), params)
-    c = cost(n, power, params)
-    per_user = user_utility(q, c, 0.0, params)
-    violated = (best < thr) | (n < 1)
-    violations = int(violated.sum())
     power_violation = exceeds_budget(power, p_total_w)
-    pen = params.penalty * (violations + (len(n) if power_violation else 0))
+    q, c, per_user, penalised, violated = user_utilities(best_score, threshold, latency_s, n_images, power,
+                                                         float(power_violation), params, qoe_fn)
+    violations = int(violated.sum())
+    pen = params.penalty * (violations + (len(violated) if power_violation else 0))
     return UtilityBreakdown(
         qoe=q,
         cost=c,
         per_user=per_user,
-        per_user_penalised=per_user - params.penalty * (violated + float(power_violation)),
+        per_user_penalised=penalised,
         violations=violations,
         power_violation=power_violation,
         penalty=float(pen),

@@ -758,10 +758,14 @@ class QualityModel:
         the seed-to-seed draws come from ``rng``.
         """
         k = n if type(n) is int and n >= 1 else int(_n_array(n))  # noqa: E721 (the world's plain ints skip the checks)
-        mu = self.prompt_mean_score(prompt, strategy, key)
-        draws = rng.standard_normal(k)
-        draws *= self.image_sd
-        draws += mu
+        return self.scores_from_normals(self.prompt_mean_score(prompt, strategy, key), rng.standard_normal(k))
+
+    def scores_from_normals(self, mean: ArrayLike, normals: ArrayLike) -> np.ndarray:
+        """Scores of images whose seed-to-seed standard normal draws are ``normals``, around ``mean`` (the
+        :meth:`prompt_mean_score` of their prompt and strategy; broadcasts): ``mean + image_sd * z``, clipped
+        to [0, 10]. :meth:`sample_scores` draws the normals; the statistical world passes a round's own."""
+        draws = np.multiply(normals, self.image_sd)
+        draws += mean
         return np.minimum(np.maximum(draws, SCORE_MIN, out=draws), SCORE_MAX, out=draws)
 
     def prompt_mean_score(self, prompt: str, strategy: int, key: int = 0) -> float:

@@ -522,9 +522,12 @@ class EpochColumns:
     _IMAGE = ("done_s", "arrival_s", "transmission_time_s", "fading_gain", "snr", "ber", "generation_score",
               "received_score", "decodable", "bit_uniform")
 
-    def __init__(self, mean_snr_db, images: bool = True):
+    def __init__(self, mean_snr_db, utilities, images: bool = True):
         #: ``mean_snr_db(power_w, distance_m)``: the channel's mean SNR (the round records' ``mean_snr_db``).
         self.mean_snr_db = mean_snr_db
+        #: ``utilities(best, threshold, latency_s, n_images, requested_power_w, budget_broken)``: the rounds'
+        #: ``(qoe, cost, utility)`` (eq. 22a with its penalties), for many rounds at once.
+        self.utilities = utilities
         self.images = bool(images)
         self._entries: list[dict] = []
         #: Image and round rows held.
@@ -542,11 +545,13 @@ class EpochColumns:
             self.rows += int(np.sum(user["n_images"]))
         return entry
 
-    def add_rounds(self, entry: dict, epoch: int, refined: list[str], rounds: dict) -> None:
+    def add_rounds(self, entry: dict, epoch: int, refined: list[str], rounds: dict, budget_broken: bool) -> None:
         """The epoch ends: its rounds' fields per user (``requested_power_w``, ``t_request_s``, ``distance_m``,
         ``undecodable``, ``best_round_score``, ``best_score``, ``threshold``, ``satisfied``, ``latency_s``,
-        ``t_done_s``, ``qoe``, ``cost``, ``utility``)."""
+        ``t_done_s``) and whether its decision broke the power budget (their ``qoe``, ``cost`` and ``utility``
+        follow when they are taken)."""
         entry["rounds"] = (epoch, refined, rounds)
+        entry["budget_broken"] = bool(budget_broken)
         self.rows += len(refined)
 
     def take(self, under_way: bool = False) -> tuple[dict[str, np.ndarray] | None, dict[str, np.ndarray] | None]:
@@ -666,6 +671,10 @@ class EpochColumns:
             return np.concatenate([e["rounds"][2][name] for e in entries]).astype(dtype, copy=False)
 
         q = [len(e["user"]["user_id"]) for e in entries]
+        best, threshold, latency, requested = (field("best_round_score"), field("threshold"), field("latency_s"),
+                                               field("requested_power_w"))
+        qoe, cost, utility = self.utilities(best, threshold, latency, n, requested,
+                                            np.repeat(np.array([e["budget_broken"] for e in entries], dtype=float), q))
         return {
             "user_id": self._gather(entries, "user_id").astype(np.int64),
             "masp": self._per_user(entries, "masp", object),
@@ -675,7 +684,7 @@ class EpochColumns:
             "refined_prompt": np.array([p for e in entries for p in e["rounds"][1]], dtype=object),
             "n_images": n,
             "power_w": self._gather(entries, "power_w").astype(np.float64),
-            "requested_power_w": field("requested_power_w"),
+            "requested_power_w": requested,
             "t_request_s": field("t_request_s"),
             "t_decision_s": self._per_user(entries, "t0", np.float64),
             "t_done_s": field("t_done_s"),
@@ -683,14 +692,14 @@ class EpochColumns:
             "ber": ber_mean,
             "bits_flipped": flipped.astype(np.int64),
             "undecodable": field("undecodable", np.int64),
-            "best_round_score": field("best_round_score"),
+            "best_round_score": best,
             "best_score": field("best_score"),
-            "threshold": field("threshold"),
+            "threshold": threshold,
             "satisfied": field("satisfied", bool),
-            "latency_s": field("latency_s"),
-            "qoe": field("qoe"),
-            "cost": field("cost"),
-            "utility": field("utility"),
+            "latency_s": latency,
+            "qoe": qoe,
+            "cost": cost,
+            "utility": utility,
         }
 
     def _mean_snr_db(self, entries: list[dict]) -> np.ndarray:

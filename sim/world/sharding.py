@@ -36,7 +36,7 @@ from sim.world.records import (
     summarise,
 )
 from sim.world.simulation import World, WorldResult
-from sim.world.streaming import TRACE_SCHEMA, USERS_SCHEMA, fault_table, streamed
+from sim.world.streaming import TRACE_SCHEMA, USERS_SCHEMA, fault_table, parquet_writer, streamed
 
 
 def sharding_problems(scenario: Scenario, shards: int) -> list[str]:
@@ -196,7 +196,7 @@ def _concatenate(parts_dir: Path, out: Path, n: int, faults: list[FaultRecord] =
     as a row group of their own."""
     for name, schema in (("trace.parquet", TRACE_SCHEMA), ("users.parquet", USERS_SCHEMA)):
         tmp = out / f".{name}.merging"
-        with pq.ParquetWriter(tmp, schema) as writer:
+        with parquet_writer(tmp, schema) as writer:
             for k in range(n):
                 source = pq.ParquetFile(parts_dir / f"shard-{k}" / name)
                 for group in range(source.num_row_groups):

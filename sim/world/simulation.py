@@ -56,7 +56,7 @@ from sim.model import service
 from sim.model.service import ServiceModels
 from sim.model.channel import flip_bits, linear_to_db
 from sim.model.faults import FaultTimeline, gpu_schedule, image_losses
-from sim.model.qoe import QoEFunction, qoe, user_utility, utility
+from sim.model.qoe import QoEFunction, cost, qoe, user_utilities, user_utility, utility
 from sim.model.quality import N_STRATEGIES, prompt_complexity
 from sim.prompting.prompts import Prompt, load_prompts
 from sim.prompting.strategies import apply_strategy
@@ -149,25 +149,13 @@ class _Masp:
         self.links_down: FaultTimeline | None = None
 
 
-class _Drawn:
-    """Stands in for a generator whose next ``standard_normal(k)`` are draws made already (a round's own)."""
-
-    __slots__ = ("normals",)
-
-    def __init__(self, normals: np.ndarray):
-        self.normals = normals
-
-    def standard_normal(self, size) -> np.ndarray:
-        return np.array(self.normals[:size], dtype=float)  # a copy: the caller works in place
-
-
 class _RoundDraws:
     """The statistical delivery mode's random draws per user and round, drawn for blocks of users at once.
 
     Users ``b * BLOCK .. (b + 1) * BLOCK - 1`` in round ``r`` share the ``statistical_round`` stream at keys
     ``(b, r)``; it draws, for every user of the block, in this order: the round's shadowing (dB,
     ``channel.draw_shadowing_db``), then ``k_max`` fading gains (``channel.draw_fading_gain``), ``k_max``
-    standard normals (the generation scores' seed-to-seed part, :meth:`QualityModel.sample_scores`),
+    standard normals (the generation scores' seed-to-seed part, :meth:`QualityModel.scores_from_normals`),
     ``k_max`` damage uniforms and ``k_max`` bit-error uniforms per user (each an array over the block). User
     ``u``'s round ``r`` is row ``u % BLOCK`` of block ``(u // BLOCK, r)``: fixed by the root seed, the user
     and the round alone, whoever else arrives, whatever any agent decides, whichever MASPs a shard
@@ -259,7 +247,7 @@ class World:
             self._k_max = scenario.service.max_images_per_round
             self._draws = _RoundDraws(self.streams, self.models.channel, self._k_max)
         #: Statistical epochs' records, held as columns until :meth:`_emit_columns` hands them on.
-        self._columns = EpochColumns(self.channel.mean_snr_db, images=self.record_images)
+        self._columns = EpochColumns(self.channel.mean_snr_db, self._round_utilities, images=self.record_images)
         self._columns_every = 20_000
         self.assessor: Assessor = build_assessor(scenario, self.quality)
         self.corpus = build_corpus(scenario)
@@ -636,7 +624,7 @@ class World:
             decision = self.provisioning_agent.decide(obs)
             decision.check(obs, self.provisioning_agent.name)
         requested = decision.power_w
-        power, _ = service.transmitted_powers(requested, masp.p_total_w)
+        power, budget_broken = service.transmitted_powers(requested, masp.p_total_w)
         t_decision = self.env.now
         strategies = []
         for i, user in enumerate(batch):
@@ -657,7 +645,8 @@ class World:
                 )
             strategies.append(int(strategy))
         if self.statistical:  # the whole epoch at once, by the round rules; then wait for its last image
-            yield from self._statistical_rounds(masp, batch, decision, requested, power, strategies, t_decision)
+            yield from self._statistical_rounds(masp, batch, decision, requested, power, budget_broken, strategies,
+                                                t_decision)
             return
         rounds = [
             self.env.process(self._serve_round(masp, user, int(decision.n_images[i]), float(power[i]), strategies[i]))
@@ -739,9 +728,9 @@ class World:
         normals = draws[:, 1 + k:1 + 2 * k]
         uniforms = draws[:, 1 + 2 * k:1 + 3 * k]
         key = self.generator.prompt_effect_key
-        sample = self.quality.sample_scores
-        gen = np.stack([sample(user.prompt, strategies[i], _Drawn(normals[i]), k, key=key)
-                        for i, user in enumerate(batch)])
+        mean = self.quality.prompt_mean_score
+        gen = self.quality.scores_from_normals(
+            np.array([mean(user.prompt, strategies[i], key) for i, user in enumerate(batch)])[:, None], normals)
         d = np.array([u.distance_m for u in batch])
         done, gpu_lost = self._gpu_done_times(masp, n, k) if masp.gpus_down is not None else (None, None)
         img = service.image_outcomes(self.models, n, power, d, shadow, fading, gen, uniforms, self._image_bits,
@@ -770,9 +759,10 @@ class World:
         return best, latency, broken.sum(axis=1), shadow, entry
 
     def _statistical_rounds(self, masp: _Masp, batch: list[User], decision: Provision, requested, power,
-                            strategies: list[int], t_decision: float):
-        """A statistical epoch (:meth:`_statistical_epoch`), its wait for the last image, its utility (eq. 22a,
-        the shared QoE code) and its rounds' records, kept as columns (:class:`~sim.world.records.EpochColumns`)."""
+                            budget_broken: bool, strategies: list[int], t_decision: float):
+        """A statistical epoch (:meth:`_statistical_epoch`), its wait for the last image and its rounds' records,
+        kept as columns (:class:`~sim.world.records.EpochColumns`, which scores their utility, eq. 22a, for many
+        epochs at once with the shared QoE code, :func:`sim.model.qoe.user_utilities`)."""
         n = np.asarray(decision.n_images, dtype=np.int64)
         best, latency, undecodable, shadow, entry = self._statistical_epoch(masp, batch, n, power, strategies)
         wait = float(latency.max())
@@ -781,8 +771,6 @@ class World:
         t_done = t_decision + latency
         since_request = t_done - t_request
         thresholds = np.array([u.threshold for u in batch])
-        breakdown = utility(best_score=best, threshold=thresholds, latency_s=since_request, n_images=n,
-                            power_w=requested, p_total_w=masp.p_total_w, params=self.qoe_params, qoe_fn=self.qoe_fn)
         before = np.array([u.best_score for u in batch])
         best_now = np.maximum(before, best)
         satisfied = best_now >= thresholds
@@ -790,11 +778,10 @@ class World:
         self._columns.add_rounds(entry, masp.epochs, refined, {
             "requested_power_w": requested, "t_request_s": t_request, "distance_m": [u.distance_m for u in batch],
             "undecodable": undecodable, "best_round_score": best, "best_score": best_now, "threshold": thresholds,
-            "satisfied": satisfied, "latency_s": since_request, "t_done_s": t_done, "qoe": breakdown.qoe,
-            "cost": breakdown.cost, "utility": breakdown.per_user_penalised})
+            "satisfied": satisfied, "latency_s": since_request, "t_done_s": t_done}, budget_broken)
         if self._columns.rows >= self._columns_every:
             self._emit_columns(under_way=False)
-        costs = breakdown.cost.tolist()
+        costs = cost(np.asarray(n, dtype=float), requested, self.qoe_params).tolist()  # eq. 24, as in the records
         max_rounds = self.scenario.service.max_rounds
         for i, (user, n_i, b, ok) in enumerate(zip(batch, n.tolist(), best_now.tolist(), satisfied.tolist())):
             user.rounds_done += 1
@@ -807,6 +794,13 @@ class World:
                 self._depart(user)
             else:
                 self._enqueue(masp, user)
+
+    def _round_utilities(self, best, threshold, latency_s, n_images, requested_power_w, budget_broken):
+        """``(QoE, cost, utility)`` of rounds (eq. 22a with its penalties; ``budget_broken`` per round: whether its
+        epoch broke the power budget), by :func:`sim.model.qoe.user_utilities`."""
+        q, c, _, penalised, _ = user_utilities(best, threshold, latency_s, n_images, requested_power_w, budget_broken,
+                                               self.qoe_params, self.qoe_fn)
+        return q, c, penalised
 
     def _refined_prompt(self, prompt: str, strategy: int) -> str:
         refined = self._refined.get((prompt, strategy))
