@@ -381,3 +381,23 @@ def test_generation_yaml_errors(tmp_path, shipped):
         QualityModel.from_yaml(f)
     with pytest.raises(FileNotFoundError):
         QualityModel.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_damage_terms_and_scores_from_normals_are_the_models_own():
+    import numpy as np
+
+    from sim.model.quality import QualityModel
+
+    model = QualityModel.default()
+    ber = np.array([[0.0], [1e-6], [1e-4]])
+    p_undecodable, retention = model.damage_terms(ber, 120_000)
+    assert p_undecodable.tolist() == model.p_undecodable(ber, 120_000).tolist()
+    assert retention.tolist() == model.retention(ber, 120_000).tolist()
+    with pytest.raises(ValueError, match="probability"):
+        model.damage_terms(np.array([1.5]), 8)
+    prompt = "a lighthouse on a cliff at dusk"
+    drawn = model.sample_scores(prompt, 3, np.random.default_rng(4), 6)
+    normals = np.random.default_rng(4).standard_normal(6)
+    again = model.scores_from_normals(model.prompt_mean_score(prompt, 3), normals)
+    assert again.tolist() == drawn.tolist()
+    assert again.min() >= 0 and again.max() <= 10

@@ -19,7 +19,7 @@ from sim.world.records import TRACE_SORT_KEYS, ExactSum, UserTally, summarise, t
 from sim.world.runner import run_scenario
 from sim.world.sharding import run_sharded, sharding_problems
 from sim.world.simulation import World
-from sim.world.streaming import ParquetSink
+from sim.world.streaming import ParquetSink, streamed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,7 +115,7 @@ def test_a_failed_streamed_run_leaves_no_table(tmp_path, monkeypatch):
     def broken(self, *args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(World, "_statistical_epoch", broken)
+    monkeypatch.setattr(World, "_statistical_epochs", broken)
     with pytest.raises(RuntimeError, match="boom"):
         run_scenario(sc, out=tmp_path, seed=0, quiet=True, stream=True)
     assert not (tmp_path / "trace.parquet").exists() and not list(tmp_path.glob(".*tmp"))
@@ -183,3 +183,63 @@ def test_a_sharded_run_reports_progress_over_all_shards():
     assert seen[-1] == (80, 80)
     done = [d for d, _ in seen]
     assert done == sorted(done)  # never goes back
+
+
+def test_statistical_round_records_score_utility_as_the_epochs_do():
+    """The round records' QoE, cost and utility, scored many epochs at once when they are taken, equal
+    :func:`sim.model.qoe.utility` over each epoch's users (with the epoch's own budget penalty)."""
+    import numpy as np
+
+    from sim.decisions import Provision, ProvisioningAgent
+    from sim.model.qoe import utility
+
+    class Greedy(ProvisioningAgent):
+        """0.6 W for everyone: epochs of two or three users break the budget of 1 W, epochs of one do not."""
+
+        name = "greedy"
+        per_observation = True
+
+        def decide(self, obs):
+            return Provision(np.full(obs.n_users, 3), np.full(obs.n_users, 0.6))
+
+    scenario = _scenario(50)
+    world = World(scenario, seed=5, provisioning_agent=Greedy(None, np.random.default_rng(0)))
+    assert world.evaluates_epochs_together
+    result = world.run()
+    rounds = pd.DataFrame([r.__dict__ for r in result.rounds])
+    p_total = {m.name: m.p_total_w for m in scenario.masps}
+    broken = 0
+    for (_, _), epoch in rounds.groupby(["masp", "epoch"]):
+        expected = utility(best_score=epoch.best_round_score.to_numpy(), threshold=epoch.threshold.to_numpy(),
+                           latency_s=epoch.latency_s.to_numpy(), n_images=epoch.n_images.to_numpy(),
+                           power_w=epoch.requested_power_w.to_numpy(), p_total_w=p_total[epoch.masp.iloc[0]],
+                           params=world.qoe_params, qoe_fn=world.qoe_fn)
+        broken += expected.power_violation
+        assert epoch.qoe.tolist() == expected.qoe.tolist()
+        assert epoch.cost.tolist() == expected.cost.tolist()
+        assert epoch.utility.tolist() == expected.per_user_penalised.tolist()
+    assert 0 < broken < rounds.groupby(["masp", "epoch"]).ngroups
+    users = pd.DataFrame([u.__dict__ for u in result.users]).set_index("user_id")
+    total_cost = rounds.groupby("user_id").cost.apply(lambda c: sum(c.tolist()))
+    assert total_cost.round(12).tolist() == users.loc[total_cost.index, "cost"].round(12).tolist()
+
+
+def test_a_shard_keeps_its_users_draws_and_draws_them_the_same():
+    scenario = _scenario(80)
+    whole = World(scenario, seed=3)
+    shard = World(scenario, seed=3, only_masps=[scenario.masps[0].name])
+    assert shard._own_draws.shape == (shard.n_users, 4)
+    for u in shard._user_ids.tolist():
+        a, b = shard.draw_user(u), whole.draw_user(u)
+        assert (a.prompt, a.threshold, a.arrival_s, a.complexity) == (b.prompt, b.threshold, b.arrival_s, b.complexity)
+        assert a.position_m.tolist() == b.position_m.tolist()
+
+
+def test_trace_tables_dictionary_encode_their_text_columns_only(tmp_path):
+    world = World(_scenario(30), seed=1)
+    with streamed(world, tmp_path):
+        world.run()
+    meta = pq.ParquetFile(tmp_path / "trace.parquet").metadata
+    encodings = {meta.schema.column(i).name: meta.row_group(0).column(i).encodings for i in range(meta.num_columns)}
+    assert any("DICTIONARY" in e or "RLE_DICTIONARY" in e for e in encodings["masp"])
+    assert not any("DICTIONARY" in e for e in encodings["snr_db"])

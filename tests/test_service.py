@@ -147,3 +147,20 @@ def test_holm_and_paired_tests():
     # Holm by hand: sorted 0.01, 0.03, 0.04 -> 3 x 0.01, max(0.03, 2 x 0.03), max(0.06, 1 x 0.04)
     assert holm_adjust([0.04, 0.01, 0.03]).tolist() == pytest.approx([0.06, 0.03, 0.06])
     assert np.isnan(holm_adjust([np.nan, 0.02])[0]) and holm_adjust([np.nan, 0.02])[1] == pytest.approx(0.02)
+
+
+def test_image_ber_per_user_spreads_to_the_per_image_ber():
+    import numpy as np
+
+    from sim.model.channel import Channel
+    from sim.model.service import image_ber, spread
+
+    ch = Channel()
+    p, d, x = np.array([[0.2], [0.5]]), np.array([[60.0], [140.0]]), np.array([[1.5], [-3.0]])
+    fading = np.random.default_rng(2).gamma(2.0, 0.5, (2, 5))
+    per_user = image_ber(ch, "average_fading", p, d, x, fading, per_image=False)
+    per_image = image_ber(ch, "average_fading", p, d, x, fading)
+    assert per_user.shape == (2, 1) and per_image.shape == (2, 5)
+    assert spread(per_user, fading.shape).tolist() == per_image.tolist()
+    block = image_ber(ch, "block_fading", p, d, x, fading, per_image=False)
+    assert block.shape == (2, 5)  # block fading: every image its own BER whatever is asked

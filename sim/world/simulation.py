@@ -30,12 +30,15 @@ given image do not depend on what was decided for anyone else.
 from __future__ import annotations
 
 import dataclasses
+import heapq
+import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import simpy
+from simpy.events import NORMAL
 
 from sim.assessment.base import Assessment, Assessor
 from sim.backends import (
@@ -147,6 +150,44 @@ class _Masp:
         self.down: FaultTimeline | None = None
         self.gpus_down: list[FaultTimeline] | None = None
         self.links_down: FaultTimeline | None = None
+
+
+class _EpochEnvironment(simpy.Environment):
+    """A SimPy environment with a hook run before each event (``before_event(time of the next event)``) and
+    events at an absolute time: ``timeout_until(t)`` fires at ``t`` exactly (``now + (t - now)`` need not be
+    ``t`` in floating point). The world evaluates the statistical epochs it has started here, several at once
+    (:meth:`World._statistical_rounds`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.before_event: Callable[[float], None] | None = None
+
+    def step(self) -> None:
+        if self.before_event is not None:
+            self.before_event(self.peek())
+        super().step()
+
+    def timeout_until(self, t: float) -> simpy.Event:
+        if t < self._now:
+            raise ValueError(f"time {t} is before now ({self._now})")
+        event = simpy.Event(self)
+        event._ok, event._value = True, None  # as simpy.Timeout initialises itself
+        heapq.heappush(self._queue, (t, NORMAL, next(self._eid), event))
+        return event
+
+
+@dataclass
+class _EpochStart:
+    """A statistical epoch as decided: its MASP, users, images and powers sent per user, the prompt strategies
+    and the decision time (``evaluated`` fires with its outcomes when the world evaluates it)."""
+
+    masp: Any
+    batch: list
+    n_images: np.ndarray
+    power: np.ndarray
+    strategies: list[int]
+    t_decision: float
+    evaluated: Any = None
 
 
 class _RoundDraws:
@@ -262,7 +303,7 @@ class World:
         )
         self.prompt_agent = prompt_agent or build_prompt_agent(pr.name, pr.params, context, self.streams.rng("prompt_agent"))
 
-        self.env = simpy.Environment()
+        self.env = _EpochEnvironment()
         faults = scenario.faults
         #: The scenario's faults, or ``None`` when it has none (the world then runs exactly as without the section).
         self.faults = faults if faults.any else None
@@ -299,6 +340,19 @@ class World:
         self.external_decisions = bool(external_decisions)
         self.decision_requests: list[DecisionRequest] = []
         self.decision_requested = self.env.event()
+        #: Whether statistical epochs are evaluated several at once (:meth:`_statistical_rounds`): when the MASPs
+        #: are independent of each other (nearest association, agents that decide from each observation alone,
+        #: no faults, decisions not from outside), so that nothing but the epoch itself reads its outcome
+        #: before it ends.
+        self.evaluates_epochs_together = bool(
+            self.statistical and self.faults is None and not self.external_decisions
+            and scenario.service.association == "nearest"
+            and getattr(self.provisioning_agent, "per_observation", False)
+            and getattr(self.prompt_agent, "per_observation", False))
+        self._started_epochs: list[_EpochStart] = []
+        self._evaluate_by = math.inf
+        if self.evaluates_epochs_together:
+            self.env.before_event = self._before_event
 
     def set_sink(self, sink) -> None:
         """Send every record to ``sink`` (``add_image``, ``add_round``, ``add_user``) instead of keeping it;
@@ -711,33 +765,49 @@ class World:
         """The draws of the users' current rounds, one row each (:class:`_RoundDraws`)."""
         return self._draws.rows([u.user_id for u in batch], [u.rounds_done for u in batch])
 
-    def _statistical_epoch(self, masp: _Masp, batch: list[User], n_images, power, strategies):
-        """Every round of an epoch in the statistical delivery mode, at once (:func:`sim.model.service.image_outcomes`).
+    def _statistical_epochs(self, epochs: list[_EpochStart]) -> list[tuple]:
+        """Every round of some epochs in the statistical delivery mode, at once (:func:`sim.model.service.image_outcomes`
+        over an axis of epochs, each padded to the largest with users that get no image).
 
         Each user's round has its own draws (:class:`_RoundDraws`: the shadowing and, for ``N_max`` images, of
         which the first ``N_i`` are used, so a decision never shifts anyone's draws, the fading gains, the
         generation scores' normals, the damage uniforms and the bit-error uniforms). Images queue FIFO on the
-        MASP's GPUs user by user, as in the bytes mode. Records the images (as columns) and returns ``(best round
-        score, latency from the decision, undecodable images, shadowing, the epoch's column entry)`` per user.
+        MASP's GPUs user by user, as in the bytes mode. Records the images (as columns) and returns, per epoch,
+        ``(best round score, latency from the decision, undecodable images, the epoch's column entry)`` per user.
+        With faults it takes one epoch, evaluated when it starts.
         """
         k = self._k_max
-        n = np.asarray(n_images, dtype=np.int64)
-        draws = self._round_draws(batch)
-        shadow = draws[:, 0]
-        fading = draws[:, 1:1 + k]
-        normals = draws[:, 1 + k:1 + 2 * k]
-        uniforms = draws[:, 1 + 2 * k:1 + 3 * k]
+        sizes = [len(e.batch) for e in epochs]
+        users = [u for e in epochs for u in e.batch]
+        draws = self._draws.rows([u.user_id for u in users], [u.rounds_done for u in users])
         key = self.generator.prompt_effect_key
         mean = self.quality.prompt_mean_score
-        gen = self.quality.scores_from_normals(
-            np.array([mean(user.prompt, strategies[i], key) for i, user in enumerate(batch)])[:, None], normals)
-        d = np.array([u.distance_m for u in batch])
+        means = np.array([mean(u.prompt, s, key) for e in epochs for u, s in zip(e.batch, e.strategies)])
+        gen = self.quality.scores_from_normals(means[:, None], draws[:, 1 + k:1 + 2 * k])
+        n = np.concatenate([e.n_images for e in epochs])
+        power = np.concatenate([e.power for e in epochs])
+        d = np.array([u.distance_m for u in users])
+        real = None
+        if len(epochs) > 1:  # (epochs, users): the users each epoch lacks get no image (they change nobody's queue)
+            real = np.arange(max(sizes)) < np.array(sizes)[:, None]
+
+            def pad(values, fill):
+                out = np.full(real.shape + values.shape[1:], fill, dtype=values.dtype)
+                out[real] = values
+                return out
+
+            args = (pad(n, 0), pad(power, 0.0), pad(d, 1.0), pad(draws[:, 0], 0.0), pad(draws[:, 1:1 + k], 1.0),
+                    pad(gen, 0.0), pad(draws[:, 1 + 2 * k:1 + 3 * k], 1.0))
+        else:
+            args = (n, power, d, draws[:, 0], draws[:, 1:1 + k], gen, draws[:, 1 + 2 * k:1 + 3 * k])
+        masp = epochs[0].masp
         done, gpu_lost = self._gpu_done_times(masp, n, k) if masp.gpus_down is not None else (None, None)
-        img = service.image_outcomes(self.models, n, power, d, shadow, fading, gen, uniforms, self._image_bits,
-                                     done_s=done)
+        img = service.image_outcomes(self.models, *args, self._image_bits, done_s=done)
+        if real is not None:  # back to one row per real user
+            img = service.ImageOutcomes(*(getattr(img, f.name)[real] for f in dataclasses.fields(img)))
         lost = unscored = None
         if self.faults is not None:
-            img, lost, unscored = self._statistical_faults(masp, batch, n, img, gpu_lost)
+            img, lost, unscored = self._statistical_faults(masp, epochs[0].batch, n, img, gpu_lost)
         best, latency = service.round_results(n, img)
         used = np.arange(k) < n[:, None]
         broken = ~img.decodable & used
@@ -749,24 +819,62 @@ class World:
         else:
             self.image_tally.add(int(broken.sum()), 0, img.ber[used])
         self._images_requested += int(n.sum())
-        images = {"done_s": img.done_s, "arrival_s": img.arrival_s, "transmission_time_s": img.transmission_s,
-                  "fading_gain": fading, "snr": img.snr, "ber": img.ber, "generation_score": gen,
-                  "received_score": img.received, "decodable": img.decodable, "bit_uniform": draws[:, 1 + 3 * k:]}
-        users = {"user_id": [u.user_id for u in batch], "round_index": [u.rounds_done for u in batch],
-                 "strategy": strategies, "n_images": n, "power_w": power, "shadowing_db": shadow}
-        entry = self._columns.add_images(masp.name, self.env.now, self.scenario.generator.inference_time_s,
-                                         self._image_bits, users, images, lost, unscored)
-        return best, latency, broken.sum(axis=1), shadow, entry
+        undecodable = broken.sum(axis=1)
+        t_gen = self.scenario.generator.inference_time_s
+        out = []
+        for e, (a, b) in zip(epochs, itertools.pairwise(np.cumsum([0, *sizes]).tolist())):
+            rows = slice(a, b)
+            images = {"done_s": img.done_s[rows], "arrival_s": img.arrival_s[rows],
+                      "transmission_time_s": img.transmission_s[rows], "fading_gain": draws[rows, 1:1 + k],
+                      "snr": img.snr[rows], "ber": img.ber[rows], "generation_score": gen[rows],
+                      "received_score": img.received[rows], "decodable": img.decodable[rows],
+                      "bit_uniform": draws[rows, 1 + 3 * k:]}
+            user_columns = {"user_id": [u.user_id for u in e.batch], "round_index": [u.rounds_done for u in e.batch],
+                            "strategy": e.strategies, "n_images": e.n_images, "power_w": e.power,
+                            "shadowing_db": draws[rows, 0]}
+            entry = self._columns.add_images(e.masp.name, e.t_decision, t_gen, self._image_bits, user_columns, images,
+                                             lost, unscored)
+            out.append((best[rows], latency[rows], undecodable[rows], entry))
+        return out
+
+    def _evaluate_started_epochs(self) -> None:
+        """Evaluate the epochs started and not evaluated yet, in one call (:meth:`_statistical_epochs`), and resume
+        them: their users then wait for their images until their epochs end."""
+        started, self._started_epochs = self._started_epochs, []
+        self._evaluate_by = math.inf
+        for epoch, result in zip(started, self._statistical_epochs(started)):
+            epoch.evaluated.succeed(result)
+
+    def _before_event(self, t_next: float) -> None:
+        """The environment's hook before each event: the epochs started must be evaluated before the simulation
+        reaches the earliest time one of them could end (:class:`_EpochEnvironment`)."""
+        if self._started_epochs and t_next >= self._evaluate_by:
+            self._evaluate_started_epochs()
 
     def _statistical_rounds(self, masp: _Masp, batch: list[User], decision: Provision, requested, power,
                             budget_broken: bool, strategies: list[int], t_decision: float):
-        """A statistical epoch (:meth:`_statistical_epoch`), its wait for the last image and its rounds' records,
+        """A statistical epoch (:meth:`_statistical_epochs`), its wait for the last image and its rounds' records,
         kept as columns (:class:`~sim.world.records.EpochColumns`, which scores their utility, eq. 22a, for many
-        epochs at once with the shared QoE code, :func:`sim.model.qoe.user_utilities`)."""
+        epochs at once with the shared QoE code, :func:`sim.model.qoe.user_utilities`).
+
+        When the MASPs are independent (:attr:`evaluates_epochs_together`), an epoch is not evaluated when it
+        starts: it joins the epochs started and not yet evaluated, which are evaluated together just before the
+        simulation reaches the earliest time any of them could end (its last image's GPU completion time, a lower
+        bound of its wait). The MASPs' epochs overlap in time, so each call evaluates several of them; every draw
+        is the user's and round's own, so the outcomes and records are those of evaluating each epoch alone.
+        """
         n = np.asarray(decision.n_images, dtype=np.int64)
-        best, latency, undecodable, shadow, entry = self._statistical_epoch(masp, batch, n, power, strategies)
-        wait = float(latency.max())
-        yield self.env.timeout(wait)
+        epoch = _EpochStart(masp, batch, n, np.asarray(power, dtype=float), strategies, t_decision, None)
+        if self.evaluates_epochs_together:
+            epoch.evaluated = self.env.event()
+            self._started_epochs.append(epoch)
+            earliest_end = t_decision + float(self.models.gpu_completion_times(n).max(initial=0.0))
+            self._evaluate_by = min(self._evaluate_by, earliest_end)
+            best, latency, undecodable, entry = yield epoch.evaluated
+            yield self.env.timeout_until(t_decision + float(latency.max()))
+        else:
+            best, latency, undecodable, entry = self._statistical_epochs([epoch])[0]
+            yield self.env.timeout(float(latency.max()))
         t_request = np.array([u.request_s for u in batch])
         t_done = t_decision + latency
         since_request = t_done - t_request
@@ -815,6 +923,8 @@ class World:
         """Hand the statistical epochs' records held as columns on: to the sink (as columns when it takes them,
         else record by record) or to the in-memory record lists; ``under_way``: also the images of epochs not
         yet over (their rounds follow when they end)."""
+        if under_way and self._started_epochs:  # their images are under way too
+            self._evaluate_started_epochs()
         images, rounds = self._columns.take(under_way)
         if images is None and rounds is None:
             return
