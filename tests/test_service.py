@@ -164,3 +164,9 @@ def test_image_ber_per_user_spreads_to_the_per_image_ber():
     assert spread(per_user, fading.shape).tolist() == per_image.tolist()
     block = image_ber(ch, "block_fading", p, d, x, fading, per_image=False)
     assert block.shape == (2, 5)  # block fading: every image its own BER whatever is asked
+
+
+@given(st.lists(st.integers(min_value=0, max_value=8), min_size=1, max_size=6), st.integers(min_value=1, max_value=4))
+def test_the_last_image_done_is_the_latest_gpu_completion(n_images, gpus):
+    latest = float(service.gpu_completion_times(n_images, gpus, 2.5).max())
+    assert service.last_image_done_s(sum(n_images), gpus, 2.5) == latest

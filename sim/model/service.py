@@ -75,6 +75,13 @@ def transmitted_powers(requested_w: ArrayLike, p_total_w: float) -> tuple[np.nda
     return requested, False
 
 
+def last_image_done_s(n_images: int, gpus: int, inference_time_s: float) -> float:
+    """When the last of ``n_images`` images queued FIFO on ``gpus`` GPUs leaves them (0 with none): the latest of
+    :func:`gpu_completion_times`, and a lower bound of how long the epoch's users wait for their images."""
+    n = int(n_images)
+    return ((n - 1) // int(gpus) + 1) * float(inference_time_s) if n > 0 else 0.0
+
+
 def image_done_times(n_images: ArrayLike, gpus: int, inference_time_s: float, k_max: int | None = None) -> np.ndarray:
     """When each image leaves the FIFO GPU queue: shape ``(..., users, k_max)``; column ``k`` is image ``k`` of a user.
 
@@ -279,6 +286,10 @@ class ServiceModels:
         """:func:`gpu_completion_times` on this MASP's queue."""
         return gpu_completion_times(n_images, self.gpus, self.inference_time_s)
 
+    def last_image_done_s(self, n_images: int) -> float:
+        """:func:`last_image_done_s` on this MASP's queue."""
+        return last_image_done_s(n_images, self.gpus, self.inference_time_s)
+
     def image_done_times(self, n_images, k_max: int | None = None) -> np.ndarray:
         """:func:`image_done_times` on this MASP's queue."""
         return image_done_times(n_images, self.gpus, self.inference_time_s, k_max)
@@ -297,6 +308,7 @@ __all__ = [
     "image_ber",
     "image_done_times",
     "image_outcomes",
+    "last_image_done_s",
     "received_scores",
     "round_outcomes",
     "round_results",

@@ -868,7 +868,7 @@ class World:
         if self.evaluates_epochs_together:
             epoch.evaluated = self.env.event()
             self._started_epochs.append(epoch)
-            earliest_end = t_decision + float(self.models.gpu_completion_times(n).max(initial=0.0))
+            earliest_end = t_decision + self.models.last_image_done_s(int(n.sum()))
             self._evaluate_by = min(self._evaluate_by, earliest_end)
             best, latency, undecodable, entry = yield epoch.evaluated
             yield self.env.timeout_until(t_decision + float(latency.max()))
