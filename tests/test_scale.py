@@ -243,3 +243,42 @@ def test_trace_tables_dictionary_encode_their_text_columns_only(tmp_path):
     encodings = {meta.schema.column(i).name: meta.row_group(0).column(i).encodings for i in range(meta.num_columns)}
     assert any("DICTIONARY" in e or "RLE_DICTIONARY" in e for e in encodings["masp"])
     assert not any("DICTIONARY" in e for e in encodings["snr_db"])
+
+
+@pytest.mark.parametrize("horizon_s", [None, 400.0])
+def test_epochs_evaluated_together_give_the_records_of_one_at_a_time(horizon_s):
+    """Evaluating the MASPs' started epochs together (the statistical world's default when the MASPs are
+    independent) gives exactly the summary and records of evaluating each epoch when it starts."""
+    sc = _scenario(120, horizon_s=horizon_s)
+    extra = [sc.masps[0].model_copy(update={"name": f"m{k}", "position_m": [float(60 * k), 90.0]}) for k in range(2)]
+    sc = sc.model_copy(update={"masps": [*sc.masps, *extra]})
+    together = World(sc, seed=4)
+    assert together.evaluates_epochs_together
+    calls = []
+    evaluate = together._statistical_epochs
+
+    def counted(epochs):
+        calls.append(len(epochs))
+        return evaluate(epochs)
+
+    together._statistical_epochs = counted
+    alone = World(sc, seed=4)
+    alone.evaluates_epochs_together = False
+    alone.env.before_event = None
+    a, b = together.run(), alone.run()
+    assert max(calls) > 1 and sum(calls) > len(calls)  # several epochs per call
+    assert a.summary == b.summary
+    assert a.users == b.users
+    pd.testing.assert_frame_equal(trace_frame(a.images, a.rounds), trace_frame(b.images, b.rounds))
+
+
+def test_epochs_are_evaluated_one_at_a_time_when_the_masps_are_not_independent():
+    sc = _scenario(10)
+    assert World(sc, seed=0).evaluates_epochs_together
+    least_loaded = sc.model_copy(update={"service": sc.service.model_copy(update={"association": "least_loaded"})})
+    assert not World(least_loaded, seed=0).evaluates_epochs_together
+    random_agent = sc.model_copy(update={"provisioning_agent": sc.provisioning_agent.model_copy(
+        update={"name": "random", "params": {}})})
+    assert not World(random_agent, seed=0).evaluates_epochs_together
+    assert not World(sc, seed=0, external_decisions=True).evaluates_epochs_together
+    assert not World(_scenario(10, delivery="bytes"), seed=0).evaluates_epochs_together

@@ -776,6 +776,8 @@ class World:
         ``(best round score, latency from the decision, undecodable images, the epoch's column entry)`` per user.
         With faults it takes one epoch, evaluated when it starts.
         """
+        if len(epochs) > 1 and (self.faults is not None or not self.evaluates_epochs_together):
+            raise RuntimeError("epochs are evaluated together only when the MASPs are independent and nothing fails")
         k = self._k_max
         sizes = [len(e.batch) for e in epochs]
         users = [u for e in epochs for u in e.batch]
