@@ -282,3 +282,27 @@ def test_epochs_are_evaluated_one_at_a_time_when_the_masps_are_not_independent()
     assert not World(random_agent, seed=0).evaluates_epochs_together
     assert not World(sc, seed=0, external_decisions=True).evaluates_epochs_together
     assert not World(_scenario(10, delivery="bytes"), seed=0).evaluates_epochs_together
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.integers(min_value=2, max_value=4), st.integers(min_value=1, max_value=3),
+       st.sampled_from(["poisson", "batch"]), st.booleans(), st.integers(min_value=5, max_value=40),
+       st.integers(min_value=0, max_value=10_000))
+def test_epochs_together_equal_one_at_a_time_on_random_worlds(masps, gpus, process, ideal_link, n_users, seed):
+    """Simultaneous events included (batch arrivals, a link with no transmission time: epochs of MASPs end at
+    the same instants), evaluating started epochs together changes no summary, user or record."""
+    sc = _scenario(n_users)
+    base = sc.masps[0]
+    sc = sc.model_copy(update={
+        "masps": [base.model_copy(update={"name": f"m{k}", "gpus": gpus, "position_m": [80.0 * k, 0.0]})
+                  for k in range(masps)],
+        "arrivals": sc.arrivals.model_copy(update={"process": process}),
+        "channel": sc.channel.model_copy(update={"bandwidth_hz": None if ideal_link else sc.channel.bandwidth_hz}),
+    })
+    together, alone = World(sc, seed=seed), World(sc, seed=seed)
+    assert together.evaluates_epochs_together
+    alone.evaluates_epochs_together = False
+    alone.env.before_event = None
+    a, b = together.run(), alone.run()
+    assert a.summary == b.summary and a.users == b.users
+    pd.testing.assert_frame_equal(trace_frame(a.images, a.rounds), trace_frame(b.images, b.rounds))
