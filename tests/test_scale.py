@@ -220,8 +220,8 @@ def test_statistical_round_records_score_utility_as_the_epochs_do():
         assert epoch.utility.tolist() == expected.per_user_penalised.tolist()
     assert 0 < broken < rounds.groupby(["masp", "epoch"]).ngroups
     users = pd.DataFrame([u.__dict__ for u in result.users]).set_index("user_id")
-    total_cost = rounds.groupby("user_id").cost.apply(lambda c: sum(c.tolist()))
-    assert total_cost.round(12).tolist() == users.loc[total_cost.index, "cost"].round(12).tolist()
+    total_cost = rounds.groupby("user_id").cost.apply(lambda c: sum(c.tolist()))  # round by round, as the world adds
+    assert total_cost.tolist() == users.loc[total_cost.index, "cost"].tolist()
 
 
 def test_a_shard_keeps_its_users_draws_and_draws_them_the_same():
@@ -241,7 +241,7 @@ def test_trace_tables_dictionary_encode_their_text_columns_only(tmp_path):
         world.run()
     meta = pq.ParquetFile(tmp_path / "trace.parquet").metadata
     encodings = {meta.schema.column(i).name: meta.row_group(0).column(i).encodings for i in range(meta.num_columns)}
-    assert any("DICTIONARY" in e or "RLE_DICTIONARY" in e for e in encodings["masp"])
+    assert any("DICTIONARY" in e for e in encodings["masp"])
     assert not any("DICTIONARY" in e for e in encodings["snr_db"])
 
 

@@ -75,11 +75,17 @@ def transmitted_powers(requested_w: ArrayLike, p_total_w: float) -> tuple[np.nda
     return requested, False
 
 
+def _leaves_gpus_s(position, gpus: int, inference_time_s: float):
+    """When the image at ``position`` (0-based, an int or an integer array) of a FIFO queue on ``gpus`` GPUs taking
+    ``inference_time_s`` each leaves them: ``(position // gpus + 1) T``, the queue rule every function below uses."""
+    return (position // int(gpus) + 1) * float(inference_time_s)
+
+
 def last_image_done_s(n_images: int, gpus: int, inference_time_s: float) -> float:
     """When the last of ``n_images`` images queued FIFO on ``gpus`` GPUs leaves them (0 with none): the latest of
     :func:`gpu_completion_times`, and a lower bound of how long the epoch's users wait for their images."""
     n = int(n_images)
-    return ((n - 1) // int(gpus) + 1) * float(inference_time_s) if n > 0 else 0.0
+    return _leaves_gpus_s(n - 1, gpus, inference_time_s) if n > 0 else 0.0
 
 
 def image_done_times(n_images: ArrayLike, gpus: int, inference_time_s: float, k_max: int | None = None) -> np.ndarray:
@@ -92,14 +98,14 @@ def image_done_times(n_images: ArrayLike, gpus: int, inference_time_s: float, k_
     n = np.asarray(n_images, dtype=int)
     k = int(n.max(initial=0) if k_max is None else k_max)
     first = np.cumsum(n, axis=-1) - n  # images queued before each user's first
-    return ((first[..., None] + np.arange(k)) // int(gpus) + 1) * float(inference_time_s)
+    return _leaves_gpus_s(first[..., None] + np.arange(k), gpus, inference_time_s)
 
 
 def gpu_completion_times(n_images: ArrayLike, gpus: int, inference_time_s: float) -> np.ndarray:
     """When every user's last image leaves the FIFO queue of ``gpus`` GPUs (0 for a user with no image)."""
     n = np.asarray(n_images, dtype=int)
     last = np.cumsum(n, axis=-1) - 1
-    return np.where(n > 0, (last // int(gpus) + 1) * float(inference_time_s), 0.0)
+    return np.where(n > 0, _leaves_gpus_s(last, gpus, inference_time_s), 0.0)
 
 
 def image_ber(

@@ -351,6 +351,9 @@ class World:
             and getattr(self.prompt_agent, "per_observation", False))
         self._started_epochs: list[_EpochStart] = []
         self._evaluate_by = math.inf
+        #: Epochs evaluated together so far, and the calls that evaluated them (``scripts/bench_world.py`` reports
+        #: the mean).
+        self.epochs_evaluated = self.evaluation_calls = 0
         if self.evaluates_epochs_together:
             self.env.before_event = self._before_event
 
@@ -761,10 +764,6 @@ class World:
             else:
                 self._enqueue(masp, user)
 
-    def _round_draws(self, batch: list[User]) -> np.ndarray:
-        """The draws of the users' current rounds, one row each (:class:`_RoundDraws`)."""
-        return self._draws.rows([u.user_id for u in batch], [u.rounds_done for u in batch])
-
     def _statistical_epochs(self, epochs: list[_EpochStart]) -> list[tuple]:
         """Every round of some epochs in the statistical delivery mode, at once (:func:`sim.model.service.image_outcomes`
         over an axis of epochs, each padded to the largest with users that get no image).
@@ -844,6 +843,8 @@ class World:
         them: their users then wait for their images until their epochs end."""
         started, self._started_epochs = self._started_epochs, []
         self._evaluate_by = math.inf
+        self.epochs_evaluated += len(started)
+        self.evaluation_calls += 1
         for epoch, result in zip(started, self._statistical_epochs(started)):
             epoch.evaluated.succeed(result)
 
