@@ -127,6 +127,8 @@ class OracleProvisioning(ProvisioningAgent):
         self.channel = self.models.channel
         self.quality = self.models.quality
         self.params = self.models.qoe
+        #: Each MASP's GPU count (its queue's rule), by name: the models are the first MASP's.
+        self._gpus = {m.name: int(m.gpus) for m in scenario.masps}
         self.power_grid = int(power_grid)
         self.max_combos = int(max_combos)
         self.polish = bool(polish)
@@ -183,9 +185,15 @@ class OracleProvisioning(ProvisioningAgent):
         ps = np.stack([1.0 - np.einsum("pxu,xu->p", f_thr**nk, wq) for nk in n])
         return eh, eh_pos, ps
 
-    def _latency(self, n_images: np.ndarray, power_w: np.ndarray, distances: np.ndarray) -> np.ndarray:
-        """Latency per user (broadcasts over leading axes of ``n_images``): FIFO GPU time + median-SNR transmission."""
-        gen = self.models.gpu_completion_times(n_images)
+    def _gpu_done(self, n_images: np.ndarray, masp: str) -> np.ndarray:
+        """When each user's last image leaves the GPUs of MASP ``masp`` (FIFO, user by user)."""
+        gpus = self._gpus.get(masp, self.models.gpus)
+        return service.gpu_completion_times(n_images, gpus, self.models.inference_time_s)
+
+    def _latency(self, n_images: np.ndarray, power_w: np.ndarray, distances: np.ndarray, masp: str) -> np.ndarray:
+        """Latency per user (broadcasts over leading axes of ``n_images``): FIFO GPU time on MASP ``masp`` +
+        median-SNR transmission."""
+        gen = self._gpu_done(n_images, masp)
         tx = self._median_delay(power_w, distances)
         return np.where(n_images > 0, gen + tx, 0.0)
 
@@ -204,7 +212,7 @@ class OracleProvisioning(ProvisioningAgent):
         power, violation = service.transmitted_powers(requested, p_total)
         d = np.asarray(obs.distances_m, dtype=float)
         thr = np.asarray(obs.thresholds, dtype=float)
-        latency = self._latency(n, power, d)
+        latency = self._latency(n, power, d, obs.masp)
         value = 0.0
         for i in range(obs.n_users):
             if n[i] >= 1:
@@ -245,7 +253,7 @@ class OracleProvisioning(ProvisioningAgent):
         d = np.asarray(obs.distances_m, dtype=float)
         g = len(grid)
         # latency: FIFO GPU completion (C, Q) + transmission at the median SNR of each grid power (Q, G)
-        gen = self.models.gpu_completion_times(combos)
+        gen = self._gpu_done(combos, obs.masp)
         tx = self._median_delay(grid[None, :], d[:, None])
         latency = gen[..., None] + tx[None]  # (C, Q, G)
         users = np.arange(q)

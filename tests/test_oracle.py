@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -103,3 +105,21 @@ def test_oracle_in_world_beats_static(scenario):
         return np.mean([np.mean([r.utility for r in run.rounds if r.round_index == 0]) for run in runs])
 
     assert first_round_utility("oracle") > first_round_utility("static")
+
+
+def test_oracle_plans_on_the_gpus_of_the_masp_it_decides_for(scenario):
+    """The oracle's models are the first MASP's; the GPU queue it plans with is the observed MASP's own."""
+    env = ProvisioningEnv(scenario, strategy=6)
+    env.reset(seed=2)
+    obs = env.current_observation
+    base = scenario.masps[0]
+    one, four = base.model_copy(update={"name": "one", "gpus": 1}), base.model_copy(update={"name": "four", "gpus": 4})
+    first_one = _agent(scenario.model_copy(update={"masps": [one, four]}), "oracle", strategy=6, polish=False)
+    first_four = _agent(scenario.model_copy(update={"masps": [four, one]}), "oracle", strategy=6, polish=False)
+    at = {name: dataclasses.replace(obs, masp=name) for name in ("one", "four")}
+    for name in ("one", "four"):
+        decision, same = first_one.decide(at[name]), first_four.decide(at[name])
+        assert (decision.n_images.tolist(), decision.power_w.tolist()) == (same.n_images.tolist(), same.power_w.tolist())
+        assert first_one.expected_utility(at[name], decision) == first_four.expected_utility(at[name], decision)
+    decision = Provision(np.full(obs.n_users, 4), np.full(obs.n_users, obs.p_total_w / obs.n_users))
+    assert first_one.expected_utility(at["four"], decision) > first_one.expected_utility(at["one"], decision)

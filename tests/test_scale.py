@@ -235,6 +235,25 @@ def test_a_shard_keeps_its_users_draws_and_draws_them_the_same():
         assert a.position_m.tolist() == b.position_m.tolist()
 
 
+@pytest.mark.parametrize("twins", [False, True])
+def test_a_shards_users_are_those_whose_nearest_masp_it_simulates(twins):
+    """The shard picks its users with distances computed for many users at once; ties (two MASPs at one place,
+    users within 1 m of two MASPs) go as :meth:`World._nearest` sends them: to the first MASP in scenario order."""
+    scenario = _scenario(400)
+    masps = [m.model_copy(update={"position_m": [0.0, 0.0] if twins else m.position_m}) for m in scenario.masps]
+    users = scenario.users.model_copy(update={"distance_m": scenario.users.distance_m.model_copy(
+        update={"low": 0.0 if twins else 40.0, "high": 0.5 if twins else 160.0})})
+    scenario = scenario.model_copy(update={"masps": masps, "users": users})
+    whole = World(scenario, seed=5)
+    expected = {m.name: [] for m in whole.masps}
+    for u in range(whole.n_users):
+        expected[whole._nearest(whole.draw_user(u).position_m).name].append(u)
+    if twins:
+        assert expected[whole.masps[0].name] == list(range(whole.n_users))
+    for name, users_of in expected.items():
+        assert World(scenario, seed=5, only_masps=[name])._user_ids.tolist() == users_of
+
+
 def test_trace_tables_dictionary_encode_their_text_columns_only(tmp_path):
     world = World(_scenario(30), seed=1)
     with streamed(world, tmp_path):
@@ -306,3 +325,24 @@ def test_epochs_together_equal_one_at_a_time_on_random_worlds(masps, gpus, proce
     a, b = together.run(), alone.run()
     assert a.summary == b.summary and a.users == b.users
     pd.testing.assert_frame_equal(trace_frame(a.images, a.rounds), trace_frame(b.images, b.rounds))
+
+
+@pytest.mark.parametrize("delivery", ["statistical", "bytes"])
+def test_each_masps_images_queue_on_its_own_gpus(delivery):
+    """MASPs with 1 and 3 GPUs: every image leaves its MASP's FIFO queue at (position // gpus + 1) T, in both
+    delivery modes (the statistical epochs of both MASPs evaluated together)."""
+    scenario = _scenario(24, delivery)
+    gpus = {scenario.masps[0].name: 1, scenario.masps[1].name: 3}
+    masps = [m.model_copy(update={"gpus": gpus[m.name], "max_users_per_epoch": 1}) for m in scenario.masps]
+    scenario = scenario.model_copy(update={"masps": masps})
+    world = World(scenario, seed=2)
+    result = world.run()
+    if delivery == "statistical":
+        assert world.evaluates_epochs_together and world.epochs_evaluated > world.evaluation_calls
+    t = scenario.generator.inference_time_s
+    seen = set()
+    for image in result.images:
+        expected = (image.image_index // gpus[image.masp] + 1) * t
+        assert image.t_generation_end_s - image.t_queued_s == pytest.approx(expected, abs=1e-9)
+        seen.add(image.masp)
+    assert seen == set(gpus)

@@ -99,6 +99,8 @@ def linear_to_db(x: ArrayLike) -> np.ndarray:
     >>> print(linear_to_db([1.0, 100.0, 0.0]))
     [  0.  20. -inf]
     """
+    if type(x) in (float, np.float64) and x > 0:  # one positive number: no array, no error state to set
+        return 10.0 * np.log10(x)
     x = _as_float(x)
     _require(~(x < 0), "a linear power ratio must be >= 0")
     with np.errstate(divide="ignore"):
@@ -185,6 +187,14 @@ def received_snr(
 def _snr(power_w: ArrayLike, distance_m: ArrayLike, eps, n0, shadowing_db: ArrayLike, fading_gain: ArrayLike):
     """:func:`received_snr` for a path-loss exponent and noise power already checked (a :class:`ChannelParams`'):
     the arrays are checked here in one pass each."""
+    if (type(power_w) is float and type(distance_m) is float and type(fading_gain) is float  # noqa: E721
+            and type(shadowing_db) is float and power_w >= 0 and fading_gain >= 0  # noqa: E721
+            and 0 < distance_m < math.inf):  # plain numbers (a user's mean SNR): the same ufuncs, no arrays
+        large_scale = np.power(distance_m, -eps)
+        if shadowing_db != 0.0:
+            with np.errstate(over="ignore"):
+                large_scale = large_scale * np.power(10.0, shadowing_db / 10.0)
+        return power_w * fading_gain * large_scale / n0
     p = _as_float(power_w)
     # a plain float gain (e.g. the channel's Omega) is checked without making an array of it
     g = fading_gain if type(fading_gain) is float else _as_float(fading_gain)  # noqa: E721

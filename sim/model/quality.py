@@ -135,7 +135,8 @@ def prompt_complexity(prompt: str) -> float:
 
 
 @lru_cache(maxsize=65536)
-def _cached_complexity(prompt: str) -> float:
+def prompt_complexity_cached(prompt: str) -> float:
+    """:func:`prompt_complexity`, remembered for the last 65,536 prompts (the world asks it of every user)."""
     return prompt_complexity(prompt)
 
 
@@ -733,7 +734,7 @@ class QualityModel:
         the complexity mean and :meth:`text_effect_z` known; unknown, and integrated by Gauss-Hermite quadrature
         (one draw shared by the ``n`` images), the rest of the strategy's prompt-specific effect and, unless
         ``prompt_offset`` gives it, the prompt's own offset ``u_p``. An array of thresholds gives one chance each."""
-        mu = (float(self.mean_score(_cached_complexity(prompt), strategy)) + (prompt_offset or 0.0)
+        mu = (float(self.mean_score(prompt_complexity_cached(prompt), strategy)) + (prompt_offset or 0.0)
               + self.scale * self.text_effect_z(prompt, strategy))
         sd = math.hypot(self.own_effect_sd(strategy), self.prompt_sd if prompt_offset is None else 0.0)
         thr = np.asarray(threshold, dtype=float)
@@ -777,7 +778,7 @@ class QualityModel:
         mu = self._prompt_means.get(cache_key)
         if mu is None:
             s = int(_strategy_array(strategy))
-            mu = float(self.mean_score(_cached_complexity(prompt), s)) + self.prompt_offset(prompt, key)
+            mu = float(self.mean_score(prompt_complexity_cached(prompt), s)) + self.prompt_offset(prompt, key)
             if s and self.aspect_prompt_sd_z.any():
                 mu += self.scale * self.strategy_effect_z(prompt, s, key)
             if len(self._prompt_means) < 65536:

@@ -75,10 +75,12 @@ def transmitted_powers(requested_w: ArrayLike, p_total_w: float) -> tuple[np.nda
     return requested, False
 
 
-def _leaves_gpus_s(position, gpus: int, inference_time_s: float):
+def _leaves_gpus_s(position, gpus, inference_time_s: float):
     """When the image at ``position`` (0-based, an int or an integer array) of a FIFO queue on ``gpus`` GPUs taking
-    ``inference_time_s`` each leaves them: ``(position // gpus + 1) T``, the queue rule every function below uses."""
-    return (position // int(gpus) + 1) * float(inference_time_s)
+    ``inference_time_s`` each leaves them: ``(position // gpus + 1) T``, the queue rule every function below uses.
+    ``gpus``: an int, or an integer array that broadcasts against ``position`` (queues of different sizes)."""
+    gpus = int(gpus) if np.ndim(gpus) == 0 else np.asarray(gpus, dtype=int)
+    return (position // gpus + 1) * float(inference_time_s)
 
 
 def last_image_done_s(n_images: int, gpus: int, inference_time_s: float) -> float:
@@ -88,16 +90,30 @@ def last_image_done_s(n_images: int, gpus: int, inference_time_s: float) -> floa
     return _leaves_gpus_s(n - 1, gpus, inference_time_s) if n > 0 else 0.0
 
 
-def image_done_times(n_images: ArrayLike, gpus: int, inference_time_s: float, k_max: int | None = None) -> np.ndarray:
+def image_done_times(n_images: ArrayLike, gpus, inference_time_s: float, k_max: int | None = None,
+                     queues: ArrayLike | None = None) -> np.ndarray:
     """When each image leaves the FIFO GPU queue: shape ``(..., users, k_max)``; column ``k`` is image ``k`` of a user.
 
     ``n_images`` has shape ``(..., users)`` (leading axes are independent
     queues). Entries past a user's ``N_i`` images are what an ``N_i + 1``-th
     image would get if it were queued right after them (callers mask them out).
+    ``queues`` (one axis of users only): how many consecutive users each independent queue holds (e.g. the
+    epochs of several MASPs side by side), and then ``gpus`` may give each user its queue's GPU count.
+
+    >>> image_done_times([2, 1, 3], 2, 1.0, queues=[2, 1]).tolist()  # queue 1: users 0-1; queue 2: user 2
+    [[1.0, 1.0, 2.0], [2.0, 2.0, 3.0], [1.0, 1.0, 2.0]]
     """
     n = np.asarray(n_images, dtype=int)
     k = int(n.max(initial=0) if k_max is None else k_max)
     first = np.cumsum(n, axis=-1) - n  # images queued before each user's first
+    if queues is not None:
+        sizes = np.asarray(queues, dtype=int)
+        if n.ndim != 1 or sizes.sum() != n.size or (sizes < 0).any():
+            raise ValueError(f"queues must split the {n.shape} users into consecutive groups, got {sizes.tolist()}")
+        heads = np.cumsum(sizes) - sizes  # each queue's first user
+        first = first - np.repeat(first[np.minimum(heads, max(n.size - 1, 0))] if n.size else first, sizes)
+    if np.ndim(gpus):
+        gpus = np.asarray(gpus, dtype=int)[..., None]
     return _leaves_gpus_s(first[..., None] + np.arange(k), gpus, inference_time_s)
 
 

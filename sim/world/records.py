@@ -508,19 +508,31 @@ def conservation_line(books: dict[str, Any]) -> str:
 class EpochColumns:
     """The records of statistical decision epochs, kept as columns instead of one object per image and round.
 
-    An epoch's images are added when it starts (:meth:`add_images`: per user ``(q,)``, per image
-    ``(q, k_max)`` arrays, of which each user's first ``N_i`` images are used), its rounds when it ends
-    (:meth:`add_rounds`). :meth:`take` returns what was added as two column tables, ``{field: array}`` in
-    :class:`ImageRecord` and :class:`RoundRecord` field order, holding the values the objects would, row for
-    row (images user by user and image by image within an epoch; epochs in order). An epoch still under way
-    stays until its rounds come, unless ``under_way`` (the end of a run: its images are recorded without
-    rounds, as a horizon leaves them). The counts of bits flipped (a trace-only column) are drawn there, for
-    all images at once, from each image's own uniform (:func:`sim.model.channel.binomial_counts`).
-    :func:`records_from_columns` turns the tables into record objects.
+    The epochs evaluated together are added when they start (:meth:`add_images`: per user ``(q,)``, per image
+    ``(q, k_max)`` arrays, of which each user's first ``N_i`` images are used), each epoch's rounds when it
+    ends (:meth:`add_rounds`). Every user's round is one row of growing column buffers, in the order added.
+    :meth:`take` returns what was added as two column tables, ``{field: array}`` in :class:`ImageRecord` and
+    :class:`RoundRecord` field order, holding the values the objects would, row for row (images user by user
+    and image by image within an epoch; epochs in order). An epoch still under way stays until its rounds
+    come, unless ``under_way`` (the end of a run: its images are recorded without rounds, as a horizon leaves
+    them). The counts of bits flipped (a trace-only column) are drawn there, for all images at once, from
+    each image's own uniform (:func:`sim.model.channel.binomial_counts`). :func:`records_from_columns` turns
+    the tables into record objects.
     """
 
     _IMAGE = ("done_s", "arrival_s", "transmission_time_s", "fading_gain", "snr", "ber", "generation_score",
               "received_score", "decodable", "bit_uniform")
+    #: Per-user fields given when an epoch starts, and their types in the records.
+    _USER = {"user_id": np.int64, "round_index": np.int64, "strategy": np.int64, "n_images": np.int64,
+             "power_w": np.float64, "shadowing_db": np.float64}
+    #: Per-user fields given when an epoch ends.
+    _ROUND = {"requested_power_w": np.float64, "t_request_s": np.float64, "distance_m": np.float64,
+              "undecodable": np.int64, "best_round_score": np.float64, "best_score": np.float64,
+              "threshold": np.float64, "satisfied": bool, "latency_s": np.float64, "t_done_s": np.float64}
+    #: The epoch's own values, one per user row; and the rows' state.
+    _EPOCH = {"masp": object, "t0": np.float64, "t_gen": np.float64, "bits": np.int64, "epoch": np.int64,
+              "refined": object, "budget_broken": np.float64, "row_id": np.int64, "has_rounds": bool,
+              "images_taken": bool, "flips_done": bool}
 
     def __init__(self, mean_snr_db, utilities, images: bool = True):
         #: ``mean_snr_db(power_w, distance_m)``: the channel's mean SNR (the round records' ``mean_snr_db``).
@@ -529,193 +541,241 @@ class EpochColumns:
         #: ``(qoe, cost, utility)`` (eq. 22a with its penalties), for many rounds at once.
         self.utilities = utilities
         self.images = bool(images)
-        self._entries: list[dict] = []
+        self._col: dict[str, np.ndarray] = {}
+        self._size = 0  # rows held
+        self._next_id = 0  # the next row's id (ids grow; rows keep their order when finished ones are taken)
+        self._k = 0
         #: Image and round rows held.
         self.rows = 0
 
-    def add_images(self, masp: str, t0: float, t_gen: float, bits: int, user: dict, image: dict, lost=None,
-                   unscored=None) -> dict:
-        """An epoch starts: ``user`` holds ``user_id``, ``round_index``, ``strategy``, ``n_images``, ``power_w`` and
-        ``shadowing_db`` per user, ``image`` every per-image array; ``lost``/``unscored`` the faults' reasons per
-        image (or None). Returns the epoch's entry, for :meth:`add_rounds`."""
-        entry = {"masp": masp, "t0": t0, "t_gen": t_gen, "bits": bits, "user": user, "image": image,
-                 "lost": lost, "unscored": unscored, "rounds": None, "images_taken": not self.images}
-        self._entries.append(entry)
+    def _reserve(self, k: int, extra: int, faults: bool) -> None:
+        """Room for ``extra`` more rows (buffers allocated at first use and doubled as needed)."""
+        if not self._col:
+            self._k = k
+            spec = {**self._USER, **self._ROUND, **self._EPOCH}
+            self._col = {name: np.zeros(256, dtype=dtype) for name, dtype in spec.items()}
+            if self.images:
+                self._col.update({name: np.zeros((256, k), dtype=bool if name == "decodable" else np.float64)
+                                  for name in self._IMAGE})
+                self._col["flips"] = np.zeros((256, k), dtype=np.int64)
+        elif k != self._k:
+            raise ValueError(f"every epoch must have {self._k} image columns, got {k}")
+        if faults and self.images and "lost" not in self._col:  # "" where no fault touched an image
+            rows = len(self._col["row_id"])
+            self._col["lost"] = np.full((rows, k), "", dtype=object)
+            self._col["unscored"] = np.full((rows, k), "", dtype=object)
+        need = self._size + extra
+        capacity = len(self._col["row_id"])
+        if need > capacity:
+            capacity = max(need, 2 * capacity)
+            for name, old in self._col.items():
+                grown = np.full((capacity,) + old.shape[1:], "", dtype=object) if old.dtype == object else \
+                    np.zeros((capacity,) + old.shape[1:], dtype=old.dtype)
+                grown[:self._size] = old[:self._size]
+                self._col[name] = grown
+
+    def add_images(self, epochs: list[tuple[str, float, int]], t_gen: float, bits: int, user: dict, image: dict,
+                   lost=None, unscored=None) -> list[tuple[int, int]]:
+        """Epochs start, evaluated together: ``epochs`` gives each one's ``(MASP, decision time, users)`` in the
+        order of the rows of ``user`` (``user_id``, ``round_index``, ``strategy``, ``n_images``, ``power_w``,
+        ``shadowing_db``: ``(q,)`` over all their users) and ``image`` (every per-image array, ``(q, k_max)``);
+        ``lost``/``unscored`` the faults' reasons per image (or None). Returns each epoch's entry, for
+        :meth:`add_rounds`."""
+        q = len(user["user_id"])
+        k = np.shape(image["ber"])[1]
+        self._reserve(k, q, lost is not None or unscored is not None)
+        col, a = self._col, self._size
+        rows = slice(a, a + q)
+        for name in self._USER:
+            col[name][rows] = user[name]
+        if self.images:
+            for name in self._IMAGE:
+                col[name][rows] = image[name]
+            if "lost" in col:
+                col["lost"][rows] = "" if lost is None else lost
+                col["unscored"][rows] = "" if unscored is None else unscored
+        entries, start = [], a
+        for masp, t0, size in epochs:
+            col["masp"][start:start + size] = masp
+            col["t0"][start:start + size] = t0
+            entries.append((self._next_id + start - a, size))
+            start += size
+        if start != a + q:
+            raise ValueError(f"the epochs have {start - a} users, the columns {q}")
+        col["t_gen"][rows] = t_gen
+        col["bits"][rows] = bits
+        col["row_id"][rows] = np.arange(self._next_id, self._next_id + q)
+        col["has_rounds"][rows] = False
+        col["images_taken"][rows] = not self.images
+        col["flips_done"][rows] = False
+        self._next_id += q
+        self._size += q
         if self.images:
             self.rows += int(np.sum(user["n_images"]))
-        return entry
+        return entries
 
-    def add_rounds(self, entry: dict, epoch: int, refined: list[str], rounds: dict, budget_broken: bool) -> None:
+    def add_rounds(self, entry: tuple[int, int], epoch: int, refined: list[str], rounds: dict,
+                   budget_broken: bool) -> None:
         """The epoch ends: its rounds' fields per user (``requested_power_w``, ``t_request_s``, ``distance_m``,
         ``undecodable``, ``best_round_score``, ``best_score``, ``threshold``, ``satisfied``, ``latency_s``,
         ``t_done_s``) and whether its decision broke the power budget (their ``qoe``, ``cost`` and ``utility``
         follow when they are taken)."""
-        entry["rounds"] = (epoch, refined, rounds)
-        entry["budget_broken"] = bool(budget_broken)
+        first, size = entry
+        col = self._col
+        a = int(np.searchsorted(col["row_id"][:self._size], first))
+        rows = slice(a, a + size)
+        if size and (a + size > self._size or col["row_id"][a] != first or col["has_rounds"][a]):
+            raise ValueError("add_rounds: unknown epoch, or its rounds were added already")
+        for name in self._ROUND:
+            col[name][rows] = rounds[name]
+        col["epoch"][rows] = epoch
+        col["refined"][rows] = refined
+        col["budget_broken"][rows] = float(bool(budget_broken))
+        col["has_rounds"][rows] = True
         self.rows += len(refined)
 
     def take(self, under_way: bool = False) -> tuple[dict[str, np.ndarray] | None, dict[str, np.ndarray] | None]:
         """``(image columns, round columns)`` of what was added since the last call (None where nothing)."""
-        ready = [e for e in self._entries if e["rounds"] is not None or (under_way and not e["images_taken"])]
-        if not ready:
+        n = self._size
+        if n == 0:
             return None, None
-        self._entries = [e for e in self._entries if e["rounds"] is None]
-        self.rows = sum(0 if e["images_taken"] else int(np.sum(e["user"]["n_images"])) for e in self._entries)
-        with_images = [e for e in ready if not e["images_taken"]]
-        with_rounds = [e for e in ready if e["rounds"] is not None]
+        col = self._col
+        has_rounds, taken = col["has_rounds"][:n], col["images_taken"][:n]
+        with_images = ~taken & (has_rounds | under_way)
+        if not (has_rounds.any() or with_images.any()):
+            return None, None
         if self.images:  # every image's bits flipped, drawn once for all of them
-            fresh = [e for e in ready if "flips" not in e]
-            if fresh:
-                flips = self._flips(fresh)[4]
-                for e, part in zip(fresh, np.split(flips, np.cumsum([len(e["user"]["user_id"]) for e in fresh])[:-1])):
-                    e["flips"] = part
-        for e in with_images:
-            e["images_taken"] = True
-        images = self._image_columns(with_images) if with_images else None
-        rounds = self._round_columns(with_rounds) if with_rounds else None
+            fresh = (has_rounds | with_images) & ~col["flips_done"][:n]
+            if fresh.any():
+                col["flips"][:n][fresh] = self._flips(fresh)
+                col["flips_done"][:n][fresh] = True
+        images = self._image_columns(with_images) if with_images.any() else None
+        rounds = self._round_columns(has_rounds) if has_rounds.any() else None
+        taken |= with_images
+        keep = ~has_rounds  # the epochs still under way stay
+        m = int(keep.sum())
+        for name, values in col.items():
+            values[:m] = values[:n][keep]
+        self._size = m
+        self.rows = int(np.where(col["images_taken"][:m], 0, col["n_images"][:m]).sum()) if self.images else 0
         return images, rounds
 
-    @staticmethod
-    def _gather(entries: list[dict], name: str, part: str = "user") -> np.ndarray:
-        return np.concatenate([e[part][name] for e in entries])  # (q,) sequences
-
-    @staticmethod
-    def _per_user(entries: list[dict], name: str, dtype=None) -> np.ndarray:
-        return np.repeat(np.array([e[name] for e in entries], dtype=dtype), [len(e["user"]["user_id"]) for e in entries])
-
-    def _used(self, entries: list[dict], faults: bool = True):
-        """``(n_images, used, lost, unscored)`` of the entries' images, as ``(users,)`` and ``(users, k_max)``."""
-        n = self._gather(entries, "n_images").astype(np.int64)
-        k = entries[0]["image"]["ber"].shape[1]
-        used = np.arange(k) < n[:, None]
-        if not faults:
-            return n, used, None, None
-        return n, used, self._faults_column(entries, "lost", k), self._faults_column(entries, "unscored", k)
-
-    def _flips(self, entries: list[dict]):
-        """``(used, lost, unscored, bits flipped per image)`` of the entries' images, as ``(users, k_max)``."""
+    def _flips(self, rows: np.ndarray) -> np.ndarray:
+        """Bits flipped per image of ``rows`` (``(rows, k_max)``; 0 for images not used or lost)."""
         from sim.model.channel import binomial_counts
 
-        n = self._gather(entries, "n_images").astype(np.int64)
-        ber = np.concatenate([e["image"]["ber"] for e in entries])
-        u = np.concatenate([e["image"]["bit_uniform"] for e in entries])
-        bits = self._per_user(entries, "bits", np.int64)
-        k = ber.shape[1]
-        used = np.arange(k) < n[:, None]
-        lost = self._faults_column(entries, "lost", k)
-        unscored = self._faults_column(entries, "unscored", k)
-        flips = binomial_counts(bits[:, None], ber, u)
-        if lost is not None:
-            flips = np.where(lost == "", flips, 0)
-        return n, used, lost, unscored, np.where(used, flips, 0)
+        col = self._col
+        n = col["n_images"][:self._size][rows]
+        used = np.arange(self._k) < n[:, None]
+        flips = binomial_counts(col["bits"][:self._size][rows][:, None], col["ber"][:self._size][rows],
+                                col["bit_uniform"][:self._size][rows])
+        if "lost" in col:
+            flips = np.where(col["lost"][:self._size][rows] == "", flips, 0)
+        return np.where(used, flips, 0)
 
-    def _image_columns(self, entries: list[dict]) -> dict[str, np.ndarray]:
+    def _image_columns(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         from sim.model.channel import linear_to_db
 
-        n, used, lost, unscored = self._used(entries)
-        flips = np.concatenate([e["flips"] for e in entries])
-        img = {name: np.concatenate([e["image"][name] for e in entries]) for name in self._IMAGE}
-        rows = int(used.sum())
+        size = self._size
+
+        def get(name):
+            return self._col[name][:size][rows]
+
+        n = get("n_images")
+        used = np.arange(self._k) < n[:, None]
+        img = {name: get(name)[used] for name in (*self._IMAGE, "flips")}
+        count = int(used.sum())
 
         def rep(values):
             return np.repeat(values, n)
 
-        t0, t_gen = rep(self._per_user(entries, "t0", np.float64)), rep(self._per_user(entries, "t_gen", np.float64))
-        done = img["done_s"][used]
+        t0, t_gen = rep(get("t0")), rep(get("t_gen"))
+        done = img["done_s"]
+        lost = unscored = None
+        if "lost" in self._col:
+            lost, unscored = get("lost")[used], get("unscored")[used]
         return {
-            "user_id": rep(self._gather(entries, "user_id")).astype(np.int64),
-            "masp": rep(self._per_user(entries, "masp", object)),
-            "round_index": rep(self._gather(entries, "round_index")).astype(np.int64),
-            "image_index": np.broadcast_to(np.arange(used.shape[1]), used.shape)[used].astype(np.int64),
-            "strategy": rep(self._gather(entries, "strategy")).astype(np.int64),
-            "generation_seed": np.full(rows, -1, dtype=np.int64),
+            "user_id": rep(get("user_id")),
+            "masp": rep(get("masp")),
+            "round_index": rep(get("round_index")),
+            "image_index": np.broadcast_to(np.arange(self._k), used.shape)[used].astype(np.int64),
+            "strategy": rep(get("strategy")),
+            "generation_seed": np.full(count, -1, dtype=np.int64),
             "n_images": rep(n),
-            "power_w": rep(self._gather(entries, "power_w")).astype(np.float64),
+            "power_w": rep(get("power_w")),
             "t_queued_s": t0,
             "t_generation_start_s": t0 + done - t_gen,
             "t_generation_end_s": t0 + done,
-            "t_received_s": t0 + img["arrival_s"][used],
+            "t_received_s": t0 + img["arrival_s"],
             "generation_time_s": t_gen,
-            "time_source": np.full(rows, "modelled", dtype=object),
-            "model": np.full(rows, "surrogate", dtype=object),
-            "transmission_time_s": img["transmission_time_s"][used],
-            "shadowing_db": rep(self._gather(entries, "shadowing_db")).astype(np.float64),
-            "fading_gain": img["fading_gain"][used],
-            "snr_db": np.asarray(linear_to_db(img["snr"][used]), dtype=np.float64).reshape(-1),
-            "ber": img["ber"][used],
-            "n_bits": rep(self._per_user(entries, "bits", np.int64)),
-            "bits_flipped": flips[used].astype(np.int64),
-            "generation_score": img["generation_score"][used],
-            "received_score": img["received_score"][used],
-            "decodable": img["decodable"][used].astype(bool),
-            "damage": np.full(rows, math.nan),
-            "assessor": np.full(rows, "statistical", dtype=object),
-            "assessment_failed": np.zeros(rows, dtype=bool) if unscored is None else unscored[used] != "",
-            "assessment_detail": np.full(rows, "", dtype=object) if unscored is None else unscored[used].astype(object),
-            "lost": np.full(rows, "", dtype=object) if lost is None else lost[used].astype(object),
+            "time_source": np.full(count, "modelled", dtype=object),
+            "model": np.full(count, "surrogate", dtype=object),
+            "transmission_time_s": img["transmission_time_s"],
+            "shadowing_db": rep(get("shadowing_db")),
+            "fading_gain": img["fading_gain"],
+            "snr_db": np.asarray(linear_to_db(img["snr"]), dtype=np.float64).reshape(-1),
+            "ber": img["ber"],
+            "n_bits": rep(get("bits")),
+            "bits_flipped": img["flips"],
+            "generation_score": img["generation_score"],
+            "received_score": img["received_score"],
+            "decodable": img["decodable"],
+            "damage": np.full(count, math.nan),
+            "assessor": np.full(count, "statistical", dtype=object),
+            "assessment_failed": np.zeros(count, dtype=bool) if unscored is None else unscored != "",
+            "assessment_detail": np.full(count, "", dtype=object) if unscored is None else unscored,
+            "lost": np.full(count, "", dtype=object) if lost is None else lost,
         }
 
-    def _round_columns(self, entries: list[dict]) -> dict[str, np.ndarray]:
+    def _round_columns(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        size = self._size
+
+        def get(name):
+            return self._col[name][:size][rows]
+
+        n = get("n_images")
         if self.images:
-            n, used = self._used(entries, faults=False)[:2]
-            flips = np.concatenate([e["flips"] for e in entries])
-            ber = np.concatenate([e["image"]["ber"] for e in entries])
+            used = np.arange(self._k) < n[:, None]
             with np.errstate(invalid="ignore", divide="ignore"):
-                ber_mean = np.where(n > 0, np.where(used, ber, 0.0).sum(axis=1) / n, math.nan)
-            flipped = flips.sum(axis=1)
+                ber_mean = np.where(n > 0, np.where(used, get("ber"), 0.0).sum(axis=1) / n, math.nan)
+            flipped = get("flips").sum(axis=1)
         else:
-            n = self._gather(entries, "n_images").astype(np.int64)
             ber_mean, flipped = np.full(n.shape, math.nan), np.zeros(n.shape, dtype=np.int64)
-
-        def field(name, dtype=np.float64):
-            return np.concatenate([e["rounds"][2][name] for e in entries]).astype(dtype, copy=False)
-
-        q = [len(e["user"]["user_id"]) for e in entries]
-        best, threshold, latency, requested = (field("best_round_score"), field("threshold"), field("latency_s"),
-                                               field("requested_power_w"))
-        qoe, cost, utility = self.utilities(best, threshold, latency, n, requested,
-                                            np.repeat(np.array([e["budget_broken"] for e in entries], dtype=float), q))
+        best, threshold, latency, requested = (get("best_round_score"), get("threshold"), get("latency_s"),
+                                               get("requested_power_w"))
+        qoe, cost, utility = self.utilities(best, threshold, latency, n, requested, get("budget_broken"))
+        power = get("power_w")
         return {
-            "user_id": self._gather(entries, "user_id").astype(np.int64),
-            "masp": self._per_user(entries, "masp", object),
-            "round_index": self._gather(entries, "round_index").astype(np.int64),
-            "epoch": np.repeat(np.array([e["rounds"][0] for e in entries], dtype=np.int64), q),
-            "strategy": self._gather(entries, "strategy").astype(np.int64),
-            "refined_prompt": np.array([p for e in entries for p in e["rounds"][1]], dtype=object),
+            "user_id": get("user_id"),
+            "masp": get("masp"),
+            "round_index": get("round_index"),
+            "epoch": get("epoch"),
+            "strategy": get("strategy"),
+            "refined_prompt": get("refined"),
             "n_images": n,
-            "power_w": self._gather(entries, "power_w").astype(np.float64),
+            "power_w": power,
             "requested_power_w": requested,
-            "t_request_s": field("t_request_s"),
-            "t_decision_s": self._per_user(entries, "t0", np.float64),
-            "t_done_s": field("t_done_s"),
-            "mean_snr_db": self._mean_snr_db(entries),
+            "t_request_s": get("t_request_s"),
+            "t_decision_s": get("t0"),
+            "t_done_s": get("t_done_s"),
+            "mean_snr_db": self._mean_snr_db(power, get("shadowing_db"), get("distance_m")),
             "ber": ber_mean,
             "bits_flipped": flipped.astype(np.int64),
-            "undecodable": field("undecodable", np.int64),
+            "undecodable": get("undecodable"),
             "best_round_score": best,
-            "best_score": field("best_score"),
+            "best_score": get("best_score"),
             "threshold": threshold,
-            "satisfied": field("satisfied", bool),
+            "satisfied": get("satisfied"),
             "latency_s": latency,
             "qoe": qoe,
             "cost": cost,
             "utility": utility,
         }
 
-    def _mean_snr_db(self, entries: list[dict]) -> np.ndarray:
+    def _mean_snr_db(self, power: np.ndarray, shadow: np.ndarray, distance: np.ndarray) -> np.ndarray:
         """Each round's mean SNR at its shadowing (dB; -inf at zero power), for all rounds at once."""
-        power = self._gather(entries, "power_w").astype(np.float64)
-        shadow = self._gather(entries, "shadowing_db").astype(np.float64)
-        distance = np.concatenate([e["rounds"][2]["distance_m"] for e in entries])
         at_1w = np.asarray(self.mean_snr_db(np.where(power > 0, power, 1.0), distance), dtype=np.float64)
         return np.where(power > 0, at_1w + shadow, -np.inf)
-
-    @staticmethod
-    def _faults_column(entries: list[dict], name: str, k: int):
-        if all(e[name] is None for e in entries):
-            return None
-        return np.concatenate([np.full((len(e["user"]["user_id"]), k), "", dtype=object) if e[name] is None
-                               else e[name] for e in entries])
 
 
 def records_from_columns(columns: dict[str, np.ndarray] | None, record_type: type) -> list:

@@ -60,7 +60,7 @@ from sim.model.service import ServiceModels
 from sim.model.channel import flip_bits, linear_to_db
 from sim.model.faults import FaultTimeline, gpu_schedule, image_losses
 from sim.model.qoe import QoEFunction, cost, qoe, user_utilities, user_utility, utility
-from sim.model.quality import N_STRATEGIES, prompt_complexity
+from sim.model.quality import N_STRATEGIES, prompt_complexity_cached
 from sim.prompting.prompts import Prompt, load_prompts
 from sim.prompting.strategies import apply_strategy
 from sim.world.records import (
@@ -272,6 +272,8 @@ class World:
         self.record_images = bool(record_images)
         self.image_tally = ImageTally()
         self.user_tally = UserTally()
+        self._departing: list[tuple[User, str, float]] = []  # users who left, their records not made yet
+        self._departed = 0
         self._refined: dict[tuple[str, int], str] = {}
         self.channel = self.models.channel
         self.quality = self.models.quality
@@ -516,15 +518,34 @@ class World:
             raise ValueError("only_masps cannot simulate faults.on_masp_down: reassociate (users would move to MASPs "
                              "it does not simulate)")
         self._simulated = [m for m in self.masps if m.name in only]
+        mine = np.array([m.name in only for m in self.masps])
         own, draws = [], []
-        for u in range(len(self._arrival_times)):
-            drawn = self._user_draws(u)
-            if self._nearest(self._position(u, drawn)).name in only:
-                own.append(u)
-                draws.append(drawn)
+        chunk = 65_536
+        for start in range(0, len(self._arrival_times), chunk):
+            users = range(start, min(start + chunk, len(self._arrival_times)))
+            drawn = np.array([self._user_draws(u) for u in users], dtype=np.float64).reshape(-1, 4)
+            keep = mine[self._nearest_indices(users, drawn)]
+            own.extend(np.asarray(users)[keep].tolist())
+            draws.append(drawn[keep])
         # the own users' draws, kept (4 numbers each) so that they are not drawn again as the users arrive
-        self._own_draws = np.array(draws, dtype=np.float64).reshape(-1, 4)
+        self._own_draws = np.concatenate(draws) if draws else np.zeros((0, 4))
         return np.array(own, dtype=np.int64)
+
+    def _nearest_indices(self, users: range, drawn: np.ndarray) -> np.ndarray:
+        """Index in ``self.masps`` of the nearest MASP of each of ``users`` (their :meth:`_user_draws` as rows of
+        ``drawn``): :meth:`_nearest`'s choice, from distances computed for all of them at once; a user whose two
+        nearest MASPs are within a relative 1e-9 of each other is settled by :meth:`_nearest` itself."""
+        positions = np.array([self._position(u, (0, 0.0, row[2], row[3])) for u, row in zip(users, drawn.tolist())])
+        sites = np.array([m.position_m for m in self.masps], dtype=np.float64).reshape(-1, 2)
+        gap = positions.reshape(-1, 1, 2) - sites[None, :, :]
+        distance = np.maximum(np.sqrt((gap * gap).sum(axis=2)), 1.0)
+        nearest = distance.argmin(axis=1)
+        if len(self.masps) > 1:
+            two = np.sort(distance, axis=1)[:, :2]
+            for i in np.flatnonzero(two[:, 1] - two[:, 0] <= 1e-9 * two[:, 0]).tolist():
+                chosen = self._nearest(positions[i])
+                nearest[i] = next(j for j, m in enumerate(self.masps) if m is chosen)
+        return nearest
 
     def _draw_arrival_times(self) -> np.ndarray:
         sc = self.scenario
@@ -539,9 +560,11 @@ class World:
         cfg = self.scenario.users
         rng = self.streams.rng("users", u)
         prompt_idx = int(rng.integers(len(self._pool)))
-        threshold = float(rng.uniform(cfg.threshold.low, cfg.threshold.high))
-        radius = float(rng.uniform(cfg.distance_m.low, cfg.distance_m.high))
-        angle = float(rng.uniform(0.0, 2 * math.pi))
+        # three uniforms in one call: uniform(low, high) is low + (high - low) * random(), the same bits
+        u_threshold, u_radius, u_angle = rng.random(3).tolist()
+        threshold = cfg.threshold.low + (cfg.threshold.high - cfg.threshold.low) * u_threshold
+        radius = cfg.distance_m.low + (cfg.distance_m.high - cfg.distance_m.low) * u_radius
+        angle = (2 * math.pi - 0.0) * u_angle
         return prompt_idx, threshold, radius, angle
 
     def _position(self, u: int, drawn: tuple[int, float, float, float]) -> np.ndarray:
@@ -567,7 +590,7 @@ class World:
             user_id=u,
             arrival_s=float(self._arrival_times[u]),
             prompt=text,
-            complexity=float(prompt_complexity(text)),
+            complexity=prompt_complexity_cached(text),
             threshold=threshold,
             position_m=self._position(u, drawn),
         )
@@ -766,12 +789,13 @@ class World:
 
     def _statistical_epochs(self, epochs: list[_EpochStart]) -> list[tuple]:
         """Every round of some epochs in the statistical delivery mode, at once (:func:`sim.model.service.image_outcomes`
-        over an axis of epochs, each padded to the largest with users that get no image).
+        over all their users; each epoch's images queue on its own MASP's GPUs, :func:`service.image_done_times`
+        with ``queues``).
 
         Each user's round has its own draws (:class:`_RoundDraws`: the shadowing and, for ``N_max`` images, of
         which the first ``N_i`` are used, so a decision never shifts anyone's draws, the fading gains, the
         generation scores' normals, the damage uniforms and the bit-error uniforms). Images queue FIFO on the
-        MASP's GPUs user by user, as in the bytes mode. Records the images (as columns) and returns, per epoch,
+        MASP's GPUs (its own count of them) user by user, as in the bytes mode. Records the images (as columns) and returns, per epoch,
         ``(best round score, latency from the decision, undecodable images, the epoch's column entry)`` per user.
         With faults it takes one epoch, evaluated when it starts.
         """
@@ -788,24 +812,15 @@ class World:
         n = np.concatenate([e.n_images for e in epochs])
         power = np.concatenate([e.power for e in epochs])
         d = np.array([u.distance_m for u in users])
-        real = None
-        if len(epochs) > 1:  # (epochs, users): the users each epoch lacks get no image (they change nobody's queue)
-            real = np.arange(max(sizes)) < np.array(sizes)[:, None]
-
-            def pad(values, fill):
-                out = np.full(real.shape + values.shape[1:], fill, dtype=values.dtype)
-                out[real] = values
-                return out
-
-            args = (pad(n, 0), pad(power, 0.0), pad(d, 1.0), pad(draws[:, 0], 0.0), pad(draws[:, 1:1 + k], 1.0),
-                    pad(gen, 0.0), pad(draws[:, 1 + 2 * k:1 + 3 * k], 1.0))
-        else:
-            args = (n, power, d, draws[:, 0], draws[:, 1:1 + k], gen, draws[:, 1 + 2 * k:1 + 3 * k])
         masp = epochs[0].masp
-        done, gpu_lost = self._gpu_done_times(masp, n, k) if masp.gpus_down is not None else (None, None)
-        img = service.image_outcomes(self.models, *args, self._image_bits, done_s=done)
-        if real is not None:  # back to one row per real user
-            img = service.ImageOutcomes(*(getattr(img, f.name)[real] for f in dataclasses.fields(img)))
+        if masp.gpus_down is not None:  # GPUs that fail (one epoch at a time)
+            done, gpu_lost = self._gpu_done_times(masp, n, k)
+        else:  # each epoch's images queue FIFO on its MASP's GPUs, user by user
+            gpus = np.repeat([e.masp.n_gpus for e in epochs], sizes)
+            done = service.image_done_times(n, gpus, self.scenario.generator.inference_time_s, k, queues=sizes)
+            gpu_lost = None
+        img = service.image_outcomes(self.models, n, power, d, draws[:, 0], draws[:, 1:1 + k], gen,
+                                     draws[:, 1 + 2 * k:1 + 3 * k], self._image_bits, done_s=done)
         lost = unscored = None
         if self.faults is not None:
             img, lost, unscored = self._statistical_faults(masp, epochs[0].batch, n, img, gpu_lost)
@@ -821,21 +836,19 @@ class World:
             self.image_tally.add(int(broken.sum()), 0, img.ber[used])
         self._images_requested += int(n.sum())
         undecodable = broken.sum(axis=1)
-        t_gen = self.scenario.generator.inference_time_s
+        user_columns = {"user_id": np.array([u.user_id for u in users], dtype=np.int64),
+                        "round_index": np.array([u.rounds_done for u in users], dtype=np.int64),
+                        "strategy": np.array([s for e in epochs for s in e.strategies], dtype=np.int64),
+                        "n_images": n, "power_w": power, "shadowing_db": draws[:, 0]}
+        images = {"done_s": img.done_s, "arrival_s": img.arrival_s, "transmission_time_s": img.transmission_s,
+                  "fading_gain": draws[:, 1:1 + k], "snr": img.snr, "ber": img.ber, "generation_score": gen,
+                  "received_score": img.received, "decodable": img.decodable, "bit_uniform": draws[:, 1 + 3 * k:]}
+        entries = self._columns.add_images([(e.masp.name, e.t_decision, len(e.batch)) for e in epochs],
+                                           self.scenario.generator.inference_time_s, self._image_bits, user_columns,
+                                           images, lost, unscored)
         out = []
-        for e, (a, b) in zip(epochs, itertools.pairwise(np.cumsum([0, *sizes]).tolist())):
-            rows = slice(a, b)
-            images = {"done_s": img.done_s[rows], "arrival_s": img.arrival_s[rows],
-                      "transmission_time_s": img.transmission_s[rows], "fading_gain": draws[rows, 1:1 + k],
-                      "snr": img.snr[rows], "ber": img.ber[rows], "generation_score": gen[rows],
-                      "received_score": img.received[rows], "decodable": img.decodable[rows],
-                      "bit_uniform": draws[rows, 1 + 3 * k:]}
-            user_columns = {"user_id": [u.user_id for u in e.batch], "round_index": [u.rounds_done for u in e.batch],
-                            "strategy": e.strategies, "n_images": e.n_images, "power_w": e.power,
-                            "shadowing_db": draws[rows, 0]}
-            entry = self._columns.add_images(e.masp.name, e.t_decision, t_gen, self._image_bits, user_columns, images,
-                                             lost, unscored)
-            out.append((best[rows], latency[rows], undecodable[rows], entry))
+        for entry, (a, b) in zip(entries, itertools.pairwise(np.cumsum([0, *sizes]).tolist())):
+            out.append((best[a:b], latency[a:b], undecodable[a:b], entry))
         return out
 
     def _evaluate_started_epochs(self) -> None:
@@ -871,7 +884,8 @@ class World:
         if self.evaluates_epochs_together:
             epoch.evaluated = self.env.event()
             self._started_epochs.append(epoch)
-            earliest_end = t_decision + self.models.last_image_done_s(int(n.sum()))
+            earliest_end = t_decision + service.last_image_done_s(int(n.sum()), masp.n_gpus,
+                                                                  self.scenario.generator.inference_time_s)
             self._evaluate_by = min(self._evaluate_by, earliest_end)
             best, latency, undecodable, entry = yield epoch.evaluated
             yield self.env.timeout_until(t_decision + float(latency.max()))
@@ -887,7 +901,7 @@ class World:
         satisfied = best_now >= thresholds
         refined = [self._refined_prompt(user.prompt, strategies[i]) for i, user in enumerate(batch)]
         self._columns.add_rounds(entry, masp.epochs, refined, {
-            "requested_power_w": requested, "t_request_s": t_request, "distance_m": [u.distance_m for u in batch],
+            "requested_power_w": requested, "t_request_s": t_request, "distance_m": np.array([u.distance_m for u in batch]),
             "undecodable": undecodable, "best_round_score": best, "best_score": best_now, "threshold": thresholds,
             "satisfied": satisfied, "latency_s": since_request, "t_done_s": t_done}, budget_broken)
         if self._columns.rows >= self._columns_every:
@@ -1110,38 +1124,58 @@ class World:
         )
 
     def _depart(self, user: User, outcome: str | None = None) -> None:
-        """``user`` leaves: served, out of rounds, or with the ``outcome`` given (e.g. ``masp_down``)."""
+        """``user`` leaves: served, out of rounds, or with the ``outcome`` given (e.g. ``masp_down``). Its record is
+        made with those of the users who left just before it (:meth:`_record_departures`)."""
         if outcome is None:
             outcome = "served" if user.satisfied else "out_of_rounds"
-        latency = self.env.now - user.arrival_s
-        q = float(self.qoe_fn(user.best_score, user.threshold, latency, max(user.images, 1), self.qoe_params))
-        record = UserRecord(
-            user_id=user.user_id,
-            masp=user.masp,
-            prompt=user.prompt,
-            complexity=user.complexity,
-            threshold=user.threshold,
-            distance_m=user.distance_m,
-            arrival_s=user.arrival_s,
-            departure_s=self.env.now,
-            rounds=user.rounds_done,
-            images=user.images,
-            best_score=user.best_score,
-            satisfied=user.satisfied,
-            single_round_success=user.satisfied and user.rounds_done == 1,
-            latency_s=latency,
-            qoe=q,
-            cost=user.total_cost,
-            utility=float(user_utility(q, user.total_cost, not user.satisfied, self.qoe_params)),
-            outcome=outcome,
-        )
-        self._add_user(record)
-        self.user_tally.add(record)
-        done = self.user_tally.departed
+        self._departing.append((user, outcome, self.env.now))
+        self._departed += 1
+        done = self._departed
+        if len(self._departing) >= 256 or done == self.n_users:
+            self._record_departures()
         if self.on_user_done is not None:
             self.on_user_done(done, self.n_users)
         if done == self.n_users:
             self._all_departed.succeed()
+
+    def _record_departures(self) -> None:
+        """The records of the users who left since the last call, in the order they left: their QoE and utility
+        over their whole stay computed for all of them at once, with the shared QoE code."""
+        leaving, self._departing = self._departing, []
+        if not leaving:
+            return
+        users = [u for u, _, _ in leaving]
+        latency = np.array([t - u.arrival_s for u, _, t in leaving])
+        q = np.asarray(self.qoe_fn(np.array([u.best_score for u in users]), np.array([u.threshold for u in users]),
+                                   latency, np.array([max(u.images, 1) for u in users]), self.qoe_params),
+                       dtype=float)
+        cost_total = np.array([u.total_cost for u in users])
+        violated = np.array([not u.satisfied for u in users])
+        utilities = np.asarray(user_utility(q, cost_total, violated, self.qoe_params), dtype=float)
+        for (user, outcome, t), latency_s, q_i, utility_i in zip(leaving, latency.tolist(), q.tolist(),
+                                                                  utilities.tolist()):
+            record = UserRecord(
+                user_id=user.user_id,
+                masp=user.masp,
+                prompt=user.prompt,
+                complexity=user.complexity,
+                threshold=user.threshold,
+                distance_m=user.distance_m,
+                arrival_s=user.arrival_s,
+                departure_s=t,
+                rounds=user.rounds_done,
+                images=user.images,
+                best_score=user.best_score,
+                satisfied=user.satisfied,
+                single_round_success=user.satisfied and user.rounds_done == 1,
+                latency_s=latency_s,
+                qoe=q_i,
+                cost=user.total_cost,
+                utility=utility_i,
+                outcome=outcome,
+            )
+            self._add_user(record)
+            self.user_tally.add(record)
 
     # -- run --------------------------------------------------------------------------------------
 
@@ -1183,6 +1217,7 @@ class World:
         """The records and summary so far (``end_s``: the simulated time the run ends at; default now)."""
         end = self.env.now if end_s is None else end_s
         self._emit_columns()
+        self._record_departures()
         arrived = int(np.searchsorted(self._arrival_times[self._user_ids], end, side="right"))
         self.user_records.sort(key=lambda r: r.user_id)
         summary = summarise(self.user_tally, self.image_tally, arrived, end)
@@ -1192,6 +1227,7 @@ class World:
     def books(self) -> dict:
         """The conservation check now (:func:`sim.world.records.conservation`), counting the users still in the
         system where they are: waiting at a MASP or in a decision epoch."""
+        self._record_departures()
         in_service = sum(len(m.pending) + m.in_service for m in self._simulated)
         return conservation(self._arrived, in_service, self.user_tally, self._images_requested,
                             self._images_in_flight, self.image_tally)
