@@ -508,9 +508,9 @@ def conservation_line(books: dict[str, Any]) -> str:
 class EpochColumns:
     """The records of statistical decision epochs, kept as columns instead of one object per image and round.
 
-    The epochs evaluated together are added when they start (:meth:`add_images`: per user ``(q,)``, per image
-    ``(q, k_max)`` arrays, of which each user's first ``N_i`` images are used), each epoch's rounds when it
-    ends (:meth:`add_rounds`). Every user's round is one row of growing column buffers, in the order added.
+    The epochs evaluated together are added when they are evaluated (:meth:`add_epochs`: per user ``(q,)``, per
+    image ``(q, k_max)`` arrays, of which each user's first ``N_i`` images are used, and the rounds' fields);
+    each epoch's rounds are recorded once it ends (:meth:`finish`). Every user's round is one row of growing column buffers, in the order added.
     :meth:`take` returns what was added as two column tables, ``{field: array}`` in :class:`ImageRecord` and
     :class:`RoundRecord` field order, holding the values the objects would, row for row (images user by user
     and image by image within an epoch; epochs in order). An epoch still under way stays until its rounds
@@ -574,13 +574,17 @@ class EpochColumns:
                 grown[:self._size] = old[:self._size]
                 self._col[name] = grown
 
-    def add_images(self, epochs: list[tuple[str, float, int]], t_gen: float, bits: int, user: dict, image: dict,
-                   lost=None, unscored=None) -> list[tuple[int, int]]:
-        """Epochs start, evaluated together: ``epochs`` gives each one's ``(MASP, decision time, users)`` in the
-        order of the rows of ``user`` (``user_id``, ``round_index``, ``strategy``, ``n_images``, ``power_w``,
-        ``shadowing_db``: ``(q,)`` over all their users) and ``image`` (every per-image array, ``(q, k_max)``);
-        ``lost``/``unscored`` the faults' reasons per image (or None). Returns each epoch's entry, for
-        :meth:`add_rounds`."""
+    def add_epochs(self, epochs: list[tuple[str, float, int, int, bool]], t_gen: float, bits: int, user: dict,
+                   image: dict, rounds: dict, refined: list[str], lost=None, unscored=None) -> list[tuple[int, int]]:
+        """Epochs evaluated together: ``epochs`` gives each one's ``(MASP, decision time, users, epoch index at
+        its MASP, whether its decision broke the power budget)`` in the order of the rows of ``user``
+        (``user_id``, ``round_index``, ``strategy``, ``n_images``, ``power_w``, ``shadowing_db``: ``(q,)`` over
+        all their users), ``image`` (every per-image array, ``(q, k_max)``) and ``rounds`` (the rounds' fields:
+        ``requested_power_w``, ``t_request_s``, ``distance_m``, ``undecodable``, ``best_round_score``,
+        ``best_score``, ``threshold``, ``satisfied``, ``latency_s``, ``t_done_s``; ``refined`` the prompts);
+        ``lost``/``unscored`` the faults' reasons per image (or None). The images are recorded from now on; each
+        epoch's rounds (their ``qoe``, ``cost`` and ``utility`` scored when taken) once :meth:`finish` says it
+        ended. Returns each epoch's entry, for :meth:`finish`."""
         q = len(user["user_id"])
         k = np.shape(image["ber"])[1]
         self._reserve(k, q, lost is not None or unscored is not None)
@@ -588,6 +592,9 @@ class EpochColumns:
         rows = slice(a, a + q)
         for name in self._USER:
             col[name][rows] = user[name]
+        for name in self._ROUND:
+            col[name][rows] = rounds[name]
+        col["refined"][rows] = refined
         if self.images:
             for name in self._IMAGE:
                 col[name][rows] = image[name]
@@ -595,9 +602,12 @@ class EpochColumns:
                 col["lost"][rows] = "" if lost is None else lost
                 col["unscored"][rows] = "" if unscored is None else unscored
         entries, start = [], a
-        for masp, t0, size in epochs:
-            col["masp"][start:start + size] = masp
-            col["t0"][start:start + size] = t0
+        for masp, t0, size, epoch, budget_broken in epochs:
+            part = slice(start, start + size)
+            col["masp"][part] = masp
+            col["t0"][part] = t0
+            col["epoch"][part] = epoch
+            col["budget_broken"][part] = float(bool(budget_broken))
             entries.append((self._next_id + start - a, size))
             start += size
         if start != a + q:
@@ -614,25 +624,15 @@ class EpochColumns:
             self.rows += int(np.sum(user["n_images"]))
         return entries
 
-    def add_rounds(self, entry: tuple[int, int], epoch: int, refined: list[str], rounds: dict,
-                   budget_broken: bool) -> None:
-        """The epoch ends: its rounds' fields per user (``requested_power_w``, ``t_request_s``, ``distance_m``,
-        ``undecodable``, ``best_round_score``, ``best_score``, ``threshold``, ``satisfied``, ``latency_s``,
-        ``t_done_s``) and whether its decision broke the power budget (their ``qoe``, ``cost`` and ``utility``
-        follow when they are taken)."""
+    def finish(self, entry: tuple[int, int]) -> None:
+        """The epoch of ``entry`` (:meth:`add_epochs`) ended: its rounds are recorded from now on."""
         first, size = entry
         col = self._col
         a = int(np.searchsorted(col["row_id"][:self._size], first))
-        rows = slice(a, a + size)
         if size and (a + size > self._size or col["row_id"][a] != first or col["has_rounds"][a]):
-            raise ValueError("add_rounds: unknown epoch, or its rounds were added already")
-        for name in self._ROUND:
-            col[name][rows] = rounds[name]
-        col["epoch"][rows] = epoch
-        col["refined"][rows] = refined
-        col["budget_broken"][rows] = float(bool(budget_broken))
-        col["has_rounds"][rows] = True
-        self.rows += len(refined)
+            raise ValueError("finish: unknown epoch, or it was finished already")
+        col["has_rounds"][a:a + size] = True
+        self.rows += size
 
     def take(self, under_way: bool = False) -> tuple[dict[str, np.ndarray] | None, dict[str, np.ndarray] | None]:
         """``(image columns, round columns)`` of what was added since the last call (None where nothing)."""

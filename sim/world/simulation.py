@@ -178,8 +178,9 @@ class _EpochEnvironment(simpy.Environment):
 
 @dataclass
 class _EpochStart:
-    """A statistical epoch as decided: its MASP, users, images and powers sent per user, the prompt strategies
-    and the decision time (``evaluated`` fires with its outcomes when the world evaluates it)."""
+    """A statistical epoch as decided: its MASP, users, images and powers sent per user, the prompt strategies,
+    the decision time and the powers requested (``evaluated`` fires with its outcomes when the world evaluates
+    it)."""
 
     masp: Any
     batch: list
@@ -187,6 +188,9 @@ class _EpochStart:
     power: np.ndarray
     strategies: list[int]
     t_decision: float
+    #: Powers requested (before any scaling to the budget) and whether the decision broke the budget.
+    requested: np.ndarray
+    budget_broken: bool
     evaluated: Any = None
 
 
@@ -836,19 +840,35 @@ class World:
             self.image_tally.add(int(broken.sum()), 0, img.ber[used])
         self._images_requested += int(n.sum())
         undecodable = broken.sum(axis=1)
+        # the rounds' fields: the users' state they depend on does not change before their epochs end
+        t_done = np.repeat([e.t_decision for e in epochs], sizes) + latency
+        t_request = np.array([u.request_s for u in users])
+        thresholds = np.array([u.threshold for u in users])
+        best_now = np.maximum(np.array([u.best_score for u in users]), best)
+        satisfied = best_now >= thresholds
+        requested = np.concatenate([e.requested for e in epochs])
+        strategies = [s for e in epochs for s in e.strategies]
         user_columns = {"user_id": np.array([u.user_id for u in users], dtype=np.int64),
                         "round_index": np.array([u.rounds_done for u in users], dtype=np.int64),
-                        "strategy": np.array([s for e in epochs for s in e.strategies], dtype=np.int64),
+                        "strategy": np.array(strategies, dtype=np.int64),
                         "n_images": n, "power_w": power, "shadowing_db": draws[:, 0]}
         images = {"done_s": img.done_s, "arrival_s": img.arrival_s, "transmission_time_s": img.transmission_s,
                   "fading_gain": draws[:, 1:1 + k], "snr": img.snr, "ber": img.ber, "generation_score": gen,
                   "received_score": img.received, "decodable": img.decodable, "bit_uniform": draws[:, 1 + 3 * k:]}
-        entries = self._columns.add_images([(e.masp.name, e.t_decision, len(e.batch)) for e in epochs],
-                                           self.scenario.generator.inference_time_s, self._image_bits, user_columns,
-                                           images, lost, unscored)
+        rounds = {"requested_power_w": requested, "t_request_s": t_request, "distance_m": d,
+                  "undecodable": undecodable, "best_round_score": best, "best_score": best_now,
+                  "threshold": thresholds, "satisfied": satisfied, "latency_s": t_done - t_request, "t_done_s": t_done}
+        refined = [self._refined_prompt(u.prompt, s) for u, s in zip(users, strategies)]
+        entries = self._columns.add_epochs(
+            [(e.masp.name, e.t_decision, len(e.batch), e.masp.epochs, e.budget_broken) for e in epochs],
+            self.scenario.generator.inference_time_s, self._image_bits, user_columns, images, rounds, refined, lost,
+            unscored)
+        costs = cost(n.astype(float), requested, self.qoe_params).tolist()  # eq. 24, as in the records
+        ends = latency.tolist()
+        best_now, satisfied, n_list = best_now.tolist(), satisfied.tolist(), n.tolist()
         out = []
         for entry, (a, b) in zip(entries, itertools.pairwise(np.cumsum([0, *sizes]).tolist())):
-            out.append((best[a:b], latency[a:b], undecodable[a:b], entry))
+            out.append((max(ends[a:b]), entry, n_list[a:b], best_now[a:b], satisfied[a:b], costs[a:b]))
         return out
 
     def _evaluate_started_epochs(self) -> None:
@@ -880,40 +900,29 @@ class World:
         is the user's and round's own, so the outcomes and records are those of evaluating each epoch alone.
         """
         n = np.asarray(decision.n_images, dtype=np.int64)
-        epoch = _EpochStart(masp, batch, n, np.asarray(power, dtype=float), strategies, t_decision, None)
+        epoch = _EpochStart(masp, batch, n, np.asarray(power, dtype=float), strategies, t_decision,
+                            np.asarray(requested, dtype=float), budget_broken)
         if self.evaluates_epochs_together:
             epoch.evaluated = self.env.event()
             self._started_epochs.append(epoch)
             earliest_end = t_decision + service.last_image_done_s(int(n.sum()), masp.n_gpus,
                                                                   self.scenario.generator.inference_time_s)
             self._evaluate_by = min(self._evaluate_by, earliest_end)
-            best, latency, undecodable, entry = yield epoch.evaluated
-            yield self.env.timeout_until(t_decision + float(latency.max()))
+            wait, entry, n_images, best_now, satisfied, costs = yield epoch.evaluated
+            yield self.env.timeout_until(t_decision + wait)
         else:
-            best, latency, undecodable, entry = self._statistical_epochs([epoch])[0]
-            yield self.env.timeout(float(latency.max()))
-        t_request = np.array([u.request_s for u in batch])
-        t_done = t_decision + latency
-        since_request = t_done - t_request
-        thresholds = np.array([u.threshold for u in batch])
-        before = np.array([u.best_score for u in batch])
-        best_now = np.maximum(before, best)
-        satisfied = best_now >= thresholds
-        refined = [self._refined_prompt(user.prompt, strategies[i]) for i, user in enumerate(batch)]
-        self._columns.add_rounds(entry, masp.epochs, refined, {
-            "requested_power_w": requested, "t_request_s": t_request, "distance_m": np.array([u.distance_m for u in batch]),
-            "undecodable": undecodable, "best_round_score": best, "best_score": best_now, "threshold": thresholds,
-            "satisfied": satisfied, "latency_s": since_request, "t_done_s": t_done}, budget_broken)
+            wait, entry, n_images, best_now, satisfied, costs = self._statistical_epochs([epoch])[0]
+            yield self.env.timeout(wait)
+        self._columns.finish(entry)
         if self._columns.rows >= self._columns_every:
             self._emit_columns(under_way=False)
-        costs = cost(np.asarray(n, dtype=float), requested, self.qoe_params).tolist()  # eq. 24, as in the records
         max_rounds = self.scenario.service.max_rounds
-        for i, (user, n_i, b, ok) in enumerate(zip(batch, n.tolist(), best_now.tolist(), satisfied.tolist())):
+        for user, n_i, b, ok, c, s in zip(batch, n_images, best_now, satisfied, costs, strategies):
             user.rounds_done += 1
             user.images += n_i
             user.best_score = b
-            user.total_cost += costs[i]
-            user.strategies.append(strategies[i])
+            user.total_cost += c
+            user.strategies.append(s)
             user.satisfied = ok
             if ok or user.rounds_done >= max_rounds:
                 self._depart(user)
