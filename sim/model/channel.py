@@ -72,6 +72,16 @@ def _out(x: np.ndarray) -> np.ndarray:
     return x[()] if x.ndim == 0 else x
 
 
+def _min(x: np.ndarray, initial: float) -> float:
+    """``x.min(initial=initial)`` without the method's Python wrapper (NaN propagates, as there)."""
+    return np.minimum.reduce(x, axis=None, initial=initial)
+
+
+def _max(x: np.ndarray, initial: float) -> float:
+    """``x.max(initial=initial)`` without the method's Python wrapper (NaN propagates, as there)."""
+    return np.maximum.reduce(x, axis=None, initial=initial)
+
+
 def _require(condition: np.ndarray | bool, message: str) -> None:
     # np.all's dispatch costs more than the test itself on the small arrays the world passes
     ok = condition.all() if isinstance(condition, np.ndarray) else np.asarray(condition).all()
@@ -200,8 +210,8 @@ def _snr(power_w: ArrayLike, distance_m: ArrayLike, eps, n0, shadowing_db: Array
     g = fading_gain if type(fading_gain) is float else _as_float(fading_gain)  # noqa: E721
     d = _as_float(distance_m)
     # one reduction per array (NaN fails every comparison); the messages come from the checks below
-    if not (p.min(initial=0.0) >= 0 and (g >= 0 if type(g) is float else g.min(initial=0.0) >= 0)  # noqa: E721
-            and d.min(initial=1.0) > 0 and d.max(initial=1.0) < np.inf):
+    if not (_min(p, 0.0) >= 0 and (g >= 0 if type(g) is float else _min(g, 0.0) >= 0)  # noqa: E721
+            and _min(d, 1.0) > 0 and _max(d, 1.0) < np.inf):
         _require(p >= 0, "power_w must be >= 0")
         _require(np.asarray(g) >= 0, "fading_gain must be >= 0")
         _require(d > 0, "distance_m must be > 0")
@@ -209,8 +219,12 @@ def _snr(power_w: ArrayLike, distance_m: ArrayLike, eps, n0, shadowing_db: Array
     if type(shadowing_db) is float and shadowing_db == 0.0:  # noqa: E721 (10**0 = 1 exactly)
         large_scale = np.power(d, -eps)
     else:
-        with np.errstate(over="ignore"):  # above ~3080 dB of shadowing: inf
-            large_scale = np.power(d, -eps) * np.power(10.0, _as_float(shadowing_db) / 10.0)
+        x = _as_float(shadowing_db)
+        if _max(x, 0.0) < 3000.0:  # 10**(x/10) is finite: no overflow to silence
+            large_scale = np.power(d, -eps) * np.power(10.0, x / 10.0)
+        else:
+            with np.errstate(over="ignore"):  # above ~3080 dB of shadowing: inf
+                large_scale = np.power(d, -eps) * np.power(10.0, x / 10.0)
     return _out(np.asarray(p * g * large_scale / n0))
 
 
@@ -282,26 +296,40 @@ def _ber_integer_m(s: np.ndarray, m: int) -> np.ndarray:
     with ``1 - mu = (m/(m+s)) / (1 + mu)`` so no digits are lost at high SNR.
     """
     # written with in-place operations: this is the hot loop of expected_ber
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+    def first_terms():
         mu = np.divide(m, s)  # mu = 1 / sqrt(1 + m/s): s = 0 -> 0, s = inf -> 1
         mu += 1.0
         np.sqrt(mu, out=mu)
         np.reciprocal(mu, out=mu)
         a = np.add(s, m)
         np.divide(m, a, out=a)  # m/(m+s) = 1 - mu**2, s = inf -> 0
+        return mu, a
+
+    if _min(s, 1.0) > 1e-300 and _max(s, 1.0) < np.inf:  # no 0, denormal or inf SNR: nothing to silence
+        mu, a = first_terms()
+    else:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            mu, a = first_terms()
     b = mu
     b += 1.0
     a /= b
     a *= 0.5  # a = (1 - mu)/2
     b *= 0.5  # b = (1 + mu)/2
-    total = np.full(s.shape, float(math.comb(2 * m - 2, m - 1)))
-    for k in range(m - 2, -1, -1):  # Horner in b, all terms positive
+    top = float(math.comb(2 * m - 2, m - 1))
+    if m >= 2:  # the first Horner step makes the array: top * b is b * top
+        total = b * top
+        total += math.comb(2 * m - 3, m - 2)
+        steps = range(m - 3, -1, -1)
+    else:
+        total = np.full(s.shape, top)
+        steps = range(0)
+    for k in steps:  # Horner in b, all terms positive
         total *= b
         total += math.comb(m - 1 + k, k)
     np.power(a, m, out=a)
     total *= a
     out = total
-    if out.size and not out.min() >= _TINY:  # one reduction first (NaN fails it too)
+    if out.size and not _min(out, np.inf) >= _TINY:  # one reduction first (NaN fails it too)
         tiny = (out < _TINY) & (s < np.inf)
         if np.any(tiny):  # a**m may have underflowed: fall back to the general form
             out[tiny] = _ber_betainc(s[tiny], float(m))
@@ -823,12 +851,15 @@ class Channel:
             return transmission_time_s(n_bits, b, snr)
         s = _as_float(snr)
         if type(n_bits) in (int, float):  # one image size: checked without an array
-            if not (n_bits >= 0 and s.min(initial=0.0) >= 0):
+            if not (n_bits >= 0 and _min(s, 0.0) >= 0):
                 _require(np.asarray(n_bits >= 0), "n_bits must be >= 0")
                 _require(~(s < 0), "snr must be >= 0")
             if n_bits > 0:  # n / rate (no zero-bit case to mask)
+                rate = _shannon(b, s)
+                if _min(rate, 1.0) > 0:  # no zero rate: no division by zero to silence
+                    return _out(np.asarray(n_bits / rate))
                 with np.errstate(divide="ignore"):
-                    return _out(np.asarray(n_bits / _shannon(b, s)))
+                    return _out(np.asarray(n_bits / rate))
             return _tx_time(np.asarray(n_bits), _shannon(b, s))
         n = _as_float(n_bits)
         if not (n.min(initial=0.0) >= 0 and s.min(initial=0.0) >= 0):  # NaN fails too; messages from the checks

@@ -354,7 +354,7 @@ def _expected_errors(ber: ArrayLike, n_bits: ArrayLike) -> np.ndarray:
         n = np.asarray(n_bits, dtype=float)
         if not (np.isfinite(n) & (n >= 0)).all():
             raise ValueError("n_bits must be finite and >= 0")
-    if b.size and not (b.min() >= 0 and b.max() <= 1):  # NaN fails both
+    if b.size and not (np.minimum.reduce(b, axis=None) >= 0 and np.maximum.reduce(b, axis=None) <= 1):  # NaN fails
         raise ValueError("ber must be a probability in [0, 1]")
     return b * n
 

@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from sim.model.channel import ChannelModel, ber_awgn
+from sim.model.channel import Channel, ChannelModel, ber_awgn
 
 #: Relative tolerance of the power-budget test (a sum within it of ``P_total`` is within budget).
 BUDGET_TOLERANCE = 1e-9
@@ -149,18 +149,26 @@ def spread(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """``values`` broadcast to ``np.broadcast_shapes(values.shape, shape)``, as a new array (e.g. each image's BER:
     its user's)."""
     values = np.asarray(values, dtype=float)
-    shape = np.broadcast_shapes(values.shape, shape)
     if values.shape == shape:
         return values
-    out = np.empty(shape)
+    if values.ndim == len(shape) and all(v in (1, s) for v, s in zip(values.shape, shape)):  # grows to ``shape``
+        out = np.empty(shape)
+    else:
+        shape = np.broadcast_shapes(values.shape, shape)
+        if values.shape == shape:
+            return values
+        out = np.empty(shape)
     out[...] = values
     return out
 
 
 def transmission_time_s(channel: ChannelModel, n_bits: ArrayLike, snr: ArrayLike, power_w: ArrayLike) -> np.ndarray:
     """Seconds to send ``n_bits`` at the Shannon rate of ``snr``; infinite where the power is zero."""
-    with np.errstate(divide="ignore"):
+    if type(channel) is Channel:  # it silences its own division by a zero rate
         t = np.asarray(channel.transmission_time_s(n_bits, snr), dtype=float)
+    else:
+        with np.errstate(divide="ignore"):
+            t = np.asarray(channel.transmission_time_s(n_bits, snr), dtype=float)
     return np.where(np.asarray(power_w, dtype=float) > 0, t, np.inf)
 
 

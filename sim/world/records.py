@@ -621,7 +621,7 @@ class EpochColumns:
         self._next_id += q
         self._size += q
         if self.images:
-            self.rows += int(np.sum(user["n_images"]))
+            self.rows += int(np.add.reduce(np.asarray(user["n_images"]), axis=None))
         return entries
 
     def finish(self, entry: tuple[int, int]) -> None:

@@ -233,8 +233,12 @@ class _RoundDraws:
 
     def rows(self, users: list[int], rounds: list[int]) -> np.ndarray:
         """One row per ``(user, round)``: ``[shadowing, fading x k, normals x k, uniforms x k, bit uniforms x k]``."""
-        m = self.BLOCK
-        return np.stack([self.block(u // m, r)[u % m] for u, r in zip(users, rounds)])
+        m, blocks = self.BLOCK, self._blocks
+        out = np.empty((len(users), 1 + 4 * self.k_max))
+        for i, (u, r) in enumerate(zip(users, rounds)):
+            rows = blocks.get((u // m, r))
+            out[i] = (self.block(u // m, r) if rows is None else rows)[u % m]
+        return out
 
 
 class World:
@@ -332,6 +336,8 @@ class World:
         #: The users this world simulates (all, or those of ``only_masps``), in order of arrival.
         self._user_ids = np.arange(len(self._arrival_times))
         self._own_draws: np.ndarray | None = None  # (users, 4): see _own_users
+        #: Image GPU completion times of statistical evaluations, by (images per user, epoch sizes, GPUs).
+        self._done_times: dict[tuple, np.ndarray] = {}
         if only_masps is not None:
             self._user_ids = self._own_users(only_masps)
         self.n_users = len(self._user_ids)
@@ -819,9 +825,16 @@ class World:
         masp = epochs[0].masp
         if masp.gpus_down is not None:  # GPUs that fail (one epoch at a time)
             done, gpu_lost = self._gpu_done_times(masp, n, k)
-        else:  # each epoch's images queue FIFO on its MASP's GPUs, user by user
-            gpus = np.repeat([e.masp.n_gpus for e in epochs], sizes)
-            done = service.image_done_times(n, gpus, self.scenario.generator.inference_time_s, k, queues=sizes)
+        else:  # each epoch's images queue FIFO on its MASP's GPUs, user by user (few patterns: remembered)
+            key = (n.tobytes(), tuple(sizes), tuple(e.masp.n_gpus for e in epochs))
+            done = self._done_times.get(key)
+            if done is None:
+                gpus = np.repeat([e.masp.n_gpus for e in epochs], sizes)
+                done = service.image_done_times(n, gpus, self.scenario.generator.inference_time_s, k, queues=sizes)
+                done.flags.writeable = False
+                if len(self._done_times) >= 4096:
+                    self._done_times.clear()
+                self._done_times[key] = done
             gpu_lost = None
         img = service.image_outcomes(self.models, n, power, d, draws[:, 0], draws[:, 1:1 + k], gen,
                                      draws[:, 1 + 2 * k:1 + 3 * k], self._image_bits, done_s=done)
