@@ -26,4 +26,4 @@ class StaticProvisioning(ProvisioningAgent):
 
     def decide(self, obs: ProvisioningObservation) -> Provision:
         q = obs.n_users
-        return Provision(np.full(q, self.n_images), np.full(q, obs.p_total_w / q))
+        return Provision(np.array([self.n_images] * q, dtype=int), np.array([obs.p_total_w / q] * q, dtype=float))

@@ -104,10 +104,13 @@ class Provision:
                 f"provisioning agent {agent_name!r} returned shapes {self.n_images.shape} and "
                 f"{self.power_w.shape}; expected {shape} (one entry per user)"
             )
-        p, n = self.power_w, self.n_images  # one reduction each (NaN fails both power comparisons)
-        if not (p.min(initial=0.0) >= 0 and p.max(initial=0.0) < np.inf):
+        # one reduction each (NaN fails both power comparisons); without the ndarray methods' wrappers
+        p, n = self.power_w, self.n_images
+        low, high = np.minimum.reduce(p, axis=None, initial=0.0), np.maximum.reduce(p, axis=None, initial=0.0)
+        if not (low >= 0 and high < np.inf):
             raise ValueError(f"provisioning agent {agent_name!r} returned a negative or non-finite power")
-        if n.min(initial=0) < 0 or n.max(initial=0) > obs.max_images:
+        fewest, most = np.minimum.reduce(n, axis=None, initial=0), np.maximum.reduce(n, axis=None, initial=0)
+        if fewest < 0 or most > obs.max_images:
             raise ValueError(
                 f"provisioning agent {agent_name!r} returned n_images {self.n_images.tolist()} outside 0..{obs.max_images}"
             )

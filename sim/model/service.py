@@ -64,7 +64,8 @@ BER_MODELS = ("average_fading", "block_fading")
 
 def exceeds_budget(power_w: ArrayLike, p_total_w: float) -> bool:
     """Whether requested powers break the budget: ``sum P_i > P_total`` (relative tolerance 1e-9)."""
-    return bool(float(np.sum(power_w)) > float(p_total_w) * (1.0 + BUDGET_TOLERANCE))
+    total = float(np.add.reduce(np.asarray(power_w, dtype=float), axis=None))  # np.sum's own reduction
+    return bool(total > float(p_total_w) * (1.0 + BUDGET_TOLERANCE))
 
 
 def transmitted_powers(requested_w: ArrayLike, p_total_w: float) -> tuple[np.ndarray, bool]:
@@ -79,7 +80,7 @@ def _leaves_gpus_s(position, gpus, inference_time_s: float):
     """When the image at ``position`` (0-based, an int or an integer array) of a FIFO queue on ``gpus`` GPUs taking
     ``inference_time_s`` each leaves them: ``(position // gpus + 1) T``, the queue rule every function below uses.
     ``gpus``: an int, or an integer array that broadcasts against ``position`` (queues of different sizes)."""
-    gpus = int(gpus) if np.ndim(gpus) == 0 else np.asarray(gpus, dtype=int)
+    gpus = int(gpus) if isinstance(gpus, (int, np.integer)) or np.ndim(gpus) == 0 else np.asarray(gpus, dtype=int)
     return (position // gpus + 1) * float(inference_time_s)
 
 
@@ -260,8 +261,8 @@ def round_results(n_images: ArrayLike, images: ImageOutcomes) -> tuple[np.ndarra
     """
     n = np.asarray(n_images, dtype=int)
     used = np.arange(images.received.shape[-1]) < n[..., None]
-    best = np.where(n > 0, np.where(used, images.received, -np.inf).max(axis=-1, initial=-np.inf), 0.0)
-    latency = np.where(used, images.arrival_s, 0.0).max(axis=-1)
+    best = np.where(n > 0, np.maximum.reduce(np.where(used, images.received, -np.inf), axis=-1, initial=-np.inf), 0.0)
+    latency = np.maximum.reduce(np.where(used, images.arrival_s, 0.0), axis=-1)
     return best, latency
 
 

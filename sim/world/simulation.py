@@ -681,22 +681,29 @@ class World:
             masp.epochs += 1
 
     def _observe(self, masp: _Masp, batch: list[User]) -> ProvisioningObservation:
-        distances = np.array([u.distance_m for u in batch])
+        now = self.env.now
+        # the per-user fields as the rows of two arrays (floats, integers): two array builds instead of nine
+        complexities, distances, thresholds, snr_at_1w, best_scores, waited = np.array([
+            [u.complexity for u in batch], [u.distance_m for u in batch], [u.threshold for u in batch],
+            [u.mean_snr_db_at_1w for u in batch], [u.best_score for u in batch], [now - u.arrival_s for u in batch]],
+            dtype=float).reshape(6, len(batch))
+        user_ids, rounds_done, images = np.array([[u.user_id for u in batch], [u.rounds_done for u in batch],
+                                                  [u.images for u in batch]], dtype=int).reshape(3, len(batch))
         return ProvisioningObservation(
-            time_s=self.env.now,
+            time_s=now,
             masp=masp.name,
             p_total_w=masp.p_total_w,
             max_images=self.scenario.service.max_images_per_round,
-            user_ids=np.array([u.user_id for u in batch]),
+            user_ids=user_ids,
             prompts=tuple(u.prompt for u in batch),
-            complexities=np.array([u.complexity for u in batch]),
+            complexities=complexities,
             distances_m=distances,
-            thresholds=np.array([u.threshold for u in batch]),
-            mean_snr_db_at_1w=np.array([u.mean_snr_db_at_1w for u in batch]),
-            rounds_done=np.array([u.rounds_done for u in batch]),
-            best_scores=np.array([u.best_score for u in batch]),
-            waited_s=np.array([self.env.now - u.arrival_s for u in batch]),
-            images_received=np.array([u.images for u in batch]),
+            thresholds=thresholds,
+            mean_snr_db_at_1w=snr_at_1w,
+            rounds_done=rounds_done,
+            best_scores=best_scores,
+            waited_s=waited,
+            images_received=images,
             queue_length=len(masp.pending),
             gpu_backlog=len(masp.gpu.queue) + masp.gpu.count,
         )
@@ -829,7 +836,7 @@ class World:
             key = (n.tobytes(), tuple(sizes), tuple(e.masp.n_gpus for e in epochs))
             done = self._done_times.get(key)
             if done is None:
-                gpus = np.repeat([e.masp.n_gpus for e in epochs], sizes)
+                gpus = np.repeat(np.array([e.masp.n_gpus for e in epochs]), sizes)
                 done = service.image_done_times(n, gpus, self.scenario.generator.inference_time_s, k, queues=sizes)
                 done.flags.writeable = False
                 if len(self._done_times) >= 4096:
@@ -854,7 +861,7 @@ class World:
         self._images_requested += int(n.sum())
         undecodable = broken.sum(axis=1)
         # the rounds' fields: the users' state they depend on does not change before their epochs end
-        t_done = np.repeat([e.t_decision for e in epochs], sizes) + latency
+        t_done = np.repeat(np.array([e.t_decision for e in epochs]), sizes) + latency
         t_request = np.array([u.request_s for u in users])
         thresholds = np.array([u.threshold for u in users])
         best_now = np.maximum(np.array([u.best_score for u in users]), best)
@@ -880,7 +887,7 @@ class World:
         ends = latency.tolist()
         best_now, satisfied, n_list = best_now.tolist(), satisfied.tolist(), n.tolist()
         out = []
-        for entry, (a, b) in zip(entries, itertools.pairwise(np.cumsum([0, *sizes]).tolist())):
+        for entry, (a, b) in zip(entries, itertools.pairwise(itertools.accumulate(sizes, initial=0))):
             out.append((max(ends[a:b]), entry, n_list[a:b], best_now[a:b], satisfied[a:b], costs[a:b]))
         return out
 
@@ -918,7 +925,7 @@ class World:
         if self.evaluates_epochs_together:
             epoch.evaluated = self.env.event()
             self._started_epochs.append(epoch)
-            earliest_end = t_decision + service.last_image_done_s(int(n.sum()), masp.n_gpus,
+            earliest_end = t_decision + service.last_image_done_s(sum(n.tolist()), masp.n_gpus,
                                                                   self.scenario.generator.inference_time_s)
             self._evaluate_by = min(self._evaluate_by, earliest_end)
             wait, entry, n_images, best_now, satisfied, costs = yield epoch.evaluated
