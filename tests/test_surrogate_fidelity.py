@@ -237,3 +237,24 @@ def test_png_damage_set_says_any_error_breaks_it():
     p = DamageParams.from_yaml(DAMAGE_YAML, "png")
     assert p.undecodable_per_error == pytest.approx(1.0, abs=0.15)
     assert float(p.retention_of_errors(100.0)) > 0.999
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_surrogate_pixels_are_those_of_render_encoded_and_jpeg_ones_decoded_when_read(qm, fmt):
+    """A JPEG's pixels (the decoded JPEG) are decoded the first time they are read: an intact image is scored
+    without them; a damaged one decodes them, and they are render_encoded's, read-only."""
+    gen = SurrogateGenerator(qm, image_size=64, image_format=fmt)
+    prompt = "A lighthouse on a cliff at dusk, waves breaking below"
+    image = gen.generate(GenerationRequest(raw_prompt=prompt, prompt=prompt, strategy=2, seeds=(11,)))[0]
+    data, pixels = render_encoded(prompt, 11, 64, fmt)
+    assert image.data == data
+    assessor = FidelityAssessor()
+    assert assessor.assess(image, image.data, prompt).score == image.generation_score
+    assert isinstance(image.__dict__["_pixels"], tuple) == (fmt == "jpeg")  # still not decoded
+    damaged = bytearray(image.data)
+    damaged[len(damaged) // 2] ^= 0x10
+    assessor.assess(image, bytes(damaged), prompt)
+    assert np.array_equal(image.pixels, pixels) and not image.pixels.flags.writeable
+    assert image.pixels is image.pixels  # decoded once
+    with pytest.raises(AttributeError):
+        image.pixels = pixels

@@ -11,7 +11,8 @@ No diffusion model runs. For each seed of a request the surrogate
   prompt's complexity; the refined prompt's boilerplate suffixes would push every
   refined prompt to maximal detail and hide the prompt's own content);
 * encodes it in the configured format (bytes as transmitted) and records as
-  ``pixels`` the image an error-free link delivers (for JPEG, the decoded JPEG);
+  ``pixels`` the image an error-free link delivers (for JPEG, the decoded JPEG,
+  decoded the first time it is read: :class:`SurrogateImage`);
 * reports ``inference_time_s`` as the modelled GPU time per image.
 
 >>> from sim.model.quality import QualityModel
@@ -27,6 +28,7 @@ True
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -60,6 +62,29 @@ def render_encoded(
         pixels = decoded
     pixels.flags.writeable = False
     return data, pixels
+
+
+@dataclass(frozen=True)
+class SurrogateImage(GeneratedImage):
+    """A surrogate image whose ``pixels`` (for JPEG: the decoded JPEG, what an error-free link delivers) are
+    decoded the first time they are read, then kept: most images cross the link intact, and an intact image is
+    scored without its pixels (:class:`sim.assessment.fidelity.FidelityAssessor`). Constructed with ``pixels``
+    an array (kept as is) or the ``(height, width, 3)`` shape to decode ``data`` to."""
+
+    def _get_pixels(self) -> np.ndarray:
+        value = self.__dict__["_pixels"]
+        if isinstance(value, tuple):  # not decoded yet
+            decoded = decode_image(self.data, self.format, value)
+            if decoded is None:  # pragma: no cover - a fresh encoding always decodes
+                raise RuntimeError(f"freshly encoded {self.format} does not decode")
+            decoded.flags.writeable = False
+            self.__dict__["_pixels"] = value = decoded
+        return value
+
+    def _set_pixels(self, value) -> None:  # the dataclass's __init__ (frozen: it sets fields this way)
+        self.__dict__["_pixels"] = value if isinstance(value, tuple) else np.asarray(value)
+
+    pixels = property(_get_pixels, _set_pixels)
 
 
 class SurrogateGenerator:
@@ -112,11 +137,14 @@ class SurrogateGenerator:
             if not _is_int(seed) or seed < 0:
                 raise ValueError(f"seeds must be non-negative integers, got {seed!r}")
             score = self.generation_score(request.raw_prompt, request.strategy, int(seed))
-            data, pixels = render_encoded(
-                request.raw_prompt, int(seed), self.image_size, self.image_format, self.jpeg_quality, complexity
-            )
+            pixels = render_image(request.raw_prompt, int(seed), self.image_size, complexity)
+            data = encode_image(pixels, self.image_format, self.jpeg_quality)
+            if self.image_format == "jpeg":  # lossy: the pixels delivered are the decoded JPEG, decoded if read
+                pixels = pixels.shape
+            else:
+                pixels.flags.writeable = False
             images.append(
-                GeneratedImage(
+                SurrogateImage(
                     data=data,
                     format=self.image_format,
                     pixels=pixels,
