@@ -346,3 +346,14 @@ def test_each_masps_images_queue_on_its_own_gpus(delivery):
         assert image.t_generation_end_s - image.t_queued_s == pytest.approx(expected, abs=1e-9)
         seen.add(image.masp)
     assert seen == set(gpus)
+
+
+def test_a_users_draws_are_its_streams_integers_and_uniforms():
+    """The three uniforms drawn in one call are, bit for bit, the stream's ``uniform(low, high)`` draws."""
+    world = World(_scenario(10), seed=4)
+    cfg = world.scenario.users
+    for u in range(500):
+        rng = world.streams.rng("users", u)
+        expected = (int(rng.integers(len(world._pool))), float(rng.uniform(cfg.threshold.low, cfg.threshold.high)),
+                    float(rng.uniform(cfg.distance_m.low, cfg.distance_m.high)), float(rng.uniform(0.0, 2 * math.pi)))
+        assert world._user_draws(u) == expected

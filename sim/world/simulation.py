@@ -574,7 +574,7 @@ class World:
         u_threshold, u_radius, u_angle = rng.random(3).tolist()
         threshold = cfg.threshold.low + (cfg.threshold.high - cfg.threshold.low) * u_threshold
         radius = cfg.distance_m.low + (cfg.distance_m.high - cfg.distance_m.low) * u_radius
-        angle = (2 * math.pi - 0.0) * u_angle
+        angle = 2 * math.pi * u_angle  # uniform(0, 2 pi): 0 + (2 pi - 0) * random()
         return prompt_idx, threshold, radius, angle
 
     def _position(self, u: int, drawn: tuple[int, float, float, float]) -> np.ndarray:
