@@ -53,15 +53,29 @@ def render_encoded(
 ) -> tuple[bytes, np.ndarray]:
     """The surrogate's picture for (prompt, seed): ``(bytes as transmitted, pixels as delivered
     by an error-free link)`` (read-only pixels; for JPEG the decoded JPEG, else the render)."""
+    data, pixels = _render(prompt, seed, size, image_format, jpeg_quality, complexity)
+    return data, _decoded(data, image_format, pixels) if isinstance(pixels, tuple) else pixels
+
+
+def _render(prompt: str, seed: int, size: int, image_format: str, jpeg_quality: int,
+            complexity: float | None) -> tuple[bytes, np.ndarray | tuple[int, int, int]]:
+    """``(bytes as transmitted, the render read-only)``; for JPEG, lossy, the render's shape instead: what an
+    error-free link delivers is the decoded JPEG (:func:`_decoded`)."""
     pixels = render_image(prompt, int(seed), size, complexity)
     data = encode_image(pixels, image_format, jpeg_quality)
-    if image_format == "jpeg":  # lossy: what an error-free link delivers is the decoded JPEG
-        decoded = decode_image(data, "jpeg", pixels.shape)
-        if decoded is None:  # pragma: no cover - a fresh encoding always decodes
-            raise RuntimeError("freshly encoded JPEG does not decode")
-        pixels = decoded
+    if image_format == "jpeg":
+        return data, pixels.shape
     pixels.flags.writeable = False
     return data, pixels
+
+
+def _decoded(data: bytes, image_format: str, shape: tuple[int, int, int]) -> np.ndarray:
+    """The freshly encoded ``data`` decoded, read-only."""
+    pixels = decode_image(data, image_format, shape)
+    if pixels is None:  # pragma: no cover - a fresh encoding always decodes
+        raise RuntimeError(f"freshly encoded {image_format} does not decode")
+    pixels.flags.writeable = False
+    return pixels
 
 
 @dataclass(frozen=True)
@@ -74,11 +88,7 @@ class SurrogateImage(GeneratedImage):
     def _get_pixels(self) -> np.ndarray:
         value = self.__dict__["_pixels"]
         if isinstance(value, tuple):  # not decoded yet
-            decoded = decode_image(self.data, self.format, value)
-            if decoded is None:  # pragma: no cover - a fresh encoding always decodes
-                raise RuntimeError(f"freshly encoded {self.format} does not decode")
-            decoded.flags.writeable = False
-            self.__dict__["_pixels"] = value = decoded
+            self.__dict__["_pixels"] = value = _decoded(self.data, self.format, value)
         return value
 
     def _set_pixels(self, value) -> None:  # the dataclass's __init__ (frozen: it sets fields this way)
@@ -137,12 +147,8 @@ class SurrogateGenerator:
             if not _is_int(seed) or seed < 0:
                 raise ValueError(f"seeds must be non-negative integers, got {seed!r}")
             score = self.generation_score(request.raw_prompt, request.strategy, int(seed))
-            pixels = render_image(request.raw_prompt, int(seed), self.image_size, complexity)
-            data = encode_image(pixels, self.image_format, self.jpeg_quality)
-            if self.image_format == "jpeg":  # lossy: the pixels delivered are the decoded JPEG, decoded if read
-                pixels = pixels.shape
-            else:
-                pixels.flags.writeable = False
+            data, pixels = _render(request.raw_prompt, seed, self.image_size, self.image_format, self.jpeg_quality,
+                                   complexity)  # a JPEG's pixels: decoded when read
             images.append(
                 SurrogateImage(
                     data=data,

@@ -31,6 +31,7 @@ All maths lives in module-level functions; :class:`Channel` only binds a
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -82,6 +83,12 @@ def _max(x: np.ndarray, initial: float) -> float:
     return np.maximum.reduce(x, axis=None, initial=initial)
 
 
+def _quiet(needed: bool, **errors: str):
+    """``np.errstate(**errors)`` where a value could overflow or divide by zero, else nothing (setting numpy's
+    error state costs more than the arithmetic on the small arrays the world passes)."""
+    return np.errstate(**errors) if needed else contextlib.nullcontext()
+
+
 def _require(condition: np.ndarray | bool, message: str) -> None:
     # np.all's dispatch costs more than the test itself on the small arrays the world passes
     ok = condition.all() if isinstance(condition, np.ndarray) else np.asarray(condition).all()
@@ -109,12 +116,14 @@ def linear_to_db(x: ArrayLike) -> np.ndarray:
     >>> print(linear_to_db([1.0, 100.0, 0.0]))
     [  0.  20. -inf]
     """
-    if type(x) in (float, np.float64) and x > 0:  # one positive number: no array, no error state to set
-        return 10.0 * np.log10(x)
-    x = _as_float(x)
-    _require(~(x < 0), "a linear power ratio must be >= 0")
-    with np.errstate(divide="ignore"):
-        return _out(10.0 * np.log10(x))
+    if type(x) in (float, np.float64) and x > 0:  # one positive number: no array, nothing to check
+        positive = True
+    else:
+        x = _as_float(x)
+        _require(~(x < 0), "a linear power ratio must be >= 0")
+        positive = bool(_min(x, 1.0) > 0)
+    with _quiet(not positive, divide="ignore"):  # log10(0) = -inf
+        return _out(np.asarray(10.0 * np.log10(x)))
 
 
 # ---------------------------------------------------------------------------
@@ -196,36 +205,32 @@ def received_snr(
 
 def _snr(power_w: ArrayLike, distance_m: ArrayLike, eps, n0, shadowing_db: ArrayLike, fading_gain: ArrayLike):
     """:func:`received_snr` for a path-loss exponent and noise power already checked (a :class:`ChannelParams`'):
-    the arrays are checked here in one pass each."""
+    the arrays are checked here in one pass each; plain numbers (a user's mean SNR) without making arrays."""
     if (type(power_w) is float and type(distance_m) is float and type(fading_gain) is float  # noqa: E721
-            and type(shadowing_db) is float and power_w >= 0 and fading_gain >= 0  # noqa: E721
-            and 0 < distance_m < math.inf):  # plain numbers (a user's mean SNR): the same ufuncs, no arrays
-        large_scale = np.power(distance_m, -eps)
-        if shadowing_db != 0.0:
-            with np.errstate(over="ignore"):
-                large_scale = large_scale * np.power(10.0, shadowing_db / 10.0)
-        return power_w * fading_gain * large_scale / n0
-    p = _as_float(power_w)
-    # a plain float gain (e.g. the channel's Omega) is checked without making an array of it
-    g = fading_gain if type(fading_gain) is float else _as_float(fading_gain)  # noqa: E721
-    d = _as_float(distance_m)
-    # one reduction per array (NaN fails every comparison); the messages come from the checks below
-    if not (_min(p, 0.0) >= 0 and (g >= 0 if type(g) is float else _min(g, 0.0) >= 0)  # noqa: E721
-            and _min(d, 1.0) > 0 and _max(d, 1.0) < np.inf):
-        _require(p >= 0, "power_w must be >= 0")
-        _require(np.asarray(g) >= 0, "fading_gain must be >= 0")
-        _require(d > 0, "distance_m must be > 0")
-        _require(np.isfinite(d), "distance_m must be finite")
-    if type(shadowing_db) is float and shadowing_db == 0.0:  # noqa: E721 (10**0 = 1 exactly)
-        large_scale = np.power(d, -eps)
+            and power_w >= 0 and fading_gain >= 0 and 0 < distance_m < math.inf):
+        p, g, d = power_w, fading_gain, distance_m
     else:
-        x = _as_float(shadowing_db)
-        if _max(x, 0.0) < 3000.0:  # 10**(x/10) is finite: no overflow to silence
-            large_scale = np.power(d, -eps) * np.power(10.0, x / 10.0)
-        else:
-            with np.errstate(over="ignore"):  # above ~3080 dB of shadowing: inf
-                large_scale = np.power(d, -eps) * np.power(10.0, x / 10.0)
-    return _out(np.asarray(p * g * large_scale / n0))
+        p = _as_float(power_w)
+        # a plain float gain (e.g. the channel's Omega) is checked without making an array of it
+        g = fading_gain if type(fading_gain) is float else _as_float(fading_gain)  # noqa: E721
+        d = _as_float(distance_m)
+        # one reduction per array (NaN fails every comparison); the messages come from the checks below
+        if not (_min(p, 0.0) >= 0 and (g >= 0 if type(g) is float else _min(g, 0.0) >= 0)  # noqa: E721
+                and _min(d, 1.0) > 0 and _max(d, 1.0) < np.inf):
+            _require(p >= 0, "power_w must be >= 0")
+            _require(np.asarray(g) >= 0, "fading_gain must be >= 0")
+            _require(d > 0, "distance_m must be > 0")
+            _require(np.isfinite(d), "distance_m must be finite")
+    return _out(np.asarray(p * g * _large_scale_gain(d, eps, shadowing_db) / n0))
+
+
+def _large_scale_gain(d, eps, shadowing_db: ArrayLike):
+    """``d**-eps * 10**(shadowing_db/10)`` for checked distances (an array or a number)."""
+    if type(shadowing_db) is float and shadowing_db == 0.0:  # noqa: E721 (10**0 = 1 exactly)
+        return np.power(d, -eps)
+    x = _as_float(shadowing_db)
+    with _quiet(not _max(x, 0.0) < 3000.0, over="ignore"):  # above ~3080 dB of shadowing: inf
+        return np.power(d, -eps) * np.power(10.0, x / 10.0)
 
 
 def mean_snr_db(
@@ -296,20 +301,14 @@ def _ber_integer_m(s: np.ndarray, m: int) -> np.ndarray:
     with ``1 - mu = (m/(m+s)) / (1 + mu)`` so no digits are lost at high SNR.
     """
     # written with in-place operations: this is the hot loop of expected_ber
-    def first_terms():
+    extreme = not (_min(s, 1.0) > 1e-300 and _max(s, 1.0) < np.inf)  # a 0, denormal or inf SNR
+    with _quiet(extreme, divide="ignore", invalid="ignore", over="ignore"):
         mu = np.divide(m, s)  # mu = 1 / sqrt(1 + m/s): s = 0 -> 0, s = inf -> 1
         mu += 1.0
         np.sqrt(mu, out=mu)
         np.reciprocal(mu, out=mu)
         a = np.add(s, m)
         np.divide(m, a, out=a)  # m/(m+s) = 1 - mu**2, s = inf -> 0
-        return mu, a
-
-    if _min(s, 1.0) > 1e-300 and _max(s, 1.0) < np.inf:  # no 0, denormal or inf SNR: nothing to silence
-        mu, a = first_terms()
-    else:
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            mu, a = first_terms()
     b = mu
     b += 1.0
     a /= b
@@ -856,9 +855,7 @@ class Channel:
                 _require(~(s < 0), "snr must be >= 0")
             if n_bits > 0:  # n / rate (no zero-bit case to mask)
                 rate = _shannon(b, s)
-                if _min(rate, 1.0) > 0:  # no zero rate: no division by zero to silence
-                    return _out(np.asarray(n_bits / rate))
-                with np.errstate(divide="ignore"):
+                with _quiet(not _min(rate, 1.0) > 0, divide="ignore"):  # a zero rate: infinite time
                     return _out(np.asarray(n_bits / rate))
             return _tx_time(np.asarray(n_bits), _shannon(b, s))
         n = _as_float(n_bits)

@@ -49,6 +49,7 @@ same objects; :func:`sim.backends.build_service_models` builds them from a scena
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 import numpy as np
@@ -111,8 +112,8 @@ def image_done_times(n_images: ArrayLike, gpus, inference_time_s: float, k_max: 
         sizes = np.asarray(queues, dtype=int)
         if n.ndim != 1 or sizes.sum() != n.size or (sizes < 0).any():
             raise ValueError(f"queues must split the {n.shape} users into consecutive groups, got {sizes.tolist()}")
-        heads = np.cumsum(sizes) - sizes  # each queue's first user
-        first = first - np.repeat(first[np.minimum(heads, max(n.size - 1, 0))] if n.size else first, sizes)
+        queued = np.concatenate([[0], np.cumsum(n)])  # images of all users before user i, at [i]
+        first = first - np.repeat(queued[np.cumsum(sizes) - sizes], sizes)  # less those of earlier queues
     if np.ndim(gpus):
         gpus = np.asarray(gpus, dtype=int)[..., None]
     return _leaves_gpus_s(first[..., None] + np.arange(k), gpus, inference_time_s)
@@ -150,26 +151,20 @@ def spread(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """``values`` broadcast to ``np.broadcast_shapes(values.shape, shape)``, as a new array (e.g. each image's BER:
     its user's)."""
     values = np.asarray(values, dtype=float)
+    if not (values.ndim == len(shape) and all(v in (1, s) for v, s in zip(values.shape, shape))):
+        shape = np.broadcast_shapes(values.shape, shape)  # (when it only grows to ``shape``, that is ``shape``)
     if values.shape == shape:
         return values
-    if values.ndim == len(shape) and all(v in (1, s) for v, s in zip(values.shape, shape)):  # grows to ``shape``
-        out = np.empty(shape)
-    else:
-        shape = np.broadcast_shapes(values.shape, shape)
-        if values.shape == shape:
-            return values
-        out = np.empty(shape)
+    out = np.empty(shape)
     out[...] = values
     return out
 
 
 def transmission_time_s(channel: ChannelModel, n_bits: ArrayLike, snr: ArrayLike, power_w: ArrayLike) -> np.ndarray:
     """Seconds to send ``n_bits`` at the Shannon rate of ``snr``; infinite where the power is zero."""
-    if type(channel) is Channel:  # it silences its own division by a zero rate
+    # the shipped Channel silences its own division by a zero rate; another channel model may not
+    with contextlib.nullcontext() if type(channel) is Channel else np.errstate(divide="ignore"):
         t = np.asarray(channel.transmission_time_s(n_bits, snr), dtype=float)
-    else:
-        with np.errstate(divide="ignore"):
-            t = np.asarray(channel.transmission_time_s(n_bits, snr), dtype=float)
     return np.where(np.asarray(power_w, dtype=float) > 0, t, np.inf)
 
 
@@ -316,10 +311,6 @@ class ServiceModels:
     def gpu_completion_times(self, n_images) -> np.ndarray:
         """:func:`gpu_completion_times` on this MASP's queue."""
         return gpu_completion_times(n_images, self.gpus, self.inference_time_s)
-
-    def last_image_done_s(self, n_images: int) -> float:
-        """:func:`last_image_done_s` on this MASP's queue."""
-        return last_image_done_s(n_images, self.gpus, self.inference_time_s)
 
     def image_done_times(self, n_images, k_max: int | None = None) -> np.ndarray:
         """:func:`image_done_times` on this MASP's queue."""

@@ -628,7 +628,7 @@ class EpochColumns:
         """The epoch of ``entry`` (:meth:`add_epochs`) ended: its rounds are recorded from now on."""
         first, size = entry
         col = self._col
-        a = int(np.searchsorted(col["row_id"][:self._size], first))
+        a = int(np.searchsorted(self._held("row_id"), first))
         if size and (a + size > self._size or col["row_id"][a] != first or col["has_rounds"][a]):
             raise ValueError("finish: unknown epoch, or it was finished already")
         col["has_rounds"][a:a + size] = True
@@ -660,26 +660,28 @@ class EpochColumns:
         self.rows = int(np.where(col["images_taken"][:m], 0, col["n_images"][:m]).sum()) if self.images else 0
         return images, rounds
 
+    def _held(self, name: str) -> np.ndarray:
+        """Column ``name`` over the rows held."""
+        return self._col[name][:self._size]
+
     def _flips(self, rows: np.ndarray) -> np.ndarray:
         """Bits flipped per image of ``rows`` (``(rows, k_max)``; 0 for images not used or lost)."""
         from sim.model.channel import binomial_counts
 
-        col = self._col
-        n = col["n_images"][:self._size][rows]
-        used = np.arange(self._k) < n[:, None]
-        flips = binomial_counts(col["bits"][:self._size][rows][:, None], col["ber"][:self._size][rows],
-                                col["bit_uniform"][:self._size][rows])
-        if "lost" in col:
-            flips = np.where(col["lost"][:self._size][rows] == "", flips, 0)
+        def get(name):
+            return self._held(name)[rows]
+
+        used = np.arange(self._k) < get("n_images")[:, None]
+        flips = binomial_counts(get("bits")[:, None], get("ber"), get("bit_uniform"))
+        if "lost" in self._col:
+            flips = np.where(get("lost") == "", flips, 0)
         return np.where(used, flips, 0)
 
     def _image_columns(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         from sim.model.channel import linear_to_db
 
-        size = self._size
-
         def get(name):
-            return self._col[name][:size][rows]
+            return self._held(name)[rows]
 
         n = get("n_images")
         used = np.arange(self._k) < n[:, None]
@@ -728,10 +730,8 @@ class EpochColumns:
         }
 
     def _round_columns(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        size = self._size
-
         def get(name):
-            return self._col[name][:size][rows]
+            return self._held(name)[rows]
 
         n = get("n_images")
         if self.images:

@@ -812,9 +812,10 @@ class World:
         Each user's round has its own draws (:class:`_RoundDraws`: the shadowing and, for ``N_max`` images, of
         which the first ``N_i`` are used, so a decision never shifts anyone's draws, the fading gains, the
         generation scores' normals, the damage uniforms and the bit-error uniforms). Images queue FIFO on the
-        MASP's GPUs (its own count of them) user by user, as in the bytes mode. Records the images (as columns) and returns, per epoch,
-        ``(best round score, latency from the decision, undecodable images, the epoch's column entry)`` per user.
-        With faults it takes one epoch, evaluated when it starts.
+        MASP's GPUs (its own count of them) user by user, as in the bytes mode. Records the images and the
+        rounds' fields (as columns; the rounds count once :meth:`EpochColumns.finish` says their epoch ended) and
+        returns, per epoch, ``(its wait from the decision to its last image, its column entry, and per user: images,
+        best score so far, satisfied, cost)``. With faults it takes one epoch, evaluated when it starts.
         """
         if len(epochs) > 1 and (self.faults is not None or not self.evaluates_epochs_together):
             raise RuntimeError("epochs are evaluated together only when the MASPs are independent and nothing fails")
