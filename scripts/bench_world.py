@@ -1,19 +1,20 @@
 """Throughput of the surrogate world: served users per wall minute, beside bare SimPy on the same machine.
 
 Runs a scenario (default ``scenarios/poisson_1000.yaml``: 1,000 Poisson users at two MASPs) once per seed,
-through the same path as ``python -m sim run`` (records written, ``--stream`` to Parquet in chunks,
-``--shards`` processes), and prints what the simulator processed per wall-clock minute of simulation
-(the run's ``wall_time_s``: without building the world and writing the report, as ``run`` reports it). First it measures
-bare SimPy on this machine (processes that only wait on timeouts, in the same run) and reports the world's
-rate against it too: the cost of one served user in bare SimPy events, a figure that carries over between
-machines better than users per minute. With ``--stream`` it reports the peak resident memory of the run
-(this process and its shard processes). In the bytes mode it prints what rendering and encoding one surrogate
-image costs and the served users per minute that cost alone allows on this machine's cores; in the statistical
+through the same path as ``python -m sim run`` (records written; streamed to Parquet in chunks as ``run`` does,
+from 100,000 users, or as ``--stream``/``--no-stream`` say; ``--shards`` processes), and prints what the simulator
+processed per wall-clock minute of simulation (the run's ``wall_time_s``: without building the world and writing
+the report, as ``run`` reports it). First it measures bare SimPy on this machine (processes that only wait on
+timeouts, in the same run) and reports the world's rate against it too: the cost of one served user in bare SimPy
+events, a figure that carries over between machines better than users per minute. Then the peak resident memory
+of the run (this process and its shard processes). In the bytes mode it prints what rendering and encoding one
+surrogate image costs and, with a picture per seed, the served users per minute that cost alone allows on this
+machine's cores (``--pictures K|none`` sets ``generator.surrogate.pictures_per_prompt``); in the statistical
 mode, how many epochs one evaluation call takes on average (``World.evaluates_epochs_together``), in one process
 and in a shard.
 
 Usage: ``python scripts/bench_world.py [SCENARIO] [--seeds 1] [--delivery bytes|statistical] [--users N]
-[--shards K] [--stream]``
+[--shards K] [--stream | --no-stream] [--pictures K|none]``
 """
 
 from __future__ import annotations
@@ -100,16 +101,29 @@ def main() -> None:
     parser.add_argument("--delivery", choices=["bytes", "statistical"], help="channel.delivery (default: the scenario's)")
     parser.add_argument("--users", type=int, help="arrivals.n_users (default: the scenario's)")
     parser.add_argument("--shards", type=int, default=1, help="processes for one replication's MASPs (default 1)")
-    parser.add_argument("--stream", action="store_true", help="stream the records to Parquet (bounded memory)")
+    parser.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
+                        help="stream the records to Parquet (bounded memory; default: as `python -m sim run`, from "
+                             "100,000 users)")
+    parser.add_argument("--pictures", type=lambda v: None if v == "none" else int(v), default=False,
+                        help="generator.surrogate.pictures_per_prompt: K or 'none' (default: the scenario's)")
     args = parser.parse_args()
     scenario = load_scenario(args.scenario)
+    if args.pictures is not False:
+        g = scenario.generator
+        surrogate = g.surrogate.model_copy(update={"pictures_per_prompt": args.pictures})
+        scenario = scenario.model_copy(update={"generator": g.model_copy(update={"surrogate": surrogate})})
     if args.delivery:
         scenario = scenario.model_copy(update={"channel": scenario.channel.model_copy(update={"delivery": args.delivery})})
     if args.users:
         scenario = scenario.model_copy(update={"arrivals": scenario.arrivals.model_copy(update={"n_users": args.users})})
     events = simpy_events_per_s()
+    from sim.world.runner import STREAM_FROM_USERS
+
+    stream = scenario.arrivals.n_users >= STREAM_FROM_USERS if args.stream is None else args.stream
+    pictures = scenario.generator.surrogate.pictures_per_prompt
     print(f"{scenario.name} ({scenario.channel.delivery} delivery): {scenario.arrivals.n_users:,} users, "
-          f"{len(scenario.masps)} MASPs, {args.shards} shard(s){', streamed' if args.stream else ''}; "
+          f"{len(scenario.masps)} MASPs, {args.shards} shard(s){', streamed' if stream else ''}"
+          f"{f', {pictures} pictures per prompt' if scenario.channel.delivery == 'bytes' and pictures else ''}; "
           f"{platform.processor() or platform.machine()}, Python {platform.python_version()}")
     print(f"bare SimPy on this machine: {events:,.0f} events/s")
     render_ms = None
@@ -129,7 +143,7 @@ def main() -> None:
         for seed in range(args.seeds):
             t0 = time.perf_counter()
             output = run_scenario(scenario, out=Path(tmp) / f"seed{seed}", seed=seed, quiet=True,
-                                  stream=args.stream, shards=args.shards)
+                                  stream=stream, shards=args.shards)
             total = time.perf_counter() - t0  # with building the world, writing the tables and the report
             wall = output.wall_time_s  # the simulation (streamed runs: with writing their records)
             s = output.result.summary
@@ -141,14 +155,16 @@ def main() -> None:
                 f"{60 * rounds / wall:>10,.0f} {s['served_users']:>7,} {s['mean_rounds']:>11.2f} "
                 f"{events / served_per_s:>28,.0f}"
             )
-            if render_ms is not None:  # what rendering alone allows: every image rendered once, on every core
+            if render_ms is not None and pictures is None:  # what rendering alone allows: every image rendered, on every core
                 images = output.result.conservation["images_requested"]
                 cores = os.cpu_count() or 1
                 print(f"     rendering alone: {images:,} images x {render_ms:.2f} ms on {cores} cores = at least "
                       f"{images * render_ms / 1e3 / cores:.1f} s, so at most "
                       f"{60 * s['served_users'] / (images * render_ms / 1e3 / cores):,.0f} served/min")
     own, children = peak_rss_mib()
-    print(f"peak resident memory: {own:,.0f} MiB (this process), {children:,.0f} MiB (largest shard process)")
+    shard_peak = f", {children:,.0f} MiB (largest shard process)" if args.shards > 1 else ""
+    print(f"peak resident memory: {own:,.0f} MiB (this process){shard_peak}"
+          + ("" if stream else "; records held in memory (--stream bounds them)"))
 
 
 if __name__ == "__main__":

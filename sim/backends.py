@@ -160,6 +160,7 @@ def surrogate_generator(scenario: Scenario, quality: QualityModel, prompt_effect
         jpeg_quality=g.jpeg_quality,
         inference_time_s=g.inference_time_s,
         prompt_effect_key=prompt_effect_key,
+        pictures_per_prompt=g.surrogate.pictures_per_prompt,
     )
 
 

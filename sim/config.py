@@ -217,6 +217,16 @@ class CacheConfig(_Strict):
     fallback_backend: Literal["surrogate", "diffusers"] = "surrogate"
 
 
+class SurrogateConfig(_Strict):
+    """The procedural surrogate backend (:mod:`sim.generation.surrogate`)."""
+
+    #: Distinct pictures per prompt: with K, an image drawn with seed s shows picture s mod K of its prompt,
+    #: rendered once per process and kept (its generation score still comes from its own seed). ``null``: a
+    #: picture per seed (every image rendered and encoded). A load test in the bytes mode spends most of its
+    #: time rendering; a few pictures per prompt keep real bytes, bit errors and measured damage per image.
+    pictures_per_prompt: Annotated[Int, Field(ge=1)] | None = None
+
+
 class GeneratorConfig(_Strict):
     """Text-to-image backend."""
 
@@ -234,6 +244,7 @@ class GeneratorConfig(_Strict):
     gpu_memory_gib: PositiveFloat = 4.0
     image_format: Literal["jpeg", "png", "raw"] = "jpeg"
     jpeg_quality: Annotated[Int, Field(ge=1, le=95)] = 85
+    surrogate: SurrogateConfig = SurrogateConfig()
     diffusers: DiffusersConfig = DiffusersConfig()
     cache: CacheConfig = CacheConfig()
 

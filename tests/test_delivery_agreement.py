@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from sim.config import parse_scenario
-from sim.world.agreement import CASES, METRICS, agreement, reference_cases
+from sim.world.agreement import CASES, METRICS, agreement, paired_agreement, reference_cases
+from sim.world.simulation import World
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,3 +45,31 @@ def test_the_comparison_catches_a_wrong_damage_model(tmp_path):
     rows = agreement({"poor, wrong damage": (wrong, list(range(12)))}).set_index("metric")
     assert rows.loc["undecodable_rate", "p_holm"] < 0.05
     assert rows.loc["undecodable_rate", "bytes_mean"] > rows.loc["undecodable_rate", "statistical_mean"] + 0.2
+
+
+def _with_pictures(scenario, k):
+    g = scenario.generator
+    return scenario.model_copy(update={"generator": g.model_copy(update={
+        "surrogate": g.surrogate.model_copy(update={"pictures_per_prompt": k})})})
+
+
+def test_a_few_pictures_per_prompt_leave_the_outcomes_within_their_intervals():
+    """The same seeds with a picture per seed and with 2 per prompt (paired: every stream is shared)."""
+    data, _ = CASES["poor channel (150-220 m, m = 1)"]
+    base = parse_scenario(data, source="poor")
+    assert World(_with_pictures(base, 2), seed=0).generator.pictures_per_prompt == 2  # the config reaches it
+    table = paired_agreement(base, _with_pictures(base, 2), range(16), workers=1).set_index("metric")
+    shown = table.to_string()
+    assert (table["p_holm"] > 0.05).all(), shown
+    for metric in METRICS:  # each paired interval holds 0
+        assert table.loc[metric, "difference_low"] <= 0 <= table.loc[metric, "difference_high"], shown
+    # the pictures did change: the damaged images are other images
+    assert (table["difference_mean"] != 0).any(), shown
+
+
+def test_paired_agreement_of_a_scenario_with_itself_is_exactly_zero():
+    data, _ = CASES["few users (3, batch)"]
+    base = parse_scenario(data, source="few")
+    table = paired_agreement(base, base, range(3), workers=1)
+    assert (table["difference_mean"] == 0).all() and (table["p"] == 1).all()
+    assert (table["base_mean"] == table["variant_mean"]).all()

@@ -12,6 +12,7 @@ from skimage.metrics import structural_similarity
 from sim.assessment.base import Assessor
 from sim.assessment.fidelity import (
     FidelityAssessor,
+    _local_ssim,
     damage_trials,
     luma,
     retention_of_ssim,
@@ -19,7 +20,7 @@ from sim.assessment.fidelity import (
 )
 from sim.generation.base import GeneratedImage, GenerationRequest, Generator
 from sim.generation.render import FORMATS, decode_image
-from sim.generation.surrogate import SurrogateGenerator, render_encoded
+from sim.generation.surrogate import Picture, SurrogateGenerator, render_encoded
 from sim.model.channel import flip_bits
 from sim.model.quality import DamageParams, QualityModel, prompt_complexity
 from sim.prompting.prompts import load_prompts
@@ -185,6 +186,10 @@ def test_ssim_of_a_few_damaged_bands_equals_the_whole_image_computation():
         b[rows] = rng.integers(0, 256, (len(rows), 80, 3), dtype=np.uint8)
         expected = structural_similarity(luma(a), luma(b), data_range=255.0)
         assert ssim(a, b) == pytest.approx(expected, abs=1e-6), rows
+    # most rows damaged: the whole image in one pass, scikit-image's mean bit for bit
+    b = a.copy()
+    b[::2] = rng.integers(0, 256, (48, 80, 3), dtype=np.uint8)
+    assert ssim(a, b) == float(structural_similarity(luma(a), luma(b), data_range=255.0))
 
 
 def test_score_falls_as_ber_rises(gen):
@@ -250,7 +255,7 @@ def test_surrogate_pixels_are_those_of_render_encoded_and_jpeg_ones_decoded_when
     assert image.data == data
     assessor = FidelityAssessor()
     assert assessor.assess(image, image.data, prompt).score == image.generation_score
-    assert isinstance(image.__dict__["_pixels"], tuple) == (fmt == "jpeg")  # still not decoded
+    assert isinstance(image.__dict__["_pixels"]._pixels, tuple) == (fmt == "jpeg")  # still not decoded
     damaged = bytearray(image.data)
     damaged[len(damaged) // 2] ^= 0x10
     assessor.assess(image, bytes(damaged), prompt)
@@ -258,3 +263,47 @@ def test_surrogate_pixels_are_those_of_render_encoded_and_jpeg_ones_decoded_when
     assert image.pixels is image.pixels  # decoded once
     with pytest.raises(AttributeError):
         image.pixels = pixels
+
+
+def test_local_ssim_is_scikit_images_map_bit_for_bit():
+    """The slab's local SSIM at the rows and columns wanted: the same bits as scikit-image's full map there."""
+    rng = np.random.default_rng(21)
+    for height, width, lo, hi in ((28, 256, 6, 22), (40, 64, 3, 37), (13, 20, 3, 10), (19, 33, 0, 19)):
+        a = luma(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        b = a.copy()
+        b[rng.integers(0, height)] += rng.normal(0, 30, width).astype(np.float32)
+        _, full = structural_similarity(a, b, data_range=255.0, win_size=7, full=True)
+        assert np.array_equal(_local_ssim(a, b, 7, lo, hi), full[lo:hi, 3:width - 3])
+
+
+def test_k_pictures_per_prompt_share_bytes_by_seed_mod_k_and_keep_each_seeds_score(qm):
+    free = SurrogateGenerator(qm, image_size=48)
+    gen = SurrogateGenerator(qm, image_size=48, pictures_per_prompt=3)
+    seeds = (5, 8, 6, 11, 2)  # 5, 8, 11 and 2 are 2 mod 3
+    images = gen.generate(request(seeds))
+    by_seed = {im.seed: im for im in images}
+    assert by_seed[5].data == by_seed[8].data == by_seed[11].data == by_seed[2].data != by_seed[6].data
+    assert by_seed[5].__dict__["_pixels"] is by_seed[8].__dict__["_pixels"]  # one picture, decoded once for all
+    data, pixels = render_encoded(PROMPT, 2, 48)
+    assert by_seed[8].data == data and np.array_equal(by_seed[8].pixels, pixels)
+    # the scores are each seed's own, as with a picture per seed
+    assert [im.generation_score for im in images] == [im.generation_score for im in free.generate(request(seeds))]
+    assert len({im.generation_score for im in images}) == len(seeds)
+    assert gen.generate(request(seeds))[0].data == images[0].data  # kept: the same bytes again
+
+
+def test_the_kept_pictures_are_bounded_most_recently_used_first(qm):
+    gen = SurrogateGenerator(qm, image_size=32, pictures_per_prompt=4)
+    gen._max_pictures = 2
+    first = gen.picture(PROMPT, 0)
+    gen.picture(PROMPT, 1)
+    assert gen.picture(PROMPT, 4) is first  # used again: now the most recent
+    gen.picture(PROMPT, 2)  # evicts picture 1, the least recently used
+    assert set(gen._pictures) == {(PROMPT, 0), (PROMPT, 2)}
+    assert isinstance(first, Picture) and gen.picture(PROMPT, 5).data == render_encoded(PROMPT, 1, 32)[0]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "4"])
+def test_pictures_per_prompt_must_be_a_positive_integer(qm, bad):
+    with pytest.raises(ValueError, match="pictures_per_prompt"):
+        SurrogateGenerator(qm, pictures_per_prompt=bad)

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
+from scipy.ndimage import uniform_filter1d
 from skimage.metrics import structural_similarity
 
 from sim.assessment.base import Assessment
@@ -72,43 +73,75 @@ def ssim(reference: np.ndarray, received: np.ndarray) -> float:
     computed (:func:`_banded_ssim`): a JPEG with restart markers that lost a few bits differs in a few
     16-pixel bands, and the mean equals the whole-image computation to float32 rounding.
     """
-    a, b = luma(reference), luma(received)
-    if min(a.shape) < 7:  # too small for the 7x7 window: compare with the largest odd window
+    reference, received = np.asarray(reference), np.asarray(received)
+    if min(reference.shape[:2]) < 7:  # too small for the 7x7 window: compare with the largest odd window
+        a, b = luma(reference), luma(received)
         win = max(3, min(a.shape) - (1 - min(a.shape) % 2))
         return float(structural_similarity(a, b, data_range=255.0, win_size=win))
-    return _banded_ssim(a, b, win=7)
+    return _banded_ssim(reference, received, win=7)
 
 
-def _banded_ssim(a: np.ndarray, b: np.ndarray, win: int) -> float:
-    """Mean SSIM over the centres scikit-image averages (``pad`` = win // 2 cropped on every side), computing
-    the local SSIM only in slabs of rows around the rows where ``a`` and ``b`` differ; elsewhere it is 1."""
-    height, width = a.shape
+#: scikit-image's SSIM constants (``K1``, ``K2``) at ``data_range`` 255.
+_C1, _C2 = (0.01 * 255.0) ** 2, (0.03 * 255.0) ** 2
+
+
+def _banded_ssim(reference: np.ndarray, received: np.ndarray, win: int) -> float:
+    """Mean luma SSIM over the centres scikit-image averages (``pad`` = win // 2 cropped on every side) of two
+    HxWx3 images, computing the local SSIM only in slabs of rows around the rows where their lumas differ;
+    elsewhere it is 1. Luma is computed only on those rows (it is per pixel)."""
+    height, width = reference.shape[:2]
     pad = (win - 1) // 2
-    differing = np.flatnonzero((a != b).any(axis=1))
-    if differing.size == 0:
+    rows = np.flatnonzero((reference != received).any(axis=(1, 2)))  # rows whose pixels differ
+    if rows.size:  # of those, the rows whose luma differs (equal pixels have equal luma)
+        rows = rows[(luma(reference[rows]) != luma(received[rows])).any(axis=1)]
+    if rows.size == 0:
         return 1.0
     # centres whose window touches a differing row: rows [r - pad, r + pad]; a slab computed with 2 pad rows
     # of context either side gives them exactly (the slab's own border reflection reaches pad rows only)
-    starts = np.maximum(differing - 2 * pad, 0)
-    ends = np.minimum(differing + 2 * pad + 1, height)
+    starts = np.maximum(rows - 2 * pad, 0)
+    ends = np.minimum(rows + 2 * pad + 1, height)
     breaks = np.flatnonzero(starts[1:] > ends[:-1]) + 1
-    slabs = list(zip(starts[np.r_[0, breaks]], ends[np.r_[breaks - 1, differing.size - 1]]))
-    if sum(int(e - s) for s, e in slabs) > height // 2:  # most of the image: one pass is cheaper
-        return float(structural_similarity(a, b, data_range=255.0, win_size=win))
+    slabs = list(zip(starts[np.r_[0, breaks]].tolist(), ends[np.r_[breaks - 1, rows.size - 1]].tolist()))
+    if sum(e - s for s, e in slabs) > height // 2:  # most of the image: one pass is cheaper
+        centres = _local_ssim(luma(reference), luma(received), win, pad, height - pad)
+        # scikit-image's mean: over the cropped view of the whole map (same layout, same summation order)
+        whole = np.empty((height, width), np.float32)
+        whole[pad:height - pad, pad:width - pad] = centres
+        return float(whole[pad:height - pad, pad:width - pad].mean(dtype=np.float64))
     rows_kept = height - 2 * pad  # the centre rows scikit-image averages over: [pad, height - pad)
     total = float(rows_kept * (width - 2 * pad))
     changed_sum, changed_count = 0.0, 0
     for s0, s1 in slabs:
-        s0, s1 = int(s0), int(s1)
-        _, local = structural_similarity(a[s0:s1], b[s0:s1], data_range=255.0, win_size=win, full=True)
         # exact centres of this slab: away from its edges unless the edge is the image's own
         lo = max(s0 + (pad if s0 > 0 else 0), pad)
         hi = min(s1 - (pad if s1 < height else 0), height - pad)
         if hi > lo:
-            block = local[lo - s0 : hi - s0, pad : width - pad].astype(np.float64)
-            changed_sum += float(block.sum())
+            block = _local_ssim(luma(reference[s0:s1]), luma(received[s0:s1]), win, lo - s0, hi - s0)
+            changed_sum += float(block.astype(np.float64).sum())
             changed_count += block.size
     return (total - changed_count + changed_sum) / total
+
+
+def _local_ssim(a: np.ndarray, b: np.ndarray, win: int, lo: int, hi: int) -> np.ndarray:
+    """scikit-image's local SSIM map of float32 ``a`` and ``b`` (``structural_similarity(a, b, data_range=255,
+    win_size=win, full=True)[1]``, the same operations in the same order, so the same bits) at rows
+    ``[lo, hi)`` and columns ``[pad, width - pad)`` only: its uniform filter runs down the columns over all the
+    rows and then along the rows wanted alone (each row's pass is its own), and the formula on those centres."""
+    pad = (win - 1) // 2
+    cols = slice(pad, a.shape[1] - pad)
+
+    def mean_filter(x: np.ndarray) -> np.ndarray:  # scipy's uniform_filter: axis 0, then axis 1 on its output
+        down = uniform_filter1d(x, win, axis=0)[lo:hi]
+        return uniform_filter1d(down, win, axis=1, output=down)[:, cols]
+
+    ux, uy = mean_filter(a), mean_filter(b)
+    uxx, uyy, uxy = mean_filter(a * a), mean_filter(b * b), mean_filter(a * b)
+    cov_norm = win**2 / (win**2 - 1)  # sample covariance
+    vx = cov_norm * (uxx - ux * ux)
+    vy = cov_norm * (uyy - uy * uy)
+    vxy = cov_norm * (uxy - ux * uy)
+    a1, a2, b1, b2 = (2 * ux * uy + _C1, 2 * vxy + _C2, ux**2 + uy**2 + _C1, vx + vy + _C2)
+    return (a1 * a2) / (b1 * b2)
 
 
 def retention_of_ssim(value: float, gamma: float = DEFAULT_SSIM_GAMMA) -> float:

@@ -12,7 +12,11 @@ No diffusion model runs. For each seed of a request the surrogate
   refined prompt to maximal detail and hide the prompt's own content);
 * encodes it in the configured format (bytes as transmitted) and records as
   ``pixels`` the image an error-free link delivers (for JPEG, the decoded JPEG,
-  decoded the first time it is read: :class:`SurrogateImage`);
+  decoded the first time it is read: :class:`Picture`);
+* with ``pictures_per_prompt`` K, draws the picture of seed s from (raw prompt, s mod K)
+  instead, each of a prompt's K pictures rendered once per process and kept
+  (:meth:`SurrogateGenerator.picture`): a load test's images then cost a channel and an
+  assessment each, not a render and an encode;
 * reports ``inference_time_s`` as the modelled GPU time per image.
 
 >>> from sim.model.quality import QualityModel
@@ -28,6 +32,7 @@ True
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -53,48 +58,63 @@ def render_encoded(
 ) -> tuple[bytes, np.ndarray]:
     """The surrogate's picture for (prompt, seed): ``(bytes as transmitted, pixels as delivered
     by an error-free link)`` (read-only pixels; for JPEG the decoded JPEG, else the render)."""
-    data, pixels = _render(prompt, seed, size, image_format, jpeg_quality, complexity)
-    return data, _decoded(data, image_format, pixels) if isinstance(pixels, tuple) else pixels
+    picture = _render(prompt, seed, size, image_format, jpeg_quality, complexity)
+    return picture.data, picture.pixels
+
+
+class Picture:
+    """One rendered picture: its bytes as transmitted (``data``) and ``pixels``, what an error-free link
+    delivers (read-only; for JPEG, lossy, the decoded JPEG, decoded the first time they are read and then kept:
+    most images cross the link intact, and an intact image is scored without its pixels)."""
+
+    __slots__ = ("data", "format", "_pixels")
+
+    def __init__(self, data: bytes, image_format: str, pixels: np.ndarray | tuple[int, int, int]):
+        self.data = data
+        self.format = image_format
+        #: the pixels, or the ``(height, width, 3)`` shape to decode ``data`` to when they are first read
+        self._pixels = pixels
+
+    @property
+    def pixels(self) -> np.ndarray:
+        if isinstance(self._pixels, tuple):
+            pixels = decode_image(self.data, self.format, self._pixels)
+            if pixels is None:  # pragma: no cover - a fresh encoding always decodes
+                raise RuntimeError(f"freshly encoded {self.format} does not decode")
+            pixels.flags.writeable = False
+            self._pixels = pixels
+        return self._pixels
 
 
 def _render(prompt: str, seed: int, size: int, image_format: str, jpeg_quality: int,
-            complexity: float | None) -> tuple[bytes, np.ndarray | tuple[int, int, int]]:
-    """``(bytes as transmitted, the render read-only)``; for JPEG, lossy, the render's shape instead: what an
-    error-free link delivers is the decoded JPEG (:func:`_decoded`)."""
+            complexity: float | None) -> Picture:
+    """The picture of (prompt, seed), rendered and encoded (:class:`Picture`)."""
     pixels = render_image(prompt, int(seed), size, complexity)
     data = encode_image(pixels, image_format, jpeg_quality)
     if image_format == "jpeg":
-        return data, pixels.shape
+        return Picture(data, image_format, pixels.shape)
     pixels.flags.writeable = False
-    return data, pixels
-
-
-def _decoded(data: bytes, image_format: str, shape: tuple[int, int, int]) -> np.ndarray:
-    """The freshly encoded ``data`` decoded, read-only."""
-    pixels = decode_image(data, image_format, shape)
-    if pixels is None:  # pragma: no cover - a fresh encoding always decodes
-        raise RuntimeError(f"freshly encoded {image_format} does not decode")
-    pixels.flags.writeable = False
-    return pixels
+    return Picture(data, image_format, pixels)
 
 
 @dataclass(frozen=True)
 class SurrogateImage(GeneratedImage):
-    """A surrogate image whose ``pixels`` (for JPEG: the decoded JPEG, what an error-free link delivers) are
-    decoded the first time they are read, then kept: most images cross the link intact, and an intact image is
-    scored without its pixels (:class:`sim.assessment.fidelity.FidelityAssessor`). Constructed with ``pixels``
-    an array (kept as is) or the ``(height, width, 3)`` shape to decode ``data`` to."""
+    """A surrogate image whose ``pixels`` are those of its :class:`Picture` (for JPEG: decoded the first time
+    they are read, then kept, and shared by every image of the same picture). Constructed with ``pixels`` a
+    :class:`Picture` or an array (kept as is)."""
 
     def _get_pixels(self) -> np.ndarray:
         value = self.__dict__["_pixels"]
-        if isinstance(value, tuple):  # not decoded yet
-            self.__dict__["_pixels"] = value = _decoded(self.data, self.format, value)
-        return value
+        return value.pixels if isinstance(value, Picture) else value
 
     def _set_pixels(self, value) -> None:  # the dataclass's __init__ (frozen: it sets fields this way)
-        self.__dict__["_pixels"] = value if isinstance(value, tuple) else np.asarray(value)
+        self.__dict__["_pixels"] = value if isinstance(value, Picture) else np.asarray(value)
 
     pixels = property(_get_pixels, _set_pixels)
+
+
+#: Memory the rendered pictures a surrogate keeps (``pictures_per_prompt``) may hold, in decoded pixels.
+PICTURE_CACHE_BYTES = 256 * 2**20
 
 
 class SurrogateGenerator:
@@ -110,6 +130,7 @@ class SurrogateGenerator:
         jpeg_quality: int = 85,
         inference_time_s: float = 5.0,
         prompt_effect_key: int = 0,
+        pictures_per_prompt: int | None = None,
     ):
         if quality_model is None:
             from sim.model.quality import QualityModel
@@ -122,18 +143,43 @@ class SurrogateGenerator:
         image_format, jpeg_quality, t = validate_output_settings(image_format, jpeg_quality, inference_time_s)
         if not _is_int(prompt_effect_key) or prompt_effect_key < 0:
             raise ValueError(f"prompt_effect_key must be a non-negative integer, got {prompt_effect_key!r}")
+        if pictures_per_prompt is not None and (not _is_int(pictures_per_prompt) or pictures_per_prompt < 1):
+            raise ValueError(f"pictures_per_prompt must be an integer >= 1 or None, got {pictures_per_prompt!r}")
         self.quality_model = quality_model
         self.image_size = int(image_size)
         self.image_format = image_format.lower()
         self.jpeg_quality = int(jpeg_quality)
         self.inference_time_s = t
         self.prompt_effect_key = int(prompt_effect_key)
+        #: Distinct pictures per raw prompt (None: one per seed); see :meth:`picture`.
+        self.pictures_per_prompt = None if pictures_per_prompt is None else int(pictures_per_prompt)
+        self._pictures: OrderedDict[tuple[str, int], Picture] = OrderedDict()
+        self._max_pictures = max(16, PICTURE_CACHE_BYTES // (3 * self.image_size**2))
 
     def generation_score(self, raw_prompt: str, strategy: int, seed: int) -> float:
         """The quality-model score of the image (raw_prompt, strategy, seed) would get."""
         rng = np.random.default_rng(int(seed))
         scores = self.quality_model.sample_scores(raw_prompt, strategy, rng, n=1, key=self.prompt_effect_key)
         return float(np.asarray(scores).reshape(-1)[0])
+
+    def picture(self, raw_prompt: str, seed: int, complexity: float | None = None) -> Picture:
+        """The picture of an image of ``raw_prompt`` drawn with ``seed``: rendered from (raw prompt, seed), or with
+        ``pictures_per_prompt`` K from (raw prompt, seed mod K), each of those K rendered once and kept (the
+        most recently used, up to :data:`PICTURE_CACHE_BYTES` of pixels). The image's generation score is drawn
+        from its own seed either way; K pictures per prompt only make images of one prompt share their bytes
+        (their size, hence the bits the channel can hit) and their look (what a damaged image is compared with)."""
+        if self.pictures_per_prompt is None:
+            return _render(raw_prompt, seed, self.image_size, self.image_format, self.jpeg_quality, complexity)
+        key = (raw_prompt, seed % self.pictures_per_prompt)
+        picture = self._pictures.get(key)
+        if picture is None:
+            picture = _render(raw_prompt, key[1], self.image_size, self.image_format, self.jpeg_quality, complexity)
+            self._pictures[key] = picture
+            if len(self._pictures) > self._max_pictures:
+                self._pictures.popitem(last=False)
+        else:
+            self._pictures.move_to_end(key)
+        return picture
 
     def generate(self, request: GenerationRequest) -> list[GeneratedImage]:
         """One image per seed of ``request``, in seed order."""
@@ -147,13 +193,12 @@ class SurrogateGenerator:
             if not _is_int(seed) or seed < 0:
                 raise ValueError(f"seeds must be non-negative integers, got {seed!r}")
             score = self.generation_score(request.raw_prompt, request.strategy, int(seed))
-            data, pixels = _render(request.raw_prompt, seed, self.image_size, self.image_format, self.jpeg_quality,
-                                   complexity)  # a JPEG's pixels: decoded when read
+            picture = self.picture(request.raw_prompt, int(seed), complexity)
             images.append(
                 SurrogateImage(
-                    data=data,
+                    data=picture.data,
                     format=self.image_format,
-                    pixels=pixels,
+                    pixels=picture,
                     seed=int(seed),
                     generation_time_s=self.inference_time_s,
                     generation_score=score,

@@ -1,9 +1,15 @@
-"""Do the two delivery modes agree? ``bytes`` (real image bytes, bit flips, measured damage) against ``statistical``.
+"""Do two ways of running a scenario agree on its summary metrics?
 
-:func:`agreement` runs a scenario in both modes on the same seeds and compares each summary metric: the
+:func:`agreement`: the two delivery modes, ``bytes`` (real image bytes, bit flips, measured damage) against
+``statistical``. It runs a scenario in both modes on the same seeds and compares each summary metric: the
 modes draw from different random streams, so the comparison is two-sample (Welch's t-test on the per-seed
 values), with Holm's correction across the metrics and scenarios of one table. ``python
 scripts/delivery_agreement.py`` prints the table for the three reference cases of :data:`CASES`.
+
+:func:`paired_agreement`: two versions of one scenario that draw the same random streams (e.g. the surrogate's
+``pictures_per_prompt``, which changes the pictures and nothing else), compared seed by seed: the paired
+difference with its 95% CI, the paired t-test and Holm's correction across the metrics (``python
+scripts/pictures_agreement.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ import pandas as pd
 from scipy import stats
 
 from sim.config import Scenario, parse_scenario
-from sim.stats import holm_adjust, mean_ci
+from sim.executors import run_tasks
+from sim.stats import holm_adjust, mean_ci, paired_difference, paired_t_test
 from sim.world.simulation import World
 
 #: Summary metrics compared between the modes.
@@ -62,10 +69,39 @@ def agreement(cases: dict[str, tuple[Scenario, Sequence[int]]], metrics: Sequenc
     return table
 
 
+def run_summary(scenario: Scenario, seed: int) -> dict[str, Any]:
+    """The summary of one replication of ``scenario`` (a task for :func:`sim.executors.run_tasks`)."""
+    return World(scenario, seed=seed).run().summary
+
+
+def paired_agreement(base: Scenario, variant: Scenario, seeds: Sequence[int], metrics: Sequence[str] = METRICS,
+                     executor: str | None = None, workers: int | None = None) -> pd.DataFrame:
+    """One row per metric: ``base`` and ``variant`` run on the same ``seeds`` (same streams), both means with 95%
+    CIs, the paired difference (variant - base) with its 95% CI, the paired t-test's p and Holm's p across the
+    metrics. The runs go to ``executor`` (:func:`sim.executors.run_tasks`)."""
+    seeds = [int(s) for s in seeds]
+    summaries = run_tasks(run_summary, [(sc, s) for sc in (base, variant) for s in seeds], executor=executor,
+                          workers=workers)
+    by = {"base": pd.DataFrame(summaries[:len(seeds)]), "variant": pd.DataFrame(summaries[len(seeds):])}
+    rows = []
+    for metric in metrics:
+        a, b = by["base"][metric].to_numpy(float), by["variant"][metric].to_numpy(float)
+        ok = np.isfinite(a) & np.isfinite(b)
+        a, b = a[ok], b[ok]
+        rows.append({"metric": metric, "seeds": int(ok.sum()),
+                     **{f"base_{k}": v for k, v in zip(("mean", "low", "high"), mean_ci(a))},
+                     **{f"variant_{k}": v for k, v in zip(("mean", "low", "high"), mean_ci(b))},
+                     **{f"difference_{k}": v for k, v in zip(("mean", "low", "high"), paired_difference(b, a))},
+                     "p": paired_t_test(b, a)})
+    table = pd.DataFrame(rows)
+    table["p_holm"] = holm_adjust(table["p"].to_numpy())
+    return table
+
+
 def reference_cases(scale: float = 1.0) -> dict[str, tuple[Scenario, list[int]]]:
     """:data:`CASES` as scenarios, with ``scale`` times their seeds (at least 3)."""
     return {name: (parse_scenario(data, source=name), list(range(max(3, int(round(seeds * scale))))))
             for name, (data, seeds) in CASES.items()}
 
 
-__all__ = ["CASES", "METRICS", "agreement", "reference_cases"]
+__all__ = ["CASES", "METRICS", "agreement", "paired_agreement", "reference_cases", "run_summary"]
