@@ -2,7 +2,7 @@
 
 Runs a scenario (default ``scenarios/poisson_1000.yaml``: 1,000 Poisson users at two MASPs) once per seed,
 through the same path as ``python -m sim run`` (records written; streamed to Parquet in chunks as ``run`` does,
-from 100,000 users, or as ``--stream``/``--no-stream`` say; ``--shards`` processes), and prints what the simulator
+from 10,000 users, or as ``--stream``/``--no-stream`` say; ``--shards`` processes), and prints what the simulator
 processed per wall-clock minute of simulation (the run's ``wall_time_s``: without building the world and writing
 the report, as ``run`` reports it). First it measures bare SimPy on this machine (processes that only wait on
 timeouts, in the same run) and reports the world's rate against it too: the cost of one served user in bare SimPy
@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=1, help="processes for one replication's MASPs (default 1)")
     parser.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
                         help="stream the records to Parquet (bounded memory; default: as `python -m sim run`, from "
-                             "100,000 users)")
+                             "10,000 users)")
     parser.add_argument("--pictures", type=lambda v: None if v == "none" else int(v), default=False,
                         help="generator.surrogate.pictures_per_prompt: K or 'none' (default: the scenario's)")
     args = parser.parse_args()

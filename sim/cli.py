@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bar, only the results directory")
     r.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
                    help="write the trace and users to Parquet in chunks as the run goes, keeping memory bounded "
-                   "(default: from 100,000 users)")
+                   "(default: from 10,000 users)")
     r.add_argument("--overwrite", action="store_true", help="replace a run already in --out (refused otherwise)")
     r.add_argument("--shards", type=int, default=1, help="simulate the MASPs in this many processes (nearest "
                    "association, agents that decide per observation); same results, less wall time (default 1)")

@@ -19,8 +19,11 @@ from sim.world.records import UserRecord, conservation_line, records_frame, trac
 from sim.world.simulation import World, WorldResult
 from sim.world.streaming import streamed
 
-#: Runs of at least this many users stream their records to Parquet unless told otherwise.
-STREAM_FROM_USERS = 100_000
+#: Runs of at least this many users stream their records to Parquet unless told otherwise: records held in
+#: memory cost about 40 KB per user (10,000 statistical users of poisson_100k: 904 MiB peak held, 540 MiB
+#: streamed, and twice as long to write; ``python scripts/bench_world.py scenarios/poisson_100k.yaml --users
+#: 10000 --[no-]stream``).
+STREAM_FROM_USERS = 10_000
 #: Image rows of a streamed trace that its report's plots show (the first ones written).
 REPORT_SAMPLE_ROWS = 20_000
 
