@@ -25,6 +25,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
@@ -43,9 +44,12 @@ _PINNED: set[int] = set()
 
 
 def pin_threads() -> None:
-    """One BLAS / OpenMP thread, and one torch thread if torch is installed (runs are parallel, not threads).
+    """One BLAS / OpenMP thread, and one torch thread (runs are parallel, not threads).
 
     Once per process: scanning the loaded libraries again before every task costs more than a short run.
+    torch is pinned only if it is loaded already: imported later, it takes its thread count from
+    ``OMP_NUM_THREADS``, set here (importing it only to pin it cost every worker over a second, and most
+    runs never use it).
     """
     if os.getpid() in _PINNED:
         return
@@ -58,11 +62,9 @@ def pin_threads() -> None:
         threadpool_limits(1)
     except ModuleNotFoundError:
         pass
-    try:
-        import torch
-    except ModuleNotFoundError:
-        return
-    torch.set_num_threads(1)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
 
 
 def _init_local_worker() -> None:

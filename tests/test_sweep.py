@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -147,3 +148,22 @@ def test_local_dask_workers_start_without_dasks_malloc_trim_even_after_a_default
         finally:
             client.close()
             cluster.close()
+
+
+@pytest.mark.parametrize("torch_first", [False, True])
+def test_workers_pin_one_thread_without_importing_torch_for_it(torch_first):
+    """A worker's pin leaves torch unimported (importing it cost every worker over a second); torch imported
+    after it, or before it, runs on one thread."""
+    pytest.importorskip("torch")
+    code = (
+        "import sys\n"
+        + ("import torch\n" if torch_first else "")
+        + "from sim.executors import pin_threads\n"
+        "pin_threads()\n"
+        "loaded = 'torch' in sys.modules\n"
+        "import os, torch\n"
+        "print(loaded, torch.get_num_threads(), os.environ['OMP_NUM_THREADS'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ex.THREAD_VARIABLES}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == [str(torch_first), "1", "1"], out.stderr
