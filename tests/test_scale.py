@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from sim.config import load_scenario
 from sim.world.records import TRACE_SORT_KEYS, ExactSum, UserTally, summarise, trace_frame
 from sim.world.runner import run_scenario
-from sim.world.sharding import run_sharded, sharding_problems
+from sim.world.sharding import run_sharded, scan_users, sharding_problems
 from sim.world.simulation import World
 from sim.world.streaming import ParquetSink, streamed
 
@@ -252,6 +253,25 @@ def test_a_shards_users_are_those_whose_nearest_masp_it_simulates(twins):
         assert expected[whole.masps[0].name] == list(range(whole.n_users))
     for name, users_of in expected.items():
         assert World(scenario, seed=5, only_masps=[name])._user_ids.tolist() == users_of
+
+
+def test_users_scanned_in_parts_give_the_shard_its_own_scan():
+    """run_sharded scans the users in parts side by side and hands each shard its users: the same ids and draws
+    as the shard finds alone, and the same run."""
+    scenario = _scenario(300)
+    nearest, drawn = (np.concatenate(x) for x in zip(*(scan_users(scenario, 4, a, b) for a, b in ((0, 7), (7, 300)))))
+    whole_nearest, whole_drawn = World(scenario, seed=4).scan_users(0, 300)
+    assert np.array_equal(nearest, whole_nearest) and np.array_equal(drawn, whole_drawn)
+    name = scenario.masps[1].name
+    mine = np.flatnonzero(nearest == 1)
+    given = World(scenario, seed=4, only_masps=[name], own_users=(mine, drawn[mine]))
+    alone = World(scenario, seed=4, only_masps=[name])
+    assert given._user_ids.tolist() == alone._user_ids.tolist() and np.array_equal(given._own_draws, alone._own_draws)
+    assert given.run().summary == alone.run().summary
+    with pytest.raises(ValueError, match="own_users"):
+        World(scenario, seed=4, own_users=(mine, drawn[mine]))
+    with pytest.raises(ValueError, match="own_users"):
+        World(scenario, seed=4, only_masps=[name], own_users=(mine, drawn))
 
 
 def test_trace_tables_dictionary_encode_their_text_columns_only(tmp_path):

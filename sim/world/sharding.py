@@ -14,6 +14,7 @@ replications, running them side by side (``compare``, ``sweep``) already uses ev
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pyarrow.parquet as pq
 
 from sim.config import Scenario
@@ -78,13 +80,21 @@ class ShardResult:
     counts: tuple[int, int, int, int]
 
 
+def scan_users(scenario: Scenario, seed: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Users ``start`` to ``stop - 1`` of a replication: each one's nearest MASP and draws
+    (:meth:`World.scan_users`), a task the shards' executor runs before the shards."""
+    return World(scenario, seed=seed).scan_users(start, stop)
+
+
 def run_shard(scenario: Scenario, seed: int, masps: list[str], stream_dir: str | None = None,
-              progress_file: str | None = None) -> ShardResult:
+              progress_file: str | None = None,
+              own_users: tuple[np.ndarray, np.ndarray] | None = None) -> ShardResult:
     """Simulate ``masps`` and their users; records go to ``stream_dir`` (Parquet) or come back in the result.
 
     ``progress_file``: where the shard keeps ``departed total`` up to date (a few hundred times a run).
+    ``own_users``: the shard's users and their draws (:func:`scan_users`; found by the shard when not given).
     """
-    world = World(scenario, seed=seed, only_masps=masps)
+    world = World(scenario, seed=seed, only_masps=masps, own_users=own_users)
     if progress_file is not None:
         world.on_user_done = _progress_writer(Path(progress_file), world.n_users)
     if stream_dir is not None:
@@ -147,10 +157,18 @@ def run_sharded(scenario: Scenario, seed: int | None = None, shards: int = 2, st
         raise ValueError("; ".join(problems))
     groups = shard_masps(scenario, shards)
     parts_dir = None if stream_to is None else Path(stream_to) / ".shards"
+    # which MASP each user goes to, found by the shards' processes side by side (each scans a share of the users)
+    bounds = np.linspace(0, scenario.arrivals.n_users, len(groups) + 1).astype(int).tolist()
+    scans = run_tasks(scan_users, [(scenario, seed, a, b) for a, b in itertools.pairwise(bounds)],
+                      executor=executor, workers=shards, address=address)
+    nearest = np.concatenate([n for n, _ in scans])
+    drawn = np.concatenate([d for _, d in scans])
+    index = {m.name: i for i, m in enumerate(scenario.masps)}
+    owners = [np.flatnonzero(np.isin(nearest, [index[name] for name in group])) for group in groups]
     with tempfile.TemporaryDirectory(prefix="sim-shards-") as progress_dir:
         progress = [Path(progress_dir) / f"shard-{k}.progress" for k in range(len(groups))]
         tasks = [(scenario, seed, group, None if parts_dir is None else str(parts_dir / f"shard-{k}"),
-                  str(progress[k])) for k, group in enumerate(groups)]
+                  str(progress[k]), (owners[k], drawn[owners[k]])) for k, group in enumerate(groups)]
         with ThreadPoolExecutor(max_workers=1) as waiter:
             running = waiter.submit(run_tasks, run_shard, tasks, executor=executor, workers=shards, address=address,
                                     on_done=on_shard_done)
@@ -206,4 +224,4 @@ def _concatenate(parts_dir: Path, out: Path, n: int, faults: list[FaultRecord] =
         tmp.replace(out / name)
 
 
-__all__ = ["ShardResult", "run_shard", "run_sharded", "shard_masps", "sharding_problems"]
+__all__ = ["ShardResult", "run_shard", "run_sharded", "scan_users", "shard_masps", "sharding_problems"]

@@ -269,6 +269,7 @@ class World:
         models: ServiceModels | None = None,
         record_images: bool = True,
         only_masps=None,
+        own_users: tuple[np.ndarray, np.ndarray] | None = None,
     ):
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else int(seed)
@@ -339,7 +340,9 @@ class World:
         #: Image GPU completion times of statistical evaluations, by (images per user, epoch sizes, GPUs).
         self._done_times: dict[tuple, np.ndarray] = {}
         if only_masps is not None:
-            self._user_ids = self._own_users(only_masps)
+            self._user_ids = self._own_users(only_masps, own_users)
+        elif own_users is not None:
+            raise ValueError("own_users goes with only_masps")
         self.n_users = len(self._user_ids)
         self._image_records: list[ImageRecord] = []
         self._round_records: list[RoundRecord] = []
@@ -515,7 +518,10 @@ class World:
         path = None if self.scenario.users.prompt_set == "default" else self.scenario.users.prompt_set
         return load_prompts(path)
 
-    def _own_users(self, only_masps) -> np.ndarray:
+    def _own_users(self, only_masps, own_users: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """The ids of the users of ``only_masps`` (those whose nearest MASP is one of them), in order, and their
+        draws kept in ``_own_draws``: from ``own_users`` (ids and draws, as :meth:`scan_users` finds them) when
+        given, else scanned here."""
         names = {m.name for m in self.masps}
         only = set(only_masps)
         if not only or not only <= names:
@@ -528,18 +534,32 @@ class World:
             raise ValueError("only_masps cannot simulate faults.on_masp_down: reassociate (users would move to MASPs "
                              "it does not simulate)")
         self._simulated = [m for m in self.masps if m.name in only]
-        mine = np.array([m.name in only for m in self.masps])
-        own, draws = [], []
-        chunk = 65_536
-        for start in range(0, len(self._arrival_times), chunk):
-            users = range(start, min(start + chunk, len(self._arrival_times)))
-            drawn = np.array([self._user_draws(u) for u in users], dtype=np.float64).reshape(-1, 4)
-            keep = mine[self._nearest_indices(users, drawn)]
-            own.extend(np.asarray(users)[keep].tolist())
-            draws.append(drawn[keep])
+        if own_users is None:
+            nearest, drawn = self.scan_users(0, len(self._arrival_times))
+            mine = np.flatnonzero(np.isin(nearest, [i for i, m in enumerate(self.masps) if m.name in only]))
+            own_users = (mine, drawn[mine])
+        ids, draws = (np.asarray(a) for a in own_users)
+        if ids.ndim != 1 or draws.shape != (len(ids), 4):
+            raise ValueError(f"own_users must be (ids, draws of shape (len(ids), 4)), got shapes {ids.shape} and "
+                             f"{draws.shape}")
         # the own users' draws, kept (4 numbers each) so that they are not drawn again as the users arrive
-        self._own_draws = np.concatenate(draws) if draws else np.zeros((0, 4))
-        return np.array(own, dtype=np.int64)
+        self._own_draws = draws.astype(np.float64, copy=False)
+        return ids.astype(np.int64, copy=False)
+
+    def scan_users(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Users ``start`` to ``stop - 1``: the index in the scenario's MASPs of each one's nearest MASP, and its
+        :meth:`_user_draws` (a row of 4 numbers each), from the users' own streams, 65,536 users at a time. Parts
+        of a run scanned apart and concatenated give the whole run's scan."""
+        nearest, draws = [], []
+        chunk = 65_536
+        for first in range(int(start), int(stop), chunk):
+            users = range(first, min(first + chunk, int(stop)))
+            drawn = np.array([self._user_draws(u) for u in users], dtype=np.float64).reshape(-1, 4)
+            nearest.append(self._nearest_indices(users, drawn))
+            draws.append(drawn)
+        if not draws:
+            return np.zeros(0, np.intp), np.zeros((0, 4))
+        return np.concatenate(nearest), np.concatenate(draws)
 
     def _nearest_indices(self, users: range, drawn: np.ndarray) -> np.ndarray:
         """Index in ``self.masps`` of the nearest MASP of each of ``users`` (their :meth:`_user_draws` as rows of
