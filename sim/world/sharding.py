@@ -157,18 +157,12 @@ def run_sharded(scenario: Scenario, seed: int | None = None, shards: int = 2, st
         raise ValueError("; ".join(problems))
     groups = shard_masps(scenario, shards)
     parts_dir = None if stream_to is None else Path(stream_to) / ".shards"
-    # which MASP each user goes to, found by the shards' processes side by side (each scans a share of the users)
-    bounds = np.linspace(0, scenario.arrivals.n_users, len(groups) + 1).astype(int).tolist()
-    scans = run_tasks(scan_users, [(scenario, seed, a, b) for a, b in itertools.pairwise(bounds)],
-                      executor=executor, workers=shards, address=address)
-    nearest = np.concatenate([n for n, _ in scans])
-    drawn = np.concatenate([d for _, d in scans])
-    index = {m.name: i for i, m in enumerate(scenario.masps)}
-    owners = [np.flatnonzero(np.isin(nearest, [index[name] for name in group])) for group in groups]
+    own_users = _users_of_shards(scenario, seed, groups, executor, address)
     with tempfile.TemporaryDirectory(prefix="sim-shards-") as progress_dir:
         progress = [Path(progress_dir) / f"shard-{k}.progress" for k in range(len(groups))]
         tasks = [(scenario, seed, group, None if parts_dir is None else str(parts_dir / f"shard-{k}"),
-                  str(progress[k]), (owners[k], drawn[owners[k]])) for k, group in enumerate(groups)]
+                  str(progress[k]), own_users[k]) for k, group in enumerate(groups)]
+        del own_users
         with ThreadPoolExecutor(max_workers=1) as waiter:
             running = waiter.submit(run_tasks, run_shard, tasks, executor=executor, workers=shards, address=address,
                                     on_done=on_shard_done)
@@ -198,6 +192,20 @@ def run_sharded(scenario: Scenario, seed: int | None = None, shards: int = 2, st
     rounds = [r for part in parts for r in part.round_records]
     images_records = [r for part in parts for r in part.image_records]
     return WorldResult(seed, user_records, rounds, images_records, summary, images.images, books, faults)
+
+
+def _users_of_shards(scenario: Scenario, seed: int, groups: list[list[str]], executor: str | None,
+                     address: str | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each shard's users and their draws: which MASP each user goes to, found by the executor's processes side
+    by side, each scanning a share of the users (:func:`scan_users`); the whole scan is not kept."""
+    bounds = np.linspace(0, scenario.arrivals.n_users, len(groups) + 1).astype(int).tolist()
+    scans = run_tasks(scan_users, [(scenario, seed, a, b) for a, b in itertools.pairwise(bounds)],
+                      executor=executor, workers=len(groups), address=address)
+    nearest = np.concatenate([n for n, _ in scans])
+    drawn = np.concatenate([d for _, d in scans])
+    index = {m.name: i for i, m in enumerate(scenario.masps)}
+    owners = [np.flatnonzero(np.isin(nearest, [index[name] for name in group])) for group in groups]
+    return [(ids, drawn[ids]) for ids in owners]
 
 
 def _late_fault_records(scenario: Scenario, seed: int, groups: list[list[str]], parts: list[ShardResult],
