@@ -109,9 +109,9 @@ def main() -> None:
     args = parser.parse_args()
     scenario = load_scenario(args.scenario)
     if args.pictures is not False:
-        g = scenario.generator
-        surrogate = g.surrogate.model_copy(update={"pictures_per_prompt": args.pictures})
-        scenario = scenario.model_copy(update={"generator": g.model_copy(update={"surrogate": surrogate})})
+        from sim.world.sweep import cells
+
+        scenario = cells(scenario, {"generator.surrogate.pictures_per_prompt": [args.pictures]})[0][1]
     if args.delivery:
         scenario = scenario.model_copy(update={"channel": scenario.channel.model_copy(update={"delivery": args.delivery})})
     if args.users:

@@ -22,13 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sim.config import Scenario, load_scenario  # noqa: E402
 from sim.paper.common import fmt_ci  # noqa: E402
 from sim.world.agreement import METRICS, paired_agreement  # noqa: E402
+from sim.world.sweep import cells  # noqa: E402
 
 
 def with_pictures(scenario: Scenario, k: int | None) -> Scenario:
-    """``scenario`` with ``generator.surrogate.pictures_per_prompt`` set to ``k``."""
-    g = scenario.generator
-    surrogate = g.surrogate.model_copy(update={"pictures_per_prompt": k})
-    return scenario.model_copy(update={"generator": g.model_copy(update={"surrogate": surrogate})})
+    """``scenario`` with ``generator.surrogate.pictures_per_prompt`` set to ``k`` (as a sweep sets a key)."""
+    return cells(scenario, {"generator.surrogate.pictures_per_prompt": [k]})[0][1]
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import yaml
 from sim.config import parse_scenario
 from sim.world.agreement import CASES, METRICS, agreement, paired_agreement, reference_cases
 from sim.world.simulation import World
+from sim.world.sweep import cells
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,9 +49,7 @@ def test_the_comparison_catches_a_wrong_damage_model(tmp_path):
 
 
 def _with_pictures(scenario, k):
-    g = scenario.generator
-    return scenario.model_copy(update={"generator": g.model_copy(update={
-        "surrogate": g.surrogate.model_copy(update={"pictures_per_prompt": k})})})
+    return cells(scenario, {"generator.surrogate.pictures_per_prompt": [k]})[0][1]
 
 
 def test_a_few_pictures_per_prompt_leave_the_outcomes_within_their_intervals():

@@ -103,11 +103,7 @@ def _banded_ssim(reference: np.ndarray, received: np.ndarray, win: int) -> float
     breaks = np.flatnonzero(starts[1:] > ends[:-1]) + 1
     slabs = list(zip(starts[np.r_[0, breaks]].tolist(), ends[np.r_[breaks - 1, rows.size - 1]].tolist()))
     if sum(e - s for s, e in slabs) > height // 2:  # most of the image: one pass is cheaper
-        centres = _local_ssim(luma(reference), luma(received), win, pad, height - pad)
-        # scikit-image's mean: over the cropped view of the whole map (same layout, same summation order)
-        whole = np.empty((height, width), np.float32)
-        whole[pad:height - pad, pad:width - pad] = centres
-        return float(whole[pad:height - pad, pad:width - pad].mean(dtype=np.float64))
+        return float(structural_similarity(luma(reference), luma(received), data_range=255.0, win_size=win))
     rows_kept = height - 2 * pad  # the centre rows scikit-image averages over: [pad, height - pad)
     total = float(rows_kept * (width - 2 * pad))
     changed_sum, changed_count = 0.0, 0

@@ -46,7 +46,7 @@ CASES: dict[str, tuple[dict[str, Any], int]] = {
 
 def _summaries(scenario: Scenario, delivery: str, seeds: Sequence[int]) -> pd.DataFrame:
     moded = scenario.model_copy(update={"channel": scenario.channel.model_copy(update={"delivery": delivery})})
-    return pd.DataFrame([World(moded, seed=s).run().summary for s in seeds])
+    return pd.DataFrame([run_summary(moded, s) for s in seeds])
 
 
 def agreement(cases: dict[str, tuple[Scenario, Sequence[int]]], metrics: Sequence[str] = METRICS) -> pd.DataFrame:

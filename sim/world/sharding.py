@@ -37,7 +37,7 @@ from sim.world.records import (
     conservation,
     summarise,
 )
-from sim.world.simulation import World, WorldResult
+from sim.world.simulation import World, WorldResult, users_of_masps
 from sim.world.streaming import TRACE_SCHEMA, USERS_SCHEMA, fault_table, parquet_writer, streamed
 
 
@@ -162,7 +162,6 @@ def run_sharded(scenario: Scenario, seed: int | None = None, shards: int = 2, st
         progress = [Path(progress_dir) / f"shard-{k}.progress" for k in range(len(groups))]
         tasks = [(scenario, seed, group, None if parts_dir is None else str(parts_dir / f"shard-{k}"),
                   str(progress[k]), own_users[k]) for k, group in enumerate(groups)]
-        del own_users
         with ThreadPoolExecutor(max_workers=1) as waiter:
             running = waiter.submit(run_tasks, run_shard, tasks, executor=executor, workers=shards, address=address,
                                     on_done=on_shard_done)
@@ -201,11 +200,9 @@ def _users_of_shards(scenario: Scenario, seed: int, groups: list[list[str]], exe
     bounds = np.linspace(0, scenario.arrivals.n_users, len(groups) + 1).astype(int).tolist()
     scans = run_tasks(scan_users, [(scenario, seed, a, b) for a, b in itertools.pairwise(bounds)],
                       executor=executor, workers=len(groups), address=address)
-    nearest = np.concatenate([n for n, _ in scans])
-    drawn = np.concatenate([d for _, d in scans])
-    index = {m.name: i for i, m in enumerate(scenario.masps)}
-    owners = [np.flatnonzero(np.isin(nearest, [index[name] for name in group])) for group in groups]
-    return [(ids, drawn[ids]) for ids in owners]
+    scan = (np.concatenate([n for n, _ in scans]), np.concatenate([d for _, d in scans]))
+    names = [m.name for m in scenario.masps]
+    return [users_of_masps(scan, names, group) for group in groups]
 
 
 def _late_fault_records(scenario: Scenario, seed: int, groups: list[list[str]], parts: list[ShardResult],

@@ -34,7 +34,7 @@ import heapq
 import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import simpy
@@ -239,6 +239,16 @@ class _RoundDraws:
             rows = blocks.get((u // m, r))
             out[i] = (self.block(u // m, r) if rows is None else rows)[u % m]
         return out
+
+
+def users_of_masps(scan: tuple[np.ndarray, np.ndarray], masp_names: list[str],
+                   only: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, draws)`` of the users whose nearest MASP is one of ``only``, from a scan of all the users
+    (:meth:`World.scan_users`: each one's nearest MASP as an index in ``masp_names``, and its draws)."""
+    nearest, drawn = scan
+    only = set(only)
+    ids = np.flatnonzero(np.isin(nearest, [i for i, name in enumerate(masp_names) if name in only]))
+    return ids, drawn[ids]
 
 
 class World:
@@ -535,9 +545,8 @@ class World:
                              "it does not simulate)")
         self._simulated = [m for m in self.masps if m.name in only]
         if own_users is None:
-            nearest, drawn = self.scan_users(0, len(self._arrival_times))
-            mine = np.flatnonzero(np.isin(nearest, [i for i, m in enumerate(self.masps) if m.name in only]))
-            own_users = (mine, drawn[mine])
+            own_users = users_of_masps(self.scan_users(0, len(self._arrival_times)),
+                                       [m.name for m in self.masps], only)
         ids, draws = (np.asarray(a) for a in own_users)
         if ids.ndim != 1 or draws.shape != (len(ids), 4):
             raise ValueError(f"own_users must be (ids, draws of shape (len(ids), 4)), got shapes {ids.shape} and "
