@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
@@ -18,9 +19,9 @@ from hypothesis import strategies as st
 from sim.config import load_scenario
 from sim.world.records import TRACE_SORT_KEYS, ExactSum, UserTally, summarise, trace_frame
 from sim.world.runner import run_scenario
-from sim.world.sharding import run_sharded, scan_users, sharding_problems
+from sim.world.sharding import TableMerger, run_sharded, scan_users, sharding_problems
 from sim.world.simulation import World
-from sim.world.streaming import ParquetSink, streamed
+from sim.world.streaming import TRACE_SCHEMA, USERS_SCHEMA, ChunkFiles, ParquetSink, streamed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -136,6 +137,59 @@ def test_a_sharded_run_equals_the_single_process_run(tmp_path, delivery):
     assert streamed.summary == single.summary
     assert not (tmp_path / ".shards").exists()
     assert len(pd.read_parquet(tmp_path / "users.parquet")) == (60 if delivery == "statistical" else 24)
+
+
+def _rows(schema: pa.Schema, user_ids: list[int]) -> pa.Table:
+    columns = [pa.array(user_ids, type=f.type) if f.name == "user_id" else pa.nulls(len(user_ids), f.type)
+               for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def test_the_merger_appends_the_shards_chunks_in_turns_whichever_shard_is_ahead(tmp_path):
+    dirs = [tmp_path / "shard-0", tmp_path / "shard-1"]
+    for d in dirs:
+        d.mkdir()
+    trace = [ChunkFiles(d, "trace", TRACE_SCHEMA) for d in dirs]
+    users = [ChunkFiles(d, "users", USERS_SCHEMA) for d in dirs]
+    merger = TableMerger(dirs, tmp_path)
+    for i in range(3):  # shard 1 is ahead: all its chunks written before shard 0 wrote one
+        trace[1].write_table(_rows(TRACE_SCHEMA, [100 + i, 100 + i]))
+    trace[1].publish()
+    assert not merger.append_ready()  # chunk 0 of shard 0 has the turn
+    trace[0].write_table(_rows(TRACE_SCHEMA, [0]))
+    assert merger.append_ready()  # shard 0's chunk 0, then shard 1's
+    assert sorted(p.name for p in dirs[1].glob("*.arrow")) == ["trace-000001.arrow", "trace-000002.arrow"]
+    trace[0].write_table(_rows(TRACE_SCHEMA, [1]))
+    trace[0].publish()  # shard 0 ends after two chunks: shard 1's last one follows its own second
+    for k, part in enumerate(users):
+        part.write_table(_rows(USERS_SCHEMA, [k]))
+        part.publish()
+    merger.finish()
+    merged = pq.ParquetFile(tmp_path / "trace.parquet")
+    groups = [merged.read_row_group(g).column("user_id").to_pylist() for g in range(merged.num_row_groups)]
+    assert groups == [[0], [100, 100], [1], [101, 101], [102, 102]]
+    assert pq.read_table(tmp_path / "users.parquet").column("user_id").to_pylist() == [0, 1]
+    assert not list(tmp_path.rglob("*.arrow")) and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_the_merger_refuses_to_finish_before_every_shard_published(tmp_path):
+    (tmp_path / "shard-0").mkdir()
+    merger = TableMerger([tmp_path / "shard-0"], tmp_path)
+    ChunkFiles(tmp_path / "shard-0", "trace", TRACE_SCHEMA).write_table(_rows(TRACE_SCHEMA, [0]))
+    with pytest.raises(RuntimeError, match="not published"):
+        merger.finish()
+    merger.abort()
+    assert not (tmp_path / "trace.parquet").exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_sharded_run_streams_the_same_bytes_every_time(tmp_path):
+    sc = _scenario(150)
+    digests = []
+    for name in ("one", "two"):
+        run_sharded(sc, seed=4, shards=2, stream_to=(tmp_path / name), executor="local")
+        digests.append([(tmp_path / name / table).read_bytes() for table in ("trace.parquet", "users.parquet")])
+    assert digests[0] == digests[1]
+    assert pq.ParquetFile(tmp_path / "one" / "trace.parquet").num_row_groups >= 1
 
 
 def test_a_shard_of_an_unvisited_masp_and_a_horizon(tmp_path):

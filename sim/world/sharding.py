@@ -17,13 +17,13 @@ from __future__ import annotations
 import itertools
 import shutil
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from sim.config import Scenario
 from sim.executors import run_tasks
@@ -38,7 +38,7 @@ from sim.world.records import (
     summarise,
 )
 from sim.world.simulation import World, WorldResult, users_of_masps
-from sim.world.streaming import TRACE_SCHEMA, USERS_SCHEMA, fault_table, parquet_writer, streamed
+from sim.world.streaming import ChunkFiles, ChunkReader, ParquetTable, TRACE_SCHEMA, USERS_SCHEMA, fault_table, streamed
 
 
 def sharding_problems(scenario: Scenario, shards: int) -> list[str]:
@@ -89,7 +89,8 @@ def scan_users(scenario: Scenario, seed: int, start: int, stop: int) -> tuple[np
 def run_shard(scenario: Scenario, seed: int, masps: list[str], stream_dir: str | None = None,
               progress_file: str | None = None,
               own_users: tuple[np.ndarray, np.ndarray] | None = None) -> ShardResult:
-    """Simulate ``masps`` and their users; records go to ``stream_dir`` (Parquet) or come back in the result.
+    """Simulate ``masps`` and their users; records go to ``stream_dir`` (:class:`~sim.world.streaming.ChunkFiles`,
+    which :class:`TableMerger` appends to the run's tables) or come back in the result.
 
     ``progress_file``: where the shard keeps ``departed total`` up to date (a few hundred times a run).
     ``own_users``: the shard's users and their draws (:func:`scan_users`; found by the shard when not given).
@@ -99,7 +100,7 @@ def run_shard(scenario: Scenario, seed: int, masps: list[str], stream_dir: str |
         world.on_user_done = _progress_writer(Path(progress_file), world.n_users)
     if stream_dir is not None:
         Path(stream_dir).mkdir(parents=True, exist_ok=True)
-    with streamed(world, stream_dir):
+    with streamed(world, stream_dir, table=ChunkFiles):
         result = world.run()
     horizon = scenario.service.horizon_s
     end = world.env.now if horizon is None else float(horizon)
@@ -143,10 +144,10 @@ def run_sharded(scenario: Scenario, seed: int | None = None, shards: int = 2, st
                 on_user_done: Callable[[int, int], None] | None = None) -> WorldResult:
     """One replication of ``scenario`` in ``shards`` processes (module docstring); the same result as ``World.run``.
 
-    ``stream_to``: write ``trace.parquet`` and ``users.parquet`` there, each shard's chunks one after another
-    (as :class:`~sim.world.streaming.ParquetSink`: sorted by time within a chunk); the result then carries the
-    summary only. ``on_user_done(done, total)`` follows the users who left, over all shards (polled from
-    the shards' progress files twice a second). Raises ``ValueError`` naming what prevents sharding.
+    ``stream_to``: write ``trace.parquet`` and ``users.parquet`` there, the shards' chunks taking turns
+    (:class:`TableMerger`; each sorted by time, as :class:`~sim.world.streaming.ParquetSink` writes them); the
+    result then carries the summary only. ``on_user_done(done, total)`` follows the users who left, over all
+    shards (polled from the shards' progress files twice a second). Raises ``ValueError`` naming what prevents sharding.
     """
     seed = scenario.seed if seed is None else int(seed)
     shards = int(shards)
@@ -158,39 +159,66 @@ def run_sharded(scenario: Scenario, seed: int | None = None, shards: int = 2, st
     groups = shard_masps(scenario, shards)
     parts_dir = None if stream_to is None else Path(stream_to) / ".shards"
     own_users = _users_of_shards(scenario, seed, groups, executor, address)
-    with tempfile.TemporaryDirectory(prefix="sim-shards-") as progress_dir:
-        progress = [Path(progress_dir) / f"shard-{k}.progress" for k in range(len(groups))]
-        tasks = [(scenario, seed, group, None if parts_dir is None else str(parts_dir / f"shard-{k}"),
-                  str(progress[k]), own_users[k]) for k, group in enumerate(groups)]
-        with ThreadPoolExecutor(max_workers=1) as waiter:
-            running = waiter.submit(run_tasks, run_shard, tasks, executor=executor, workers=shards, address=address,
-                                    on_done=on_shard_done)
-            while not running.done():
-                if on_user_done is not None:
-                    on_user_done(*_read_progress(progress))
-                wait([running], timeout=0.5)
-            parts: list[ShardResult] = running.result()
-        if on_user_done is not None:
-            on_user_done(*_read_progress(progress))
-    users, images = UserTally(), ImageTally()
-    for part in parts:
-        users.merge(part.users)
-        images.merge(part.images)
-    end = max(part.end_s for part in parts)
-    summary = summarise(users, images, sum(part.arrived for part in parts), end)
-    arrived, in_service, requested, in_flight = (sum(c) for c in zip(*(part.counts for part in parts)))
-    books = conservation(arrived, in_service, users, requested, in_flight, images)
-    # a shard whose users all left early stopped recording its faults; the whole run records them to its end
-    late = _late_fault_records(scenario, seed, groups, parts, end)
-    faults = sorted([r for part in parts for r in part.fault_records] + late, key=lambda r: (r.t_s, r.target, r.state))
-    if parts_dir is not None:
-        _concatenate(parts_dir, Path(stream_to), len(groups), late)
-        shutil.rmtree(parts_dir)
+    if stream_to is not None:
+        Path(stream_to).mkdir(parents=True, exist_ok=True)
+    merger = None if parts_dir is None else TableMerger([parts_dir / f"shard-{k}" for k in range(len(groups))],
+                                                      Path(stream_to))
+    try:
+        parts = _run_shards(scenario, seed, groups, parts_dir, own_users, executor, address, merger,
+                            on_shard_done, on_user_done)
+        users, images = UserTally(), ImageTally()
+        for part in parts:
+            users.merge(part.users)
+            images.merge(part.images)
+        end = max(part.end_s for part in parts)
+        summary = summarise(users, images, sum(part.arrived for part in parts), end)
+        arrived, in_service, requested, in_flight = (sum(c) for c in zip(*(part.counts for part in parts)))
+        books = conservation(arrived, in_service, users, requested, in_flight, images)
+        # a shard whose users all left early stopped recording its faults; the whole run records them to its end
+        late = _late_fault_records(scenario, seed, groups, parts, end)
+        faults = sorted([r for part in parts for r in part.fault_records] + late,
+                        key=lambda r: (r.t_s, r.target, r.state))
+        if merger is not None:
+            merger.finish(late)
+    except BaseException:
+        if merger is not None:
+            merger.abort()
+        raise
+    finally:
+        if parts_dir is not None:
+            shutil.rmtree(parts_dir, ignore_errors=True)
+    if merger is not None:
         return WorldResult(seed, [], [], [], summary, images.images, books, faults)
     user_records = sorted((r for part in parts for r in part.user_records), key=lambda r: r.user_id)
     rounds = [r for part in parts for r in part.round_records]
     images_records = [r for part in parts for r in part.image_records]
     return WorldResult(seed, user_records, rounds, images_records, summary, images.images, books, faults)
+
+
+def _run_shards(scenario: Scenario, seed: int, groups: list[list[str]], parts_dir: Path | None,
+                own_users: list[tuple[np.ndarray, np.ndarray]], executor: str | None, address: str | None,
+                merger: TableMerger | None, on_shard_done: Callable[[], None] | None,
+                on_user_done: Callable[[int, int], None] | None) -> list[ShardResult]:
+    """Run the shards on the executor; meanwhile report progress (twice a second) and let ``merger`` append the
+    chunks the shards have written."""
+    with tempfile.TemporaryDirectory(prefix="sim-shards-") as progress_dir:
+        progress = [Path(progress_dir) / f"shard-{k}.progress" for k in range(len(groups))]
+        tasks = [(scenario, seed, group, None if parts_dir is None else str(parts_dir / f"shard-{k}"),
+                  str(progress[k]), own_users[k]) for k, group in enumerate(groups)]
+        with ThreadPoolExecutor(max_workers=1) as waiter:
+            running = waiter.submit(run_tasks, run_shard, tasks, executor=executor, workers=len(groups),
+                                    address=address, on_done=on_shard_done)
+            polled = 0.0
+            while not running.done():
+                if on_user_done is not None and time.monotonic() - polled >= 0.5:
+                    on_user_done(*_read_progress(progress))
+                    polled = time.monotonic()
+                if merger is None or not merger.append_ready():
+                    wait([running], timeout=0.5 if merger is None else 0.05)
+            parts: list[ShardResult] = running.result()
+        if on_user_done is not None:
+            on_user_done(*_read_progress(progress))
+    return parts
 
 
 def _users_of_shards(scenario: Scenario, seed: int, groups: list[list[str]], executor: str | None,
@@ -214,19 +242,50 @@ def _late_fault_records(scenario: Scenario, seed: int, groups: list[list[str]], 
     return [r for group, part in zip(groups, parts) for r in world.fault_records_between(group, part.end_s, end)]
 
 
-def _concatenate(parts_dir: Path, out: Path, n: int, faults: list[FaultRecord] = ()) -> None:
-    """Append every shard's row groups, one at a time, to ``out``'s tables (bounded memory); ``faults`` go last,
-    as a row group of their own."""
-    for name, schema in (("trace.parquet", TRACE_SCHEMA), ("users.parquet", USERS_SCHEMA)):
-        tmp = out / f".{name}.merging"
-        with parquet_writer(tmp, schema) as writer:
-            for k in range(n):
-                source = pq.ParquetFile(parts_dir / f"shard-{k}" / name)
-                for group in range(source.num_row_groups):
-                    writer.write_table(source.read_row_group(group))
-            if faults and name == "trace.parquet":
-                writer.write_table(fault_table(faults))
-        tmp.replace(out / name)
+class TableMerger:
+    """Appends the shards' chunks (:class:`~sim.world.streaming.ChunkFiles` in ``parts_dirs``) to the run's
+    ``trace.parquet`` and ``users.parquet`` in ``out`` while the shards run, so that their end leaves little to
+    write: chunk 0 of every shard in shard order, then chunk 1 of every shard, and so on (a shard that has no
+    more is passed over). The order is fixed whichever shard is ahead: the tables are the same bytes from run to
+    run. Each chunk file is removed once appended (bounded disk and memory)."""
+
+    def __init__(self, parts_dirs: list[Path], out: Path):
+        self._tables = [(ParquetTable(out, name, schema), [ChunkReader(d, name) for d in parts_dirs], [0])
+                        for name, schema in (("trace", TRACE_SCHEMA), ("users", USERS_SCHEMA))]
+
+    def append_ready(self) -> bool:
+        """Append every chunk whose turn has come and that is whole; whether any was."""
+        appended = False
+        for table, readers, turn in self._tables:
+            while not all(reader.finished() for reader in readers):
+                reader = readers[turn[0]]
+                if not reader.finished():
+                    if not reader.ready():
+                        break  # its turn, and its next chunk is still being written
+                    table.write_table(reader.take())
+                    appended = True
+                turn[0] = (turn[0] + 1) % len(readers)
+        return appended
+
+    def finish(self, faults: list[FaultRecord] = ()) -> None:
+        """Once every shard has ended: append what is left, then ``faults`` as a row group of their own, and move
+        both tables into place."""
+        self.append_ready()
+        for _, readers, _ in self._tables:
+            unread = [str(r.directory) for r in readers if not r.finished()]
+            if unread:
+                raise RuntimeError(f"shard tables not published (missing *.chunks): {unread}")
+        trace, users = (table for table, _, _ in self._tables)
+        if faults:
+            trace.write_table(fault_table(list(faults)))
+        for table in (trace, users):
+            table.close()
+        for table in (trace, users):
+            table.publish()
+
+    def abort(self) -> None:
+        for table, _, _ in self._tables:
+            table.abort()
 
 
-__all__ = ["ShardResult", "run_shard", "run_sharded", "scan_users", "shard_masps", "sharding_problems"]
+__all__ = ["ShardResult", "TableMerger", "run_shard", "run_sharded", "scan_users", "shard_masps", "sharding_problems"]
