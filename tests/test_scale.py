@@ -67,6 +67,27 @@ def test_user_tally_summary_equals_the_one_from_records():
     assert summarise(halves, result.images, 40, 1.0)["mean_utility"] == result.summary["mean_utility"]
 
 
+def test_users_given_as_columns_count_and_stream_as_records_do(tmp_path):
+    import dataclasses
+
+    users = World(_scenario(40), seed=2).run().users
+    columns = {f.name: [getattr(u, f.name) for u in users[13:]] for f in dataclasses.fields(users[0])}
+    from_columns = UserTally.of(users[:13])
+    from_columns.add_columns(columns)
+    from_records = UserTally.of(users)
+    assert (from_columns.departed, from_columns.served, from_columns.outcomes) == \
+        (from_records.departed, from_records.served, from_records.outcomes)
+    assert {f: t.mean for f, t in from_columns.sums.items()} == {f: t.mean for f, t in from_records.sums.items()}
+    sink = ParquetSink(tmp_path, chunk_rows=10)
+    for user in users[:13]:  # records, then columns: written in the order given, 10 rows a row group
+        sink.add_user(user)
+    sink.add_user_columns(columns)
+    sink.close()
+    table = pq.ParquetFile(tmp_path / "users.parquet")
+    assert [table.metadata.row_group(g).num_rows for g in range(table.num_row_groups)] == [10, 10, 10, 10]
+    assert table.read().column("user_id").to_pylist() == [u.user_id for u in users]
+
+
 def test_users_are_drawn_as_they_arrive(monkeypatch):
     world = World(_scenario(50), seed=1)
     assert world.n_users == 50

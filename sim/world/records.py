@@ -417,6 +417,15 @@ class UserTally:
         for field, total in self.sums.items():
             total.add(float(getattr(user, field)))
 
+    def add_columns(self, columns: dict) -> None:
+        """Add users given as columns (``{field of UserRecord: sequence}``): the same as :meth:`add` for each."""
+        self.departed += len(columns["outcome"])
+        self.served += sum(map(bool, columns["satisfied"]))
+        for outcome in columns["outcome"]:
+            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        for field, total in self.sums.items():
+            total.add_many(np.asarray(columns[field], dtype=np.float64))
+
     def merge(self, other: UserTally) -> None:
         """Add another part of the run's users (e.g. another shard's)."""
         self.departed += other.departed

@@ -1211,30 +1211,34 @@ class World:
         cost_total = np.array([u.total_cost for u in users])
         violated = np.array([not u.satisfied for u in users])
         utilities = np.asarray(user_utility(q, cost_total, violated, self.qoe_params), dtype=float)
-        for (user, outcome, t), latency_s, q_i, utility_i in zip(leaving, latency.tolist(), q.tolist(),
-                                                                  utilities.tolist()):
-            record = UserRecord(
-                user_id=user.user_id,
-                masp=user.masp,
-                prompt=user.prompt,
-                complexity=user.complexity,
-                threshold=user.threshold,
-                distance_m=user.distance_m,
-                arrival_s=user.arrival_s,
-                departure_s=t,
-                rounds=user.rounds_done,
-                images=user.images,
-                best_score=user.best_score,
-                satisfied=user.satisfied,
-                single_round_success=user.satisfied and user.rounds_done == 1,
-                latency_s=latency_s,
-                qoe=q_i,
-                cost=user.total_cost,
-                utility=utility_i,
-                outcome=outcome,
-            )
-            self._add_user(record)
-            self.user_tally.add(record)
+        columns = {
+            "user_id": [u.user_id for u in users],
+            "masp": [u.masp for u in users],
+            "prompt": [u.prompt for u in users],
+            "complexity": [u.complexity for u in users],
+            "threshold": [u.threshold for u in users],
+            "distance_m": [u.distance_m for u in users],
+            "arrival_s": [u.arrival_s for u in users],
+            "departure_s": [t for _, _, t in leaving],
+            "rounds": [u.rounds_done for u in users],
+            "images": [u.images for u in users],
+            "best_score": [u.best_score for u in users],
+            "satisfied": [u.satisfied for u in users],
+            "single_round_success": [u.satisfied and u.rounds_done == 1 for u in users],
+            "latency_s": latency.tolist(),
+            "qoe": q.tolist(),
+            "cost": [u.total_cost for u in users],
+            "utility": utilities.tolist(),
+            "outcome": [outcome for _, outcome, _ in leaving],
+        }
+        self.user_tally.add_columns(columns)
+        add_columns = getattr(self.sink, "add_user_columns", None)
+        if add_columns is not None:  # a sink that takes them as columns (no record made)
+            add_columns(columns)
+            return
+        names = list(columns)
+        for values in zip(*columns.values()):
+            self._add_user(UserRecord(**dict(zip(names, values))))
 
     # -- run --------------------------------------------------------------------------------------
 

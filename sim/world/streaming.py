@@ -196,6 +196,9 @@ class ParquetSink:
         self._rounds: list[RoundRecord] = []
         self._faults: list[FaultRecord] = []
         self._users: list[UserRecord] = []
+        #: User rows given as columns (and records held before them), not written yet.
+        self._held_users: list[pa.Table] = []
+        self._held_user_rows = 0
         #: Rows given as columns (tables of the trace's schema), not written yet.
         self._held: list[pa.Table] = []
         self._held_rows = 0
@@ -231,8 +234,24 @@ class ParquetSink:
 
     def add_user(self, record: UserRecord) -> None:
         self._users.append(record)
-        if len(self._users) >= self.chunk_rows:
+        if len(self._users) + self._held_user_rows >= self.chunk_rows:
             self._flush_users()
+
+    def add_user_columns(self, columns: dict) -> None:
+        """User records given as columns (``{field of UserRecord: list}``), in order of departure."""
+        self._hold_user_records()
+        table = pa.Table.from_arrays([pa.array(columns[f.name], type=f.type) for f in USERS_SCHEMA],
+                                     schema=USERS_SCHEMA)
+        self._held_users.append(table)
+        self._held_user_rows += table.num_rows
+        if self._held_user_rows >= self.chunk_rows:
+            self._flush_users()
+
+    def _hold_user_records(self) -> None:
+        if self._users:
+            self._held_users.append(_table(self._users, UserRecord, USERS_SCHEMA))
+            self._held_user_rows += len(self._users)
+            self._users = []
 
     def _flush_trace(self, final: bool = False) -> None:
         """Write the records held as row groups of ``chunk_rows`` image and round rows each, sorted by time, in
@@ -272,18 +291,27 @@ class ParquetSink:
             self._trace_writer.write_table(chunk)
             self.rows["trace"] += chunk.num_rows
 
-    def _flush_users(self) -> None:
-        if self._users:
-            self._users_writer.write_table(_table(self._users, UserRecord, USERS_SCHEMA))
-            self.rows["users"] += len(self._users)
-        self._users = []
+    def _flush_users(self, final: bool = False) -> None:
+        """Write the user records held as row groups of ``chunk_rows`` rows; ``final`` writes the rest too."""
+        self._hold_user_records()
+        if not self._held_users:
+            return
+        rows = pa.concat_tables(self._held_users)
+        start = 0
+        while rows.num_rows - start >= self.chunk_rows or (final and start < rows.num_rows):
+            size = min(self.chunk_rows, rows.num_rows - start)
+            self._users_writer.write_table(rows.slice(start, size))
+            self.rows["users"] += size
+            start += size
+        rest = rows.slice(start)
+        self._held_users, self._held_user_rows = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
 
     def close(self) -> None:
         """Write what is buffered and move both tables into place."""
         if self.closed:
             return
         self._flush_trace(final=True)
-        self._flush_users()
+        self._flush_users(final=True)
         self._trace_writer.close()
         self._users_writer.close()
         self._trace_writer.publish()
