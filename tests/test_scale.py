@@ -144,6 +144,22 @@ def test_a_failed_streamed_run_leaves_no_table(tmp_path, monkeypatch):
     assert not (tmp_path / "trace.parquet").exists() and not list(tmp_path.glob(".*tmp"))
 
 
+def test_a_failed_sharded_streamed_run_leaves_no_table_and_no_chunk(tmp_path, monkeypatch):
+    import multiprocessing
+
+    if multiprocessing.get_start_method() != "fork":
+        pytest.skip("the shards' processes inherit the patch only when forked")
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(World, "_statistical_epochs", broken)
+    with pytest.raises(RuntimeError, match="boom"):
+        run_sharded(_scenario(20), seed=0, shards=2, stream_to=tmp_path, executor="local")
+    left = [p.name for p in tmp_path.rglob("*")]
+    assert left == [], left
+
+
 @pytest.mark.parametrize("delivery", ["statistical", "bytes"])
 def test_a_sharded_run_equals_the_single_process_run(tmp_path, delivery):
     sc = _scenario(60 if delivery == "statistical" else 24, delivery)
