@@ -170,3 +170,23 @@ def test_image_ber_per_user_spreads_to_the_per_image_ber():
 def test_the_last_image_done_is_the_latest_gpu_completion(n_images, gpus):
     latest = float(service.gpu_completion_times(n_images, gpus, 2.5).max())
     assert service.last_image_done_s(sum(n_images), gpus, 2.5) == latest
+
+
+@settings(max_examples=60, deadline=None)
+@given(users=st.integers(1, 6), k=st.integers(1, 8), m=st.sampled_from([0.5, 1.0, 2.0, 3.7, 8.0]),
+       block=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_snr_and_image_ber_are_the_two_calls_bit_for_bit(users, k, m, block, seed):
+    rng = np.random.default_rng(seed)
+    ch = Channel(ChannelParams(nakagami_m=m))
+    model = "block_fading" if block else "average_fading"
+    p = rng.uniform(0.0, 1.0, users)[:, None]
+    d = rng.uniform(1.0, 500.0, users)[:, None]
+    x = rng.normal(0.0, 8.0, users)[:, None]
+    g = rng.gamma(m, 1.0 / m, (users, k))
+    snr, ber = service.snr_and_image_ber(ch, model, p, d, x, g)
+    assert np.array_equal(snr, ch.snr(p, d, x, g))
+    assert np.array_equal(ber, service.image_ber(ch, model, p, d, x, g, per_image=False))
+    one = ch.snr_and_ber_given_shadowing(0.3, 80.0, 2.5, 1.7)  # plain numbers
+    assert one == (ch.snr(0.3, 80.0, 2.5, 1.7), ch.ber_given_shadowing(0.3, 80.0, 2.5))
+    with pytest.raises(ValueError, match="fading_gain"):
+        ch.snr_and_ber_given_shadowing(p, d, x, -g)

@@ -206,6 +206,12 @@ def received_snr(
 def _snr(power_w: ArrayLike, distance_m: ArrayLike, eps, n0, shadowing_db: ArrayLike, fading_gain: ArrayLike):
     """:func:`received_snr` for a path-loss exponent and noise power already checked (a :class:`ChannelParams`'):
     the arrays are checked here in one pass each; plain numbers (a user's mean SNR) without making arrays."""
+    p, g, d = _checked_link(power_w, distance_m, fading_gain)
+    return _out(np.asarray(p * g * _large_scale_gain(d, eps, shadowing_db) / n0))
+
+
+def _checked_link(power_w: ArrayLike, distance_m: ArrayLike, fading_gain: ArrayLike):
+    """``(power, fading gain, distance)`` of :func:`_snr`, checked (``ValueError`` naming the bad one)."""
     if (type(power_w) is float and type(distance_m) is float and type(fading_gain) is float  # noqa: E721
             and power_w >= 0 and fading_gain >= 0 and 0 < distance_m < math.inf):
         p, g, d = power_w, fading_gain, distance_m
@@ -221,7 +227,7 @@ def _snr(power_w: ArrayLike, distance_m: ArrayLike, eps, n0, shadowing_db: Array
             _require(np.asarray(g) >= 0, "fading_gain must be >= 0")
             _require(d > 0, "distance_m must be > 0")
             _require(np.isfinite(d), "distance_m must be finite")
-    return _out(np.asarray(p * g * _large_scale_gain(d, eps, shadowing_db) / n0))
+    return p, g, d
 
 
 def _large_scale_gain(d, eps, shadowing_db: ArrayLike):
@@ -842,6 +848,18 @@ class Channel:
         mean_snr = np.asarray(_snr(power_w, distance_m, p.path_loss_exponent, p.noise_power_w, shadowing_db,
                                    p.nakagami_omega))  # >= 0: no check needed
         return _out(_ber_scalar_m(mean_snr.ravel(), p.nakagami_m).reshape(mean_snr.shape))
+
+    def snr_and_ber_given_shadowing(self, power_w: ArrayLike, distance_m: ArrayLike, shadowing_db: ArrayLike,
+                                    fading_gain: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        """``(snr(power_w, distance_m, shadowing_db, fading_gain), ber_given_shadowing(power_w, distance_m,
+        shadowing_db))``, the same numbers bit for bit, with the inputs checked and the large-scale gain computed
+        once (the statistical world asks for both every epoch)."""
+        p = self.params  # checked by ChannelParams
+        pw, g, d = _checked_link(power_w, distance_m, fading_gain)
+        gain = _large_scale_gain(d, p.path_loss_exponent, shadowing_db)
+        snr = _out(np.asarray(pw * g * gain / p.noise_power_w))
+        mean_snr = np.asarray(pw * p.nakagami_omega * gain / p.noise_power_w)
+        return snr, _out(_ber_scalar_m(mean_snr.ravel(), p.nakagami_m).reshape(mean_snr.shape))
 
     def transmission_time_s(self, n_bits: ArrayLike, snr: ArrayLike) -> np.ndarray:
         """Seconds to send ``n_bits`` at the Shannon rate with ``bandwidth_hz`` (0 if None)."""

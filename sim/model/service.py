@@ -147,6 +147,25 @@ def image_ber(
     return spread(ber, np.shape(fading_gain)) if per_image else ber
 
 
+def snr_and_image_ber(
+    channel: ChannelModel,
+    ber_model: str,
+    power_w: ArrayLike,
+    distance_m: ArrayLike,
+    shadowing_db: ArrayLike,
+    fading_gain: ArrayLike,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(channel.snr(...), image_ber(..., per_image=False))`` with the same arguments: the same numbers, with the
+    SNR's work shared (:meth:`Channel.snr_and_ber_given_shadowing`; under ``block_fading`` the BER is that of
+    the SNR computed once)."""
+    if ber_model == "average_fading" and type(channel) is Channel:
+        return channel.snr_and_ber_given_shadowing(power_w, distance_m, shadowing_db, fading_gain)
+    snr = np.asarray(channel.snr(power_w, distance_m, shadowing_db, fading_gain), dtype=float)
+    if ber_model == "block_fading":
+        return snr, np.asarray(ber_awgn(snr), dtype=float)
+    return snr, image_ber(channel, ber_model, power_w, distance_m, shadowing_db, fading_gain, per_image=False)
+
+
 def spread(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """``values`` broadcast to ``np.broadcast_shapes(values.shape, shape)``, as a new array (e.g. each image's BER:
     its user's)."""
@@ -240,8 +259,8 @@ def image_outcomes(
     x = np.asarray(shadowing_db, dtype=float)[..., None]
     fading = np.asarray(fading_gains, dtype=float)
     ch = models.channel
-    snr = np.asarray(ch.snr(p, d, x, fading), dtype=float)
-    ber = models.image_ber(p, d, x, fading, per_image=False)
+    snr, ber = snr_and_image_ber(ch, models.ber_model, p, d, x, fading)
+    snr, ber = np.asarray(snr, dtype=float), np.asarray(ber, dtype=float)
     received, decodable = delivered(models.quality, ber, generation_scores, uniforms, image_bits)
     ber = spread(ber, received.shape)
     done = models.image_done_times(n, fading.shape[-1]) if done_s is None else np.asarray(done_s, dtype=float)
@@ -334,6 +353,7 @@ __all__ = [
     "received_scores",
     "round_outcomes",
     "round_results",
+    "snr_and_image_ber",
     "transmission_time_s",
     "transmitted_powers",
 ]
