@@ -851,14 +851,18 @@ class World:
         k = self._k_max
         sizes = [len(e.batch) for e in epochs]
         users = [u for e in epochs for u in e.batch]
-        draws = self._draws.rows([u.user_id for u in users], [u.rounds_done for u in users])
+        ids, rounds_done = [u.user_id for u in users], [u.rounds_done for u in users]
+        draws = self._draws.rows(ids, rounds_done)
+        # the users' numbers the rounds depend on, as the rows of one array
+        d, t_request, thresholds, best_before = np.array([
+            [u.distance_m for u in users], [u.request_s for u in users], [u.threshold for u in users],
+            [u.best_score for u in users]], dtype=float).reshape(4, len(users))
         key = self.generator.prompt_effect_key
         mean = self.quality.prompt_mean_score
         means = np.array([mean(u.prompt, s, key) for e in epochs for u, s in zip(e.batch, e.strategies)])
         gen = self.quality.scores_from_normals(means[:, None], draws[:, 1 + k:1 + 2 * k])
         n = np.concatenate([e.n_images for e in epochs])
         power = np.concatenate([e.power for e in epochs])
-        d = np.array([u.distance_m for u in users])
         masp = epochs[0].masp
         if masp.gpus_down is not None:  # GPUs that fail (one epoch at a time)
             done, gpu_lost = self._gpu_done_times(masp, n, k)
@@ -887,19 +891,16 @@ class World:
             self.image_tally.add(int(broken.sum()), int(((unscored != "") & used).sum()), img.ber[used],
                                  lost[used & gone].tolist())
         else:
-            self.image_tally.add(int(broken.sum()), 0, img.ber[used])
-        self._images_requested += int(n.sum())
+            self.image_tally.add(np.count_nonzero(broken), 0, img.ber[used])
+        self._images_requested += int(np.add.reduce(n))
         undecodable = broken.sum(axis=1)
         # the rounds' fields: the users' state they depend on does not change before their epochs end
-        t_done = np.repeat(np.array([e.t_decision for e in epochs]), sizes) + latency
-        t_request = np.array([u.request_s for u in users])
-        thresholds = np.array([u.threshold for u in users])
-        best_now = np.maximum(np.array([u.best_score for u in users]), best)
+        t_done = np.array([e.t_decision for e in epochs for _ in e.batch]) + latency
+        best_now = np.maximum(best_before, best)
         satisfied = best_now >= thresholds
         requested = np.concatenate([e.requested for e in epochs])
         strategies = [s for e in epochs for s in e.strategies]
-        user_columns = {"user_id": np.array([u.user_id for u in users], dtype=np.int64),
-                        "round_index": np.array([u.rounds_done for u in users], dtype=np.int64),
+        user_columns = {"user_id": np.array(ids, dtype=np.int64), "round_index": np.array(rounds_done, dtype=np.int64),
                         "strategy": np.array(strategies, dtype=np.int64),
                         "n_images": n, "power_w": power, "shadowing_db": draws[:, 0]}
         images = {"done_s": img.done_s, "arrival_s": img.arrival_s, "transmission_time_s": img.transmission_s,
