@@ -97,9 +97,9 @@ def test_users_are_drawn_as_they_arrive(monkeypatch):
     drawn: list[tuple[int, float]] = []
     original = World.draw_user
 
-    def spy(self, u):
+    def spy(self, u, index=None):
         drawn.append((u, self.env.now))
-        return original(self, u)
+        return original(self, u, index)
 
     monkeypatch.setattr(World, "draw_user", spy)
     world = World(_scenario(50), seed=1)

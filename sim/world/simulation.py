@@ -612,12 +612,13 @@ class World:
         radius = float(distances[u]) if u < len(distances) else drawn[2]
         return radius * np.array([math.cos(drawn[3]), math.sin(drawn[3])])
 
-    def draw_user(self, u: int) -> User:
-        """User ``u`` as it arrives: prompt, threshold and position from its own stream (no agent touches it)."""
+    def draw_user(self, u: int, index: int | None = None) -> User:
+        """User ``u`` as it arrives: prompt, threshold and position from its own stream (no agent touches it).
+        ``index``: where ``u`` is among the users this world simulates, when the caller knows it."""
         cfg = self.scenario.users
         drawn = None
         if self._own_draws is not None:  # a shard's users, drawn when it chose them
-            i = int(np.searchsorted(self._user_ids, u))
+            i = int(np.searchsorted(self._user_ids, u)) if index is None else index
             if i < len(self._user_ids) and self._user_ids[i] == u:
                 row = self._own_draws[i].tolist()
                 drawn = (int(row[0]), row[1], row[2], row[3])
@@ -686,11 +687,11 @@ class World:
     def _arrivals(self):
         """One process for all arrivals: each user is drawn when it arrives (users at the same instant together)."""
         times = self._arrival_times
-        for u in self._user_ids.tolist():
+        for i, u in enumerate(self._user_ids.tolist()):
             wait = float(times[u]) - self.env.now
             if wait > 0:
                 yield self.env.timeout(wait)
-            user = self.draw_user(u)
+            user = self.draw_user(u, i)
             self._arrived += 1
             self._enqueue(self._associate(user), user)
 
