@@ -652,9 +652,11 @@ class World:
         return min(self.masps, key=lambda m: self._distance(position_m, m))
 
     def _associate(self, user: User) -> _Masp:
-        candidates = self.masps
+        # the MASPs this world simulates: all of them, or a shard's, whose users are those whose nearest MASP is
+        # one of them (so the nearest of these is the nearest of all)
+        candidates = self._simulated
         if self.faults is not None and self.faults.on_masp_down == "reassociate":
-            candidates = [m for m in self.masps if not self._masp_is_down(m)] or self.masps
+            candidates = [m for m in self._simulated if not self._masp_is_down(m)] or self._simulated
         distances = [self._distance(user.position_m, m) for m in candidates]
         if self.scenario.service.association == "least_loaded":
             k = min(range(len(candidates)), key=lambda i: (len(candidates[i].pending) + candidates[i].in_service,
