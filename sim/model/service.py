@@ -147,14 +147,8 @@ def image_ber(
     return spread(ber, np.shape(fading_gain)) if per_image else ber
 
 
-def snr_and_image_ber(
-    channel: ChannelModel,
-    ber_model: str,
-    power_w: ArrayLike,
-    distance_m: ArrayLike,
-    shadowing_db: ArrayLike,
-    fading_gain: ArrayLike,
-) -> tuple[np.ndarray, np.ndarray]:
+def snr_and_image_ber(channel: ChannelModel, ber_model: str, power_w: ArrayLike, distance_m: ArrayLike,
+                      shadowing_db: ArrayLike, fading_gain: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """``(channel.snr(...), image_ber(..., per_image=False))`` with the same arguments: the same numbers, with the
     SNR's work shared (:meth:`Channel.snr_and_ber_given_shadowing`; under ``block_fading`` the BER is that of
     the SNR computed once)."""
