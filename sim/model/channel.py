@@ -207,7 +207,12 @@ def _snr(power_w: ArrayLike, distance_m: ArrayLike, eps, n0, shadowing_db: Array
     """:func:`received_snr` for a path-loss exponent and noise power already checked (a :class:`ChannelParams`'):
     the arrays are checked here in one pass each; plain numbers (a user's mean SNR) without making arrays."""
     p, g, d = _checked_link(power_w, distance_m, fading_gain)
-    return _out(np.asarray(p * g * _large_scale_gain(d, eps, shadowing_db) / n0))
+    return _snr_of(p, g, _large_scale_gain(d, eps, shadowing_db), n0)
+
+
+def _snr_of(p, g, large_scale_gain, n0):
+    """``P * G * large-scale gain / N0`` for checked inputs: the SNR's one formula."""
+    return _out(np.asarray(p * g * large_scale_gain / n0))
 
 
 def _checked_link(power_w: ArrayLike, distance_m: ArrayLike, fading_gain: ArrayLike):
@@ -845,9 +850,13 @@ class Channel:
         with which the world flips the bits of one image.
         """
         p = self.params  # checked by ChannelParams
-        mean_snr = np.asarray(_snr(power_w, distance_m, p.path_loss_exponent, p.noise_power_w, shadowing_db,
-                                   p.nakagami_omega))  # >= 0: no check needed
-        return _out(_ber_scalar_m(mean_snr.ravel(), p.nakagami_m).reshape(mean_snr.shape))
+        mean_snr = _snr(power_w, distance_m, p.path_loss_exponent, p.noise_power_w, shadowing_db, p.nakagami_omega)
+        return self._ber_at_mean_snr(mean_snr)
+
+    def _ber_at_mean_snr(self, mean_snr) -> np.ndarray:
+        """:meth:`ber_given_shadowing` at the SNR averaged over fading (>= 0: no check needed)."""
+        mean_snr = np.asarray(mean_snr)
+        return _out(_ber_scalar_m(mean_snr.ravel(), self.params.nakagami_m).reshape(mean_snr.shape))
 
     def snr_and_ber_given_shadowing(self, power_w: ArrayLike, distance_m: ArrayLike, shadowing_db: ArrayLike,
                                     fading_gain: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -857,9 +866,8 @@ class Channel:
         p = self.params  # checked by ChannelParams
         pw, g, d = _checked_link(power_w, distance_m, fading_gain)
         gain = _large_scale_gain(d, p.path_loss_exponent, shadowing_db)
-        snr = _out(np.asarray(pw * g * gain / p.noise_power_w))
-        mean_snr = np.asarray(pw * p.nakagami_omega * gain / p.noise_power_w)
-        return snr, _out(_ber_scalar_m(mean_snr.ravel(), p.nakagami_m).reshape(mean_snr.shape))
+        return (_snr_of(pw, g, gain, p.noise_power_w),
+                self._ber_at_mean_snr(_snr_of(pw, p.nakagami_omega, gain, p.noise_power_w)))
 
     def transmission_time_s(self, n_bits: ArrayLike, snr: ArrayLike) -> np.ndarray:
         """Seconds to send ``n_bits`` at the Shannon rate with ``bandwidth_hz`` (0 if None)."""

@@ -150,13 +150,11 @@ def image_ber(
 def snr_and_image_ber(channel: ChannelModel, ber_model: str, power_w: ArrayLike, distance_m: ArrayLike,
                       shadowing_db: ArrayLike, fading_gain: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """``(channel.snr(...), image_ber(..., per_image=False))`` with the same arguments: the same numbers, with the
-    SNR's work shared (:meth:`Channel.snr_and_ber_given_shadowing`; under ``block_fading`` the BER is that of
-    the SNR computed once)."""
+    SNR's work shared where the shipped channel can (:meth:`Channel.snr_and_ber_given_shadowing`; a subclass
+    or another channel model may compute its SNR otherwise, so it gets the two calls)."""
     if ber_model == "average_fading" and type(channel) is Channel:
         return channel.snr_and_ber_given_shadowing(power_w, distance_m, shadowing_db, fading_gain)
     snr = np.asarray(channel.snr(power_w, distance_m, shadowing_db, fading_gain), dtype=float)
-    if ber_model == "block_fading":
-        return snr, np.asarray(ber_awgn(snr), dtype=float)
     return snr, image_ber(channel, ber_model, power_w, distance_m, shadowing_db, fading_gain, per_image=False)
 
 
