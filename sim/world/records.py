@@ -410,15 +410,8 @@ class UserTally:
         self.outcomes: dict[str, int] = {}
         self.sums = {field: ExactSum() for field in _USER_MEANS}
 
-    def add(self, user: UserRecord) -> None:
-        self.departed += 1
-        self.served += bool(user.satisfied)
-        self.outcomes[user.outcome] = self.outcomes.get(user.outcome, 0) + 1
-        for field, total in self.sums.items():
-            total.add(float(getattr(user, field)))
-
     def add_columns(self, columns: dict) -> None:
-        """Add users given as columns (``{field of UserRecord: sequence}``): the same as :meth:`add` for each."""
+        """Add users given as columns (``{field of UserRecord: sequence}``, one entry per user)."""
         self.departed += len(columns["outcome"])
         self.served += sum(map(bool, columns["satisfied"]))
         for outcome in columns["outcome"]:
@@ -438,8 +431,7 @@ class UserTally:
     @classmethod
     def of(cls, users: list[UserRecord]) -> UserTally:
         tally = cls()
-        for user in users:
-            tally.add(user)
+        tally.add_columns({f.name: [getattr(u, f.name) for u in users] for f in dataclasses.fields(UserRecord)})
         return tally
 
 

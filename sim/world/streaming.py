@@ -44,36 +44,41 @@ TRACE_SCHEMA = _trace_schema()
 USERS_SCHEMA = pa.schema(_fields(UserRecord))
 
 
-def _table(records: list, record_type: type, schema: pa.Schema, extra: dict[str, pa.Array] | None = None) -> pa.Table:
-    """Records of one type as a table of ``schema`` (columns the type lacks are null)."""
-    own = dict(_fields(record_type))
-    n = len(records)
-    columns = []
+def _arrow_table(columns: dict, schema: pa.Schema, n: int) -> pa.Table:
+    """``n`` rows given as columns (Arrow arrays, or sequences converted to the field's type) as a table of
+    ``schema``; the fields not given are null."""
+    arrays = []
     for field in schema:
-        if extra and field.name in extra:
-            columns.append(extra[field.name])
-        elif field.name in own:
-            columns.append(pa.array([getattr(r, field.name) for r in records], type=field.type))
+        values = columns.get(field.name)
+        if values is None:
+            arrays.append(pa.nulls(n, type=field.type))
         else:
-            columns.append(pa.nulls(n, type=field.type))
-    return pa.Table.from_arrays(columns, schema=schema)
+            arrays.append(values if isinstance(values, pa.Array) else pa.array(values, type=field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _table(records: list, record_type: type, schema: pa.Schema, extra: dict[str, pa.Array] | None = None) -> pa.Table:
+    """Records of one type as a table of ``schema`` (columns the type lacks are null; ``extra`` adds some)."""
+    columns = {name: [getattr(r, name) for r in records] for name, _ in _fields(record_type) if name in schema.names}
+    return _arrow_table({**columns, **(extra or {})}, schema, len(records))
 
 
 def _column_table(columns: dict, record_type: type, kind: str, time_field: str) -> pa.Table:
     """Records given as columns (``{field: numpy array}``) as a table of the trace's schema."""
     n = len(columns[time_field])
-    arrays = []
-    for field in TRACE_SCHEMA:
-        if field.name == "record":
-            arrays.append(pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)),
-                                                         pa.array([kind])).cast(pa.string()))
-        elif field.name == "t_s":
-            arrays.append(pa.array(columns[time_field], type=pa.float64()))
-        elif field.name in columns:
-            arrays.append(pa.array(columns[field.name], type=field.type))
-        else:
-            arrays.append(pa.nulls(n, type=field.type))
-    return pa.Table.from_arrays(arrays, schema=TRACE_SCHEMA)
+    record = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([kind])).cast(pa.string())
+    return _arrow_table({**columns, "record": record, "t_s": pa.array(columns[time_field], type=pa.float64())},
+                        TRACE_SCHEMA, n)
+
+
+def _split_rows(rows: pa.Table, chunk_rows: int, final: bool) -> tuple[list[pa.Table], pa.Table]:
+    """``rows`` cut into whole chunks of ``chunk_rows`` (and, when ``final``, the last part too), and the rest."""
+    chunks, start = [], 0
+    while rows.num_rows - start >= chunk_rows or (final and start < rows.num_rows):
+        size = min(chunk_rows, rows.num_rows - start)
+        chunks.append(rows.slice(start, size))
+        start += size
+    return chunks, rows.slice(start)
 
 
 def parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
@@ -115,7 +120,7 @@ class ChunkFiles:
     ``{name}-000000.arrow``, ``{name}-000001.arrow``, ..., each renamed into place once whole, and at
     :meth:`publish` ``{name}.chunks`` holding their number. Another process reads the table chunk by chunk while
     it is being written (:class:`ChunkReader`): :func:`sim.world.sharding.run_sharded` appends its shards' chunks
-    to the run's Parquet tables while the shards run. Writing a chunk this way costs a third of encoding it as
+    to the run's Parquet tables while the shards run. Writing a chunk this way is cheaper than encoding it as
     Parquet."""
 
     OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
@@ -195,8 +200,7 @@ class ParquetSink:
         self._images: list[ImageRecord] = []
         self._rounds: list[RoundRecord] = []
         self._faults: list[FaultRecord] = []
-        self._users: list[UserRecord] = []
-        #: User rows given as columns (and records held before them), not written yet.
+        #: User rows not written yet.
         self._held_users: list[pa.Table] = []
         self._held_user_rows = 0
         #: Rows given as columns (tables of the trace's schema), not written yet.
@@ -233,25 +237,16 @@ class ParquetSink:
         self._faults.append(record)
 
     def add_user(self, record: UserRecord) -> None:
-        self._users.append(record)
-        if len(self._users) + self._held_user_rows >= self.chunk_rows:
-            self._flush_users()
+        """One user record (the world gives them as columns, :meth:`add_user_columns`)."""
+        self.add_user_columns({name: [getattr(record, name)] for name in USERS_SCHEMA.names})
 
     def add_user_columns(self, columns: dict) -> None:
         """User records given as columns (``{field of UserRecord: list}``), in order of departure."""
-        self._hold_user_records()
-        table = pa.Table.from_arrays([pa.array(columns[f.name], type=f.type) for f in USERS_SCHEMA],
-                                     schema=USERS_SCHEMA)
+        table = _arrow_table(columns, USERS_SCHEMA, len(columns["user_id"]))
         self._held_users.append(table)
         self._held_user_rows += table.num_rows
         if self._held_user_rows >= self.chunk_rows:
             self._flush_users()
-
-    def _hold_user_records(self) -> None:
-        if self._users:
-            self._held_users.append(_table(self._users, UserRecord, USERS_SCHEMA))
-            self._held_user_rows += len(self._users)
-            self._users = []
 
     def _flush_trace(self, final: bool = False) -> None:
         """Write the records held as row groups of ``chunk_rows`` image and round rows each, sorted by time, in
@@ -267,17 +262,12 @@ class ParquetSink:
                 parts.append(_table(records, record_type, TRACE_SCHEMA, extra))
         parts = self._held + parts
         self._images, self._rounds, self._held, self._held_rows = [], [], [], 0
-        rows = pa.concat_tables(parts) if parts else None
-        total = 0 if rows is None else rows.num_rows
-        start = 0
-        while rows is not None and (total - start >= self.chunk_rows or (final and start < total)):
-            size = min(self.chunk_rows, total - start)
-            self._write_chunk(rows.slice(start, size))
-            start += size
+        chunks, rest = _split_rows(pa.concat_tables(parts), self.chunk_rows, final) if parts else ([], None)
+        for chunk in chunks:
+            self._write_chunk(chunk)
         if final and self._faults:
             self._write_chunk(None)
-        if rows is not None and start < total:
-            rest = rows.slice(start)
+        if rest is not None and rest.num_rows:
             self._held, self._held_rows = [rest], rest.num_rows
 
     def _write_chunk(self, rows: pa.Table | None) -> None:
@@ -293,17 +283,12 @@ class ParquetSink:
 
     def _flush_users(self, final: bool = False) -> None:
         """Write the user records held as row groups of ``chunk_rows`` rows; ``final`` writes the rest too."""
-        self._hold_user_records()
         if not self._held_users:
             return
-        rows = pa.concat_tables(self._held_users)
-        start = 0
-        while rows.num_rows - start >= self.chunk_rows or (final and start < rows.num_rows):
-            size = min(self.chunk_rows, rows.num_rows - start)
-            self._users_writer.write_table(rows.slice(start, size))
-            self.rows["users"] += size
-            start += size
-        rest = rows.slice(start)
+        chunks, rest = _split_rows(pa.concat_tables(self._held_users), self.chunk_rows, final)
+        for chunk in chunks:
+            self._users_writer.write_table(chunk)
+            self.rows["users"] += chunk.num_rows
         self._held_users, self._held_user_rows = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
 
     def close(self) -> None:
