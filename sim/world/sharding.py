@@ -38,7 +38,7 @@ from sim.world.records import (
     summarise,
 )
 from sim.world.simulation import World, WorldResult, users_of_masps
-from sim.world.streaming import ChunkFiles, ChunkReader, ParquetTable, TRACE_SCHEMA, USERS_SCHEMA, fault_table, streamed
+from sim.world.streaming import TRACE_SCHEMA, USERS_SCHEMA, ChunkFiles, ChunkReader, ParquetTable, fault_table, streamed
 
 
 def sharding_problems(scenario: Scenario, shards: int) -> list[str]:
@@ -147,7 +147,8 @@ def run_sharded(scenario: Scenario, seed: int | None = None, shards: int = 2, st
     ``stream_to``: write ``trace.parquet`` and ``users.parquet`` there, the shards' chunks taking turns
     (:class:`TableMerger`; each sorted by time, as :class:`~sim.world.streaming.ParquetSink` writes them); the
     result then carries the summary only. ``on_user_done(done, total)`` follows the users who left, over all
-    shards (polled from the shards' progress files twice a second). Raises ``ValueError`` naming what prevents sharding.
+    shards (polled from the shards' progress files twice a second). Raises ``ValueError`` naming what prevents
+    sharding.
     """
     seed = scenario.seed if seed is None else int(seed)
     shards = int(shards)
@@ -250,32 +251,32 @@ class TableMerger:
     run. Each chunk file is removed once appended (bounded disk and memory)."""
 
     def __init__(self, parts_dirs: list[Path], out: Path):
-        self._tables = [(ParquetTable(out, name, schema), [ChunkReader(d, name) for d in parts_dirs], [0])
+        self._merges = [_Merge(ParquetTable(out, name, schema), [ChunkReader(d, name) for d in parts_dirs])
                         for name, schema in (("trace", TRACE_SCHEMA), ("users", USERS_SCHEMA))]
 
     def append_ready(self) -> bool:
         """Append every chunk whose turn has come and that is whole; whether any was."""
         appended = False
-        for table, readers, turn in self._tables:
-            while not all(reader.finished() for reader in readers):
-                reader = readers[turn[0]]
+        for merge in self._merges:
+            while not all(reader.finished() for reader in merge.readers):
+                reader = merge.readers[merge.turn]
                 if not reader.finished():
                     if not reader.ready():
                         break  # its turn, and its next chunk is still being written
-                    table.write_table(reader.take())
+                    merge.table.write_table(reader.take())
                     appended = True
-                turn[0] = (turn[0] + 1) % len(readers)
+                merge.turn = (merge.turn + 1) % len(merge.readers)
         return appended
 
     def finish(self, faults: list[FaultRecord] = ()) -> None:
         """Once every shard has ended: append what is left, then ``faults`` as a row group of their own, and move
         both tables into place."""
         self.append_ready()
-        for _, readers, _ in self._tables:
-            unread = [str(r.directory) for r in readers if not r.finished()]
+        for merge in self._merges:
+            unread = [str(r.directory) for r in merge.readers if not r.finished()]
             if unread:
                 raise RuntimeError(f"shard tables not published (missing *.chunks): {unread}")
-        trace, users = (table for table, _, _ in self._tables)
+        trace, users = (merge.table for merge in self._merges)
         if faults:
             trace.write_table(fault_table(list(faults)))
         for table in (trace, users):
@@ -284,8 +285,17 @@ class TableMerger:
             table.publish()
 
     def abort(self) -> None:
-        for table, _, _ in self._tables:
-            table.abort()
+        for merge in self._merges:
+            merge.table.abort()
+
+
+@dataclass
+class _Merge:
+    """One table being merged: where it goes, its shards' chunks, and whose chunk comes next."""
+
+    table: ParquetTable
+    readers: list[ChunkReader]
+    turn: int = 0
 
 
 __all__ = ["ShardResult", "TableMerger", "run_shard", "run_sharded", "scan_users", "shard_masps", "sharding_problems"]
